@@ -1,0 +1,141 @@
+/**
+ * The seam between TypeScript and the native core.
+ *
+ * Every kernel works on caller-owned, row-major, contiguous float32 buffers (Float32Array views; a
+ * `subarray` view is fine: the native side honours its byte offset). Shapes are spelled in the
+ * arguments, llm.c style. Kernels never allocate tensors the caller will see, never keep references,
+ * and do all per-element work natively (OpenMP over both cores; matrix products through OpenBLAS).
+ * A GPU backend can sit behind this same interface later.
+ *
+ * Conventions
+ * - "accumulate" kernels ADD into their gradient outputs (so gradients of shared inputs sum);
+ *   the caller zeroes them first.
+ * - qkv activations are laid out per token as [3, N, H]: q heads, then k heads, then v heads.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import fs from 'node:fs';
+
+export type F32 = Float32Array;
+export type I32 = Int32Array;
+
+export interface NativeKernels {
+  /** Number of threads used by OpenMP kernels and OpenBLAS. */
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  /** Human-readable build info: OpenBLAS config string, core name, OpenMP threads. */
+  info(): string;
+
+  // ---- matrix products (cblas_sgemm) ----
+  /** C[M,N] = alpha * op(A) · op(B) + beta * C. op(A) is [M,K]: A is [M,K] (transA=false) or [K,M].
+   *  op(B) is [K,N]: B is [K,N] (transB=false) or [N,K]. All contiguous row-major. */
+  gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+       A: F32, B: F32, beta: number, C: F32): void;
+  /** `batch` independent gemms; matrix i of A starts at i*strideA (elements), likewise B and C. */
+  gemmBatched(transA: boolean, transB: boolean, batch: number, M: number, N: number, K: number,
+              alpha: number, A: F32, strideA: number, B: F32, strideB: number, beta: number,
+              C: F32, strideC: number): void;
+
+  // ---- embedding ----
+  /** out[r,:] = table[ids[r],:]; ids must be in [0,V) (checked; throws RangeError naming the row). */
+  embeddingForward(out: F32, table: F32, ids: I32, rows: number, V: number, D: number): void;
+  /** dtable[ids[r],:] += dout[r,:] (accumulate). */
+  embeddingBackward(dtable: F32, dout: F32, ids: I32, rows: number, V: number, D: number): void;
+
+  // ---- RMSNorm without gain: y = x / sqrt(mean(x^2) + 1e-6) over rows of C ----
+  /** Writes y[R,C] and rstd[R] = 1/sqrt(mean(x^2)+eps). */
+  rmsnormForward(y: F32, rstd: F32, x: F32, R: number, C: number): void;
+  /** dx += (dy - y * mean(dy*y)) * rstd (accumulate). */
+  rmsnormBackward(dx: F32, dy: F32, y: F32, rstd: F32, R: number, C: number): void;
+
+  // ---- RoPE (base 10000, rotate-half; absolute position = pos0 + t) ----
+  /** x is [B, T, heads, H] with token stride `strideTok` (elements between consecutive t) and batch
+   *  stride `strideB`; rotates `heads` heads of size H in place, for t in [0,T), position pos0+t. */
+  ropeForward(x: F32, B: number, T: number, heads: number, H: number, strideB: number, strideTok: number, pos0: number): void;
+  /** In-place inverse rotation of a gradient laid out like ropeForward's x. */
+  ropeBackward(dx: F32, B: number, T: number, heads: number, H: number, strideB: number, strideTok: number, pos0: number): void;
+
+  /** Fused q/k post-processing of the qkv projection, x and y both [B*T, 3, N, H]:
+   *  y.q = RoPE(RMSNorm_H(x.q)), y.k = RoPE(RMSNorm_H(x.k)), y.v = x.v; rstd [B*T, 2, N].
+   *  Position of token t of each sequence is pos0 + t. */
+  qkNormRopeForward(y: F32, rstd: F32, x: F32, B: number, T: number, N: number, H: number, pos0: number): void;
+  /** dx (written, not accumulated) from dy; needs y and rstd of the forward. */
+  qkNormRopeBackward(dx: F32, dy: F32, y: F32, rstd: F32, B: number, T: number, N: number, H: number, pos0: number): void;
+
+  // ---- causal softmax attention (scale 1/sqrt(H)), fused ----
+  /** Training form: qkv [B, T, 3, N, H] (q,k,v per token), out [B, T, N, H], probs [B, N, T, T]
+   *  (softmax rows saved for backward; entries above the diagonal are 0). */
+  attentionForward(out: F32, probs: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
+  /** dqkv [B, T, 3, N, H] written (not accumulated). */
+  attentionBackward(dqkv: F32, dout: F32, probs: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
+  /** Decoding form: Tq new queries at absolute positions pos0..pos0+Tq-1 attend to cached keys and
+   *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] already hold the new
+   *  keys/values at their positions; out [B, Tq, N, H]. */
+  attentionDecode(out: F32, qkv: F32, kCache: F32, vCache: F32, B: number, Tq: number, N: number, H: number,
+                  Tmax: number, pos0: number): void;
+
+  // ---- GELU (tanh approximation) ----
+  geluForward(y: F32, x: F32, n: number): void;
+  /** dx += dy * gelu'(x) (accumulate). */
+  geluBackward(dx: F32, dy: F32, x: F32, n: number): void;
+
+  // ---- losses over logits [R, V] ----
+  /** Weighted cross-entropy: returns sum_r w[r] * (logsumexp(logits[r]) - logits[r, targets[r]]).
+   *  Rows with w[r] == 0 are skipped (their target may be anything). rowLoss[r] (if given) gets the
+   *  unweighted per-row loss (0 for skipped rows). dlogits (if given) is WRITTEN with
+   *  gradScale * w[r] * (softmax(logits[r]) - onehot(target)). Targets must be in [0,V) (RangeError). */
+  crossEntropy(logits: F32, targets: I32, weights: F32, R: number, V: number,
+               rowLoss: F32 | null, dlogits: F32 | null, gradScale: number): number;
+  /** Weighted KL(p‖q) with p = softmax(logitsP) (reference, no gradient), q = softmax(logitsQ):
+   *  returns sum_r w[r] * sum_v p (log p − log q). dlogitsQ (if given) is WRITTEN with
+   *  gradScale * w[r] * (softmax(logitsQ[r]) − softmax(logitsP[r])). */
+  klDiv(logitsP: F32, logitsQ: F32, weights: F32, R: number, V: number,
+        rowLoss: F32 | null, dlogitsQ: F32 | null, gradScale: number): number;
+
+  // ---- optimizers (in place over the whole flat parameter) ----
+  /** AdamW (decoupled): p -= lr*wd*p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
+   *  p -= lr * (m/bc1) / (sqrt(v/bc2) + eps), with bc1 = 1-b1^t, bc2 = 1-b2^t given by the caller. */
+  adamwStep(p: F32, g: F32, m: F32, v: F32, n: number, lr: number, b1: number, b2: number, eps: number,
+            wd: number, bc1: number, bc2: number): void;
+  /** p -= lr * (g + wd * p). */
+  sgdStep(p: F32, g: F32, n: number, lr: number, wd: number): void;
+
+  // ---- small vector helpers ----
+  /** y += a * x */
+  axpy(n: number, a: number, x: F32, y: F32): void;
+  /** sum of squares in float64; NaN/Inf propagate. */
+  sumSquares(x: F32, n: number): number;
+  /** sum of squares of (x - y) in float64. */
+  diffSumSquares(x: F32, y: F32, n: number): number;
+
+  // ---- sampling ----
+  /** For each row r of logits [R, V]: temperature <= 0 → argmax; else sample from
+   *  softmax(logits/temperature) restricted to the topK largest (topK <= 0 or >= V: all) using the
+   *  uniform number u[r] in [0,1). Writes out[r]. */
+  sampleRows(logits: F32, R: number, V: number, temperature: number, topK: number, u: Float64Array, out: I32): void;
+}
+
+function findAddon(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // dist/src/backend -> package root is three levels up; src/backend (ts-node style) two.
+  for (const up of ['../../..', '../..']) {
+    for (const cfg of ['Release', 'Debug']) {
+      const p = path.resolve(here, up, 'build', cfg, 'unforget_native.node');
+      if (fs.existsSync(p)) return p;
+    }
+  }
+  throw new Error('native core not built: build/Release/unforget_native.node is missing (run `npm install` or `npx node-gyp rebuild`)');
+}
+
+let cached: NativeKernels | null = null;
+
+/** The native kernel set (loaded once). */
+export function native(): NativeKernels {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  cached = require(findAddon()) as NativeKernels;
+  const env = process.env.UNFORGET_THREADS;
+  if (env !== undefined && env !== '') cached.setNumThreads(Number(env));
+  return cached;
+}
