@@ -1,0 +1,324 @@
+// N-API bindings: argument checking only. Every buffer's length is checked against the shape
+// arguments so a mistake on the TypeScript side throws instead of corrupting memory.
+#include <cblas.h>
+#include <napi.h>
+
+#include <string>
+
+#include "kernels.h"
+
+namespace {
+
+struct Args {
+  const Napi::CallbackInfo& info;
+  const char* fn;
+  explicit Args(const Napi::CallbackInfo& i, const char* name) : info(i), fn(name) {}
+
+  [[noreturn]] void fail(int i, const std::string& what) const {
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": argument " + std::to_string(i) + " " + what);
+  }
+  double num(int i) const {
+    if (!info[i].IsNumber()) fail(i, "must be a number");
+    return info[i].As<Napi::Number>().DoubleValue();
+  }
+  int integer(int i) const {
+    double d = num(i);
+    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 2147483647.0) fail(i, "must be an int32");
+    return (int)d;
+  }
+  int dim(int i) const {
+    int d = integer(i);
+    if (d < 0) fail(i, "must be >= 0");
+    return d;
+  }
+  bool boolean(int i) const {
+    if (!info[i].IsBoolean()) fail(i, "must be a boolean");
+    return info[i].As<Napi::Boolean>().Value();
+  }
+  template <typename T, napi_typedarray_type K>
+  T* typed(int i, int64_t need, bool nullable, const char* tname) const {
+    if (nullable && (info[i].IsNull() || info[i].IsUndefined())) return nullptr;
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != K)
+      fail(i, std::string("must be a ") + tname);
+    auto arr = info[i].As<Napi::TypedArrayOf<T>>();
+    if ((int64_t)arr.ElementLength() < need)
+      fail(i, std::string("has ") + std::to_string(arr.ElementLength()) + " elements, needs " + std::to_string(need));
+    return arr.Data();
+  }
+  float* f32(int i, int64_t need) const { return typed<float, napi_float32_array>(i, need, false, "Float32Array"); }
+  float* f32n(int i, int64_t need) const { return typed<float, napi_float32_array>(i, need, true, "Float32Array"); }
+  int32_t* i32(int i, int64_t need) const { return typed<int32_t, napi_int32_array>(i, need, false, "Int32Array"); }
+  double* f64(int i, int64_t need) const { return typed<double, napi_float64_array>(i, need, false, "Float64Array"); }
+};
+
+using Fn = Napi::Value (*)(const Napi::CallbackInfo&);
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Args a(info, "setNumThreads");
+  int n = a.integer(0);
+  if (n < 1) a.fail(0, "must be >= 1");
+  uf::set_num_threads(n);
+  return info.Env().Undefined();
+}
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), uf::get_num_threads());
+}
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  std::string s = std::string("OpenBLAS ") + openblas_get_config() + "; core " + openblas_get_corename() +
+                  "; threads " + std::to_string(uf::get_num_threads());
+  return Napi::String::New(info.Env(), s);
+}
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Args a(info, "gemm");
+  bool ta = a.boolean(0), tb = a.boolean(1);
+  int M = a.dim(2), N = a.dim(3), K = a.dim(4);
+  float alpha = (float)a.num(5);
+  const float* A = a.f32(6, (int64_t)M * K);
+  const float* B = a.f32(7, (int64_t)K * N);
+  float beta = (float)a.num(8);
+  float* C = a.f32(9, (int64_t)M * N);
+  uf::gemm(ta, tb, M, N, K, alpha, A, B, beta, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value GemmBatched(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmBatched");
+  bool ta = a.boolean(0), tb = a.boolean(1);
+  int batch = a.dim(2), M = a.dim(3), N = a.dim(4), K = a.dim(5);
+  float alpha = (float)a.num(6);
+  int64_t sA = (int64_t)a.num(8), sB = (int64_t)a.num(10), sC = (int64_t)a.num(13);
+  int64_t last = batch > 0 ? batch - 1 : 0;
+  const float* A = a.f32(7, batch ? last * sA + (int64_t)M * K : 0);
+  const float* B = a.f32(9, batch ? last * sB + (int64_t)K * N : 0);
+  float beta = (float)a.num(11);
+  float* C = a.f32(12, batch ? last * sC + (int64_t)M * N : 0);
+  uf::gemm_batched(ta, tb, batch, M, N, K, alpha, A, sA, B, sB, beta, C, sC);
+  return info.Env().Undefined();
+}
+
+void throwBadId(const Napi::CallbackInfo& info, const char* fn, int64_t row, int32_t id, int V) {
+  throw Napi::RangeError::New(info.Env(), std::string(fn) + ": token id " + std::to_string(id) + " at row " +
+                                              std::to_string(row) + " is outside [0, " + std::to_string(V) + ")");
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  Args a(info, "embeddingForward");
+  int64_t rows = a.dim(3);
+  int V = a.dim(4), D = a.dim(5);
+  float* out = a.f32(0, rows * D);
+  const float* table = a.f32(1, (int64_t)V * D);
+  const int32_t* ids = a.i32(2, rows);
+  int64_t bad = uf::embedding_forward(out, table, ids, rows, V, D);
+  if (bad >= 0) throwBadId(info, "embeddingForward", bad, ids[bad], V);
+  return info.Env().Undefined();
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "embeddingBackward");
+  int64_t rows = a.dim(3);
+  int V = a.dim(4), D = a.dim(5);
+  float* dtable = a.f32(0, (int64_t)V * D);
+  const float* dout = a.f32(1, rows * D);
+  const int32_t* ids = a.i32(2, rows);
+  int64_t bad = uf::embedding_backward(dtable, dout, ids, rows, V, D);
+  if (bad >= 0) throwBadId(info, "embeddingBackward", bad, ids[bad], V);
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnormForward");
+  int64_t R = a.dim(3);
+  int C = a.dim(4);
+  uf::rmsnorm_forward(a.f32(0, R * C), a.f32(1, R), a.f32(2, R * C), R, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnormBackward");
+  int64_t R = a.dim(4);
+  int C = a.dim(5);
+  uf::rmsnorm_backward(a.f32(0, R * C), a.f32(1, R * C), a.f32(2, R * C), a.f32(3, R), R, C);
+  return info.Env().Undefined();
+}
+
+template <bool Fwd>
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Args a(info, Fwd ? "ropeForward" : "ropeBackward");
+  int B = a.dim(1), T = a.dim(2), heads = a.dim(3), H = a.dim(4);
+  int64_t sB = (int64_t)a.num(5), sT = (int64_t)a.num(6);
+  int pos0 = a.dim(7);
+  if (H % 2) a.fail(4, "(head size) must be even");
+  int64_t need = (B && T) ? (B - 1) * sB + (T - 1) * sT + (int64_t)heads * H : 0;
+  float* x = a.f32(0, need);
+  if (Fwd) uf::rope_forward(x, B, T, heads, H, sB, sT, pos0);
+  else uf::rope_backward(x, B, T, heads, H, sB, sT, pos0);
+  return info.Env().Undefined();
+}
+
+Napi::Value QkNormRopeForward(const Napi::CallbackInfo& info) {
+  Args a(info, "qkNormRopeForward");
+  int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6), pos0 = a.dim(7);
+  if (H % 2) a.fail(6, "(head size) must be even");
+  int64_t rows = (int64_t)B * T, D = (int64_t)N * H;
+  uf::qk_norm_rope_forward(a.f32(0, rows * 3 * D), a.f32(1, rows * 2 * N), a.f32(2, rows * 3 * D), B, T, N, H, pos0);
+  return info.Env().Undefined();
+}
+
+Napi::Value QkNormRopeBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "qkNormRopeBackward");
+  int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7), pos0 = a.dim(8);
+  if (H % 2) a.fail(7, "(head size) must be even");
+  int64_t rows = (int64_t)B * T, D = (int64_t)N * H;
+  uf::qk_norm_rope_backward(a.f32(0, rows * 3 * D), a.f32(1, rows * 3 * D), a.f32(2, rows * 3 * D),
+                            a.f32(3, rows * 2 * N), B, T, N, H, pos0);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  Args a(info, "attentionForward");
+  int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6);
+  int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
+  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T * T), a.f32(2, BT * 3 * D), B, T, N, H);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "attentionBackward");
+  int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7);
+  int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
+  uf::attention_backward(a.f32(0, BT * 3 * D), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T * T),
+                         a.f32(3, BT * 3 * D), B, T, N, H);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
+  Args a(info, "attentionDecode");
+  int B = a.dim(4), Tq = a.dim(5), N = a.dim(6), H = a.dim(7), Tmax = a.dim(8), pos0 = a.dim(9);
+  if (pos0 + Tq > Tmax) a.fail(9, "pos0 + Tq exceeds the cache length Tmax");
+  int64_t D = (int64_t)N * H;
+  uf::attention_decode(a.f32(0, (int64_t)B * Tq * D), a.f32(1, (int64_t)B * Tq * 3 * D),
+                       a.f32(2, (int64_t)B * Tmax * D), a.f32(3, (int64_t)B * Tmax * D), B, Tq, N, H, Tmax, pos0);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluForward(const Napi::CallbackInfo& info) {
+  Args a(info, "geluForward");
+  int64_t n = (int64_t)a.num(2);
+  uf::gelu_forward(a.f32(0, n), a.f32(1, n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "geluBackward");
+  int64_t n = (int64_t)a.num(3);
+  uf::gelu_backward(a.f32(0, n), a.f32(1, n), a.f32(2, n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  Args a(info, "crossEntropy");
+  int64_t R = a.dim(3);
+  int V = a.dim(4);
+  const float* logits = a.f32(0, R * V);
+  const int32_t* targets = a.i32(1, R);
+  const float* w = a.f32(2, R);
+  float* rowLoss = a.f32n(5, R);
+  float* dlogits = a.f32n(6, R * V);
+  float gs = (float)a.num(7);
+  int64_t bad = -1;
+  double s = uf::cross_entropy(logits, targets, w, R, V, rowLoss, dlogits, gs, &bad);
+  if (bad >= 0) throwBadId(info, "crossEntropy", bad, targets[bad], V);
+  return Napi::Number::New(info.Env(), s);
+}
+
+Napi::Value KlDiv(const Napi::CallbackInfo& info) {
+  Args a(info, "klDiv");
+  int64_t R = a.dim(3);
+  int V = a.dim(4);
+  double s = uf::kl_div(a.f32(0, R * V), a.f32(1, R * V), a.f32(2, R), R, V, a.f32n(5, R), a.f32n(6, R * V),
+                        (float)a.num(7));
+  return Napi::Number::New(info.Env(), s);
+}
+
+Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+  Args a(info, "adamwStep");
+  int64_t n = (int64_t)a.num(4);
+  uf::adamw_step(a.f32(0, n), a.f32(1, n), a.f32(2, n), a.f32(3, n), n, (float)a.num(5), (float)a.num(6),
+                 (float)a.num(7), (float)a.num(8), (float)a.num(9), (float)a.num(10), (float)a.num(11));
+  return info.Env().Undefined();
+}
+
+Napi::Value SgdStep(const Napi::CallbackInfo& info) {
+  Args a(info, "sgdStep");
+  int64_t n = (int64_t)a.num(2);
+  uf::sgd_step(a.f32(0, n), a.f32(1, n), n, (float)a.num(3), (float)a.num(4));
+  return info.Env().Undefined();
+}
+
+Napi::Value Axpy(const Napi::CallbackInfo& info) {
+  Args a(info, "axpy");
+  int64_t n = (int64_t)a.num(0);
+  uf::axpy(n, (float)a.num(1), a.f32(2, n), a.f32(3, n));
+  return info.Env().Undefined();
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Args a(info, "sumSquares");
+  int64_t n = (int64_t)a.num(1);
+  return Napi::Number::New(info.Env(), uf::sum_squares(a.f32(0, n), n));
+}
+
+Napi::Value DiffSumSquares(const Napi::CallbackInfo& info) {
+  Args a(info, "diffSumSquares");
+  int64_t n = (int64_t)a.num(2);
+  return Napi::Number::New(info.Env(), uf::diff_sum_squares(a.f32(0, n), a.f32(1, n), n));
+}
+
+Napi::Value SampleRows(const Napi::CallbackInfo& info) {
+  Args a(info, "sampleRows");
+  int64_t R = a.dim(1);
+  int V = a.dim(2);
+  if (V < 1) a.fail(2, "must be >= 1");
+  uf::sample_rows(a.f32(0, R * V), R, V, (float)a.num(3), a.integer(4), a.f64(5, R),
+                  a.i32(6, R));
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  const std::pair<const char*, Fn> fns[] = {
+      {"setNumThreads", SetNumThreads},
+      {"getNumThreads", GetNumThreads},
+      {"info", Info},
+      {"gemm", Gemm},
+      {"gemmBatched", GemmBatched},
+      {"embeddingForward", EmbeddingForward},
+      {"embeddingBackward", EmbeddingBackward},
+      {"rmsnormForward", RmsnormForward},
+      {"rmsnormBackward", RmsnormBackward},
+      {"ropeForward", Rope<true>},
+      {"ropeBackward", Rope<false>},
+      {"qkNormRopeForward", QkNormRopeForward},
+      {"qkNormRopeBackward", QkNormRopeBackward},
+      {"attentionForward", AttentionForward},
+      {"attentionBackward", AttentionBackward},
+      {"attentionDecode", AttentionDecode},
+      {"geluForward", GeluForward},
+      {"geluBackward", GeluBackward},
+      {"crossEntropy", CrossEntropy},
+      {"klDiv", KlDiv},
+      {"adamwStep", AdamwStep},
+      {"sgdStep", SgdStep},
+      {"axpy", Axpy},
+      {"sumSquares", SumSquares},
+      {"diffSumSquares", DiffSumSquares},
+      {"sampleRows", SampleRows},
+  };
+  for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
+  uf::set_num_threads(uf::get_num_threads());
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(unforget_native, Init)

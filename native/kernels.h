@@ -1,0 +1,55 @@
+// Native kernels of unforget: plain forward/backward functions over explicit float32 buffers,
+// shapes spelled in the arguments (llm.c style). No allocation visible to the caller, no state.
+// Semantics of every function are documented in src/backend/native.ts (the seam).
+#pragma once
+#include <cstdint>
+
+namespace uf {
+
+void set_num_threads(int n);
+int get_num_threads();
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C);
+void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
+                  const float* B, int64_t sB, float beta, float* C, int64_t sC);
+
+// returns -1 if all ids valid, else the first offending row
+int64_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t rows, int V, int D);
+int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t rows, int V, int D);
+
+void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C);
+void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* rstd, int64_t R, int C);
+
+void rope_forward(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
+void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
+
+void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0);
+void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
+                           int pos0);
+
+void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int N, int H);
+void attention_backward(float* dqkv, const float* dout, const float* probs, const float* qkv, int B, int T, int N,
+                        int H);
+void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, int B, int Tq, int N,
+                      int H, int Tmax, int pos0);
+
+void gelu_forward(float* y, const float* x, int64_t n);
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
+
+// return the weighted loss sum, or NaN-free; bad target → returns via *bad_row (>=0)
+double cross_entropy(const float* logits, const int32_t* targets, const float* w, int64_t R, int V, float* row_loss,
+                     float* dlogits, float grad_scale, int64_t* bad_row);
+double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V, float* row_loss, float* dlq,
+              float grad_scale);
+
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
+                float wd, float bc1, float bc2);
+void sgd_step(float* p, const float* g, int64_t n, float lr, float wd);
+
+void axpy(int64_t n, float a, const float* x, float* y);
+double sum_squares(const float* x, int64_t n);
+double diff_sum_squares(const float* x, const float* y, int64_t n);
+
+void sample_rows(const float* logits, int64_t R, int V, float temperature, int top_k, const double* u, int32_t* out);
+
+}  // namespace uf

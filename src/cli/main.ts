@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+/**
+ * The `unforget` command line. Each subcommand parses its arguments, calls the library, and
+ * prints results; user errors become one line `error: …` and exit code 1.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { runBench } from '../bench/bench.js';
+import { loadConfig } from '../config/load.js';
+import { allSequences, readTokenFile, TokenDataset } from '../data/tokens.js';
+import { DataError, UnforgetError } from '../errors.js';
+import { loadModel, readCheckpointConfig, checkpointPaths } from '../model/checkpoint.js';
+import { sample } from '../model/sample.js';
+import { evaluate } from '../train/losses.js';
+import { train } from '../train/train.js';
+import { Rng } from '../util/rng.js';
+import { makeReporter } from './progress.js';
+import { loadTokenizer } from '../data/tokenizer.js';
+
+const USAGE = `unforget — pretrain and finetune transformer LMs, measure forgetting, prevent it with self-generated replay
+
+usage:
+  unforget train [CONFIG.yaml ...] [key=value ...]      pretrain, or finetune with model.load_path=DIR
+  unforget eval --model DIR --data FILE.bin [--split all|valid] [--token-id ID]
+  unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] [--temperature X]
+                  [--top-k K] [--max-tokens K] [--seed S]
+  unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
+
+Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
+
+/** Split positional arguments into YAML files and key=value overrides. */
+function splitArgs(args: string[]): { files: string[]; overrides: string[] } {
+  const files: string[] = [], overrides: string[] = [];
+  for (const a of args) (a.includes('=') ? overrides : files).push(a);
+  return { files, overrides };
+}
+
+function intOpt(v: string | undefined, name: string, def: number, min = 0): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UnforgetError(`--${name}: expected an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+function numOpt(v: string | undefined, name: string, def: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new UnforgetError(`--${name}: expected a finite number ≥ 0, got '${v}'`);
+  return n;
+}
+
+async function cmdTrain(args: string[]): Promise<void> {
+  const { files, overrides } = splitArgs(args);
+  const cfg = loadConfig(files, overrides);
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\ninterrupt: stopping after this step (Ctrl-C again to abort)\n');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const { runDir, summary } = await train(cfg, { reporter: makeReporter(cfg.log.progress), shouldStop: () => interrupted });
+    process.stderr.write(`run folder: ${runDir}\n`);
+    process.stdout.write(JSON.stringify(summary) + '\n');
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function cmdEval(args: string[]): void {
+  const { values } = parseArgs({
+    args,
+    options: { model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string', default: 'all' }, 'token-id': { type: 'string' }, batch: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.model) throw new UnforgetError('eval: --model DIR is required');
+  if (!values.data) throw new UnforgetError('eval: --data FILE.bin is required');
+  if (values.split !== 'all' && values.split !== 'valid') throw new UnforgetError(`eval: --split must be 'all' or 'valid', got '${values.split}'`);
+  const model = loadModel(values.model);
+  const saved = readCheckpointConfig(values.model);
+  const { T, V } = model.cfg;
+  const tf = readTokenFile(values.data, { V });
+  const savedData = (saved.data ?? {}) as Record<string, unknown>;
+  const tokenId = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : tf.sidecar.dataset_token_id ?? (typeof savedData.token_id === 'number' ? savedData.token_id : null);
+  if (tokenId !== null && tokenId >= V) throw new UnforgetError(`eval: dataset token id ${tokenId} is ≥ the model's vocabulary size ${V}`);
+  const B = intOpt(values.batch, 'batch', 32, 1);
+  let batches: Iterable<Int32Array>;
+  if (values.split === 'all') {
+    const all = allSequences(tf.tokens, T, tokenId);
+    if (all.count === 0) throw new DataError(`${values.data}: holds ${tf.tokens.length} tokens, fewer than one sequence of T=${T}`);
+    batches = (function* () {
+      for (let i = 0; i < all.numBatches(B); i++) yield all.batch(i, B);
+    })();
+  } else {
+    const opt = (saved.opt ?? {}) as Record<string, unknown>;
+    const ds = new TokenDataset(tf.tokens, {
+      T,
+      batchSize: typeof opt.batch_size === 'number' ? opt.batch_size : B,
+      numTokensValid: typeof savedData.num_tokens_valid === 'number' ? savedData.num_tokens_valid : 0,
+      splitSeed: typeof savedData.split_seed === 'number' ? savedData.split_seed : 0,
+      tokenId,
+      source: values.data,
+    });
+    if (ds.numValidBatches === 0) throw new DataError(`${values.data}: the checkpoint's config defines no validation split (data.num_tokens_valid=0)`);
+    batches = (function* () {
+      for (let i = 0; i < ds.numValidBatches; i++) yield ds.validBatch(i);
+    })();
+  }
+  const r = evaluate(model, batches, T);
+  process.stdout.write(JSON.stringify({ ntp: r.ntp, ntp_h2: r.ntp_h2, sequences: r.sequences }) + '\n');
+}
+
+async function cmdSample(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      n: { type: 'string' },
+      prompt: { type: 'string' },
+      'token-id': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'max-tokens': { type: 'string' },
+      seed: { type: 'string' },
+      tokenizer: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!values.model) throw new UnforgetError('sample: --model DIR is required');
+  if (values.prompt !== undefined && values['token-id'] !== undefined) throw new UnforgetError('sample: give either --prompt or --token-id, not both');
+  const model = loadModel(values.model);
+  const { T, V } = model.cfg;
+  const n = intOpt(values.n, 'n', 1, 1);
+  const tokenizer = await loadTokenizer(values.tokenizer ?? null, values.model);
+  let prompt: number[];
+  if (values.prompt !== undefined) {
+    if (!tokenizer) throw new UnforgetError('sample: --prompt TEXT needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE or use --token-id');
+    prompt = await tokenizer.encode(values.prompt);
+    const saved = readCheckpointConfig(values.model);
+    const tid = (saved.data as Record<string, unknown> | undefined)?.token_id;
+    if (typeof tid === 'number') prompt = [tid, ...prompt];
+    if (prompt.length === 0) throw new UnforgetError('sample: the prompt encodes to no tokens');
+  } else {
+    let tid: number | null = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : null;
+    if (tid === null) {
+      const saved = readCheckpointConfig(values.model);
+      const d = (saved.data ?? {}) as Record<string, unknown>;
+      if (typeof d.token_id === 'number') tid = d.token_id;
+      else if (typeof d.path === 'string' && fs.existsSync(d.path)) tid = readTokenFile(d.path).sidecar.dataset_token_id;
+    }
+    if (tid === null) throw new UnforgetError("sample: no prompt: pass --token-id ID or --prompt TEXT (the checkpoint's data has no dataset token id)");
+    prompt = [tid];
+  }
+  for (const id of prompt) if (id < 0 || id >= V) throw new UnforgetError(`sample: prompt token id ${id} is outside the vocabulary [0, ${V})`);
+  if (prompt.length > T) throw new UnforgetError(`sample: the prompt has ${prompt.length} tokens, more than the model's T=${T}`);
+  const maxTokens = intOpt(values['max-tokens'], 'max-tokens', T - prompt.length, 0);
+  const length = Math.min(T, prompt.length + maxTokens);
+  const P = prompt.length;
+  const prompts = new Int32Array(n * P);
+  for (let i = 0; i < n; i++) prompts.set(prompt, i * P);
+  const out = sample(model, {
+    prompts,
+    promptLength: P,
+    length,
+    temperature: numOpt(values.temperature, 'temperature', 1),
+    topK: intOpt(values['top-k'], 'top-k', 0, 0),
+    rng: new Rng(intOpt(values.seed, 'seed', 0, 0)),
+    batchSize: 64,
+  });
+  for (let i = 0; i < n; i++) {
+    const ids = Array.from(out.subarray(i * length, (i + 1) * length));
+    const rec: Record<string, unknown> = { ids };
+    if (tokenizer) rec.text = await tokenizer.decode(ids.slice(P));
+    process.stdout.write(JSON.stringify(rec) + '\n');
+  }
+}
+
+function cmdBench(args: string[]): void {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'no-sample': { type: 'boolean' } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const { files, overrides } = splitArgs(positionals);
+  const cfg = loadConfig(files, overrides, undefined, { requireStop: false });
+  const r = runBench(cfg, {
+    steps: intOpt(values.steps, 'steps', 20, 1),
+    warmup: intOpt(values.warmup, 'warmup', 3, 0),
+    sampleBatch: intOpt(values['sample-batch'], 'sample-batch', 64, 1),
+    sample: !values['no-sample'],
+  });
+  process.stdout.write(JSON.stringify(r) + '\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...args] = argv;
+  switch (cmd) {
+    case 'train':
+      await cmdTrain(args);
+      return 0;
+    case 'eval':
+      cmdEval(args);
+      return 0;
+    case 'sample':
+      await cmdSample(args);
+      return 0;
+    case 'bench':
+      cmdBench(args);
+      return 0;
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE + '\n');
+      return cmd === undefined ? 1 : 0;
+    default:
+      throw new UnforgetError(`unknown command '${cmd}' (try: unforget --help)`);
+  }
+}
+
+/** One line for user errors; a stack only for bugs. */
+export function reportError(e: unknown): number {
+  if (e instanceof UnforgetError) {
+    process.stderr.write(`error: ${e.message}\n`);
+    return 1;
+  }
+  const err = e as Error & { code?: string };
+  if (err?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || err?.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || err?.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    process.stderr.write(`error: ${err.message.split('\n')[0]}\n`);
+    return 1;
+  }
+  process.stderr.write(`internal error (a bug; please report): ${err?.stack ?? String(e)}\n`);
+  return 2;
+}
+
+const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname);
+const isBin = process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fs.realpathSync(new URL(import.meta.url).pathname);
+if (isMain || isBin) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => process.exit(reportError(e)),
+  );
+}

@@ -1,0 +1,57 @@
+/**
+ * Text ↔ token ids through a Hugging Face `tokenizer.json` (the `tokenizers` Node binding, the
+ * same Rust code that Python users run), so token files interchange with the wider ecosystem.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Tokenizer } from 'tokenizers';
+import { DataError } from '../errors.js';
+import { readCheckpointConfig } from '../model/checkpoint.js';
+import { readSidecar } from './tokens.js';
+
+export interface TextCodec {
+  file: string;
+  encode(text: string): Promise<number[]>;
+  decode(ids: number[]): Promise<string>;
+}
+
+export function openTokenizer(file: string): TextCodec {
+  if (!fs.existsSync(file)) throw new DataError(`${file}: tokenizer file does not exist`);
+  let tok: Tokenizer;
+  try {
+    tok = Tokenizer.fromFile(file);
+  } catch (e) {
+    throw new DataError(`${file}: not a loadable tokenizer.json (${String((e as Error).message ?? e).split('\n')[0]})`);
+  }
+  return {
+    file,
+    async encode(text) {
+      const enc = await tok.encode(text);
+      return enc.getIds();
+    },
+    async decode(ids) {
+      return tok.decode(ids, false);
+    },
+  };
+}
+
+/**
+ * The tokenizer for a checkpoint: an explicit file, else `tokenizer.json` in the checkpoint
+ * folder, else the `tokenizer` path recorded in its training data's sidecar. Null if none.
+ */
+export async function loadTokenizer(explicit: string | null, checkpoint: string): Promise<TextCodec | null> {
+  if (explicit) return openTokenizer(explicit);
+  const dir = checkpoint.endsWith('.safetensors') ? path.dirname(checkpoint) : checkpoint;
+  const beside = path.join(dir, 'tokenizer.json');
+  if (fs.existsSync(beside)) return openTokenizer(beside);
+  const saved = readCheckpointConfig(checkpoint);
+  const dataPath = (saved.data as Record<string, unknown> | undefined)?.path;
+  if (typeof dataPath === 'string' && fs.existsSync(dataPath)) {
+    const side = readSidecar(dataPath);
+    if (side && typeof side.tokenizer === 'string') {
+      const candidates = [side.tokenizer, path.join(path.dirname(dataPath), side.tokenizer)];
+      for (const c of candidates) if (fs.existsSync(c) && fs.statSync(c).isFile()) return openTokenizer(c);
+    }
+  }
+  return null;
+}

@@ -1,0 +1,415 @@
+/**
+ * Token files and the train/validation split (SPEC §4).
+ *
+ * A token file `NAME.bin` is a flat little-endian uint16 array — the reference implementation's
+ * format, so files are interchangeable with it. Its sidecar `NAME.json` records at least
+ * `{vocab_size, dataset_token_id, tokenizer}`; the sidecar is optional (a bare reference .bin is
+ * readable), in which case its fields are null and the vocabulary size must come from the config.
+ *
+ * The split is a pure function of (file length, T, data.num_tokens_valid, data.split_seed): the file is
+ * cut into floor(len/T) consecutive sequences, their indices permuted with Rng(split_seed), the first
+ * floor(num_tokens_valid/T) are validation and the rest training. Position 0 of every sequence is
+ * overwritten with the dataset token id, which is what lets a model be prompted for "data like X".
+ */
+import fs from 'node:fs';
+import { DataError } from '../errors.js';
+import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { Rng } from '../util/rng.js';
+
+/** Largest id a uint16 file can hold, so the largest meaningful vocabulary is 65536. */
+const MAX_VOCAB = 65536;
+
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export interface Sidecar {
+  vocab_size: number | null;
+  dataset_token_id: number | null;
+  /** Tokenizer description: a path/name, an object, or null. */
+  tokenizer: string | Record<string, unknown> | null;
+  /** Other fields (e.g. token counts, source files) are kept as they are. */
+  [key: string]: unknown;
+}
+
+export interface TokenFile {
+  path: string;
+  tokens: Uint16Array;
+  /** The sidecar's fields; all null when there is no sidecar. */
+  sidecar: Sidecar;
+  /** Whether a sidecar file was found. */
+  hasSidecar: boolean;
+}
+
+/** `data/x.bin` → `data/x.json`; a name without `.bin` gets `.json` appended. */
+export function sidecarPath(binPath: string): string {
+  return binPath.endsWith('.bin') ? binPath.slice(0, -4) + '.json' : binPath + '.json';
+}
+
+function isIdOrNull(v: unknown, max: number): v is number | null {
+  return v === null || (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max);
+}
+
+/** Reads and checks the sidecar next to `binPath`; null if there is none. */
+export function readSidecar(binPath: string): Sidecar | null {
+  const file = sidecarPath(binPath);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    throw new DataError(`${file}: cannot read sidecar (${code ?? (err as Error).message})`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new DataError(`${file}: sidecar is not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    throw new DataError(`${file}: sidecar must be a JSON object`);
+  }
+  const raw = obj as Record<string, unknown>;
+  const sidecar: Sidecar = { ...raw, vocab_size: null, dataset_token_id: null, tokenizer: null };
+  if (raw.vocab_size !== undefined) {
+    if (!isIdOrNull(raw.vocab_size, MAX_VOCAB) || raw.vocab_size === 0) {
+      throw new DataError(`${file}: vocab_size must be an integer in [1, ${MAX_VOCAB}] or null, got ${JSON.stringify(raw.vocab_size)}`);
+    }
+    sidecar.vocab_size = raw.vocab_size;
+  }
+  if (raw.dataset_token_id !== undefined) {
+    if (!isIdOrNull(raw.dataset_token_id, MAX_VOCAB - 1)) {
+      throw new DataError(`${file}: dataset_token_id must be an integer in [0, ${MAX_VOCAB - 1}] or null, got ${JSON.stringify(raw.dataset_token_id)}`);
+    }
+    sidecar.dataset_token_id = raw.dataset_token_id;
+  }
+  if (sidecar.vocab_size !== null && sidecar.dataset_token_id !== null && sidecar.dataset_token_id >= sidecar.vocab_size) {
+    throw new DataError(`${file}: dataset_token_id ${sidecar.dataset_token_id} is ≥ vocab_size ${sidecar.vocab_size}`);
+  }
+  if (raw.tokenizer !== undefined) {
+    const t = raw.tokenizer;
+    if (t !== null && typeof t !== 'string' && (typeof t !== 'object' || Array.isArray(t))) {
+      throw new DataError(`${file}: tokenizer must be a string, an object or null, got ${JSON.stringify(t)}`);
+    }
+    sidecar.tokenizer = t as Sidecar['tokenizer'];
+  }
+  return sidecar;
+}
+
+/** Throws DataError at the first id ≥ V: `data.bin: token id 70000 at position 12345 is ≥ vocabulary size 4096`. */
+export function checkTokenIds(tokens: Uint16Array, V: number, file: string): void {
+  for (let i = 0; i < tokens.length; i++) {
+    if (tokens[i]! >= V) {
+      throw new DataError(`${file}: token id ${tokens[i]} at position ${i} is ≥ vocabulary size ${V}`);
+    }
+  }
+}
+
+/**
+ * Reads `binPath` and its sidecar. Ids are checked against `opts.V` if given, else against the
+ * sidecar's vocab_size if known. Reads in chunks, so files beyond Node's 2 GiB readFile limit work.
+ */
+export function readTokenFile(binPath: string, opts: { V?: number } = {}): TokenFile {
+  let fd: number;
+  try {
+    fd = fs.openSync(binPath, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new DataError(code === 'ENOENT' ? `${binPath}: token file not found` : `${binPath}: cannot open token file (${code ?? (err as Error).message})`);
+  }
+  let tokens: Uint16Array;
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new DataError(`${binPath}: not a regular file`);
+    const size = stat.size;
+    if (size % 2 !== 0) {
+      throw new DataError(`${binPath}: ${size} bytes is an odd length; a uint16 token file must have an even size (truncated?)`);
+    }
+    tokens = new Uint16Array(size / 2);
+    const bytes = new Uint8Array(tokens.buffer);
+    for (let off = 0; off < size; ) {
+      const n = fs.readSync(fd, bytes, off, Math.min(1 << 30, size - off), off);
+      if (n === 0) throw new DataError(`${binPath}: file shrank while being read (${off} of ${size} bytes)`);
+      off += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (!HOST_LITTLE_ENDIAN) {
+    for (let i = 0; i < tokens.length; i++) tokens[i] = ((tokens[i]! & 0xff) << 8) | (tokens[i]! >>> 8);
+  }
+
+  const found = readSidecar(binPath);
+  const sidecar: Sidecar = found ?? { vocab_size: null, dataset_token_id: null, tokenizer: null };
+  const V = opts.V ?? sidecar.vocab_size;
+  if (V !== null && V !== undefined) checkTokenIds(tokens, V, binPath);
+  return { path: binPath, tokens, sidecar, hasSidecar: found !== null };
+}
+
+/**
+ * Writes `binPath` (little-endian uint16) and its sidecar, each atomically. Ids are checked against
+ * `sidecar.vocab_size` first, so a wrong file is never written.
+ */
+export function writeTokenFile(
+  binPath: string,
+  tokens: Uint16Array,
+  sidecar: Partial<Sidecar> & Pick<Sidecar, 'vocab_size'>,
+): void {
+  const full: Sidecar = { dataset_token_id: null, tokenizer: null, ...sidecar };
+  if (full.vocab_size !== null) {
+    if (!isIdOrNull(full.vocab_size, MAX_VOCAB) || full.vocab_size === 0) {
+      throw new DataError(`${sidecarPath(binPath)}: vocab_size must be an integer in [1, ${MAX_VOCAB}] or null, got ${full.vocab_size}`);
+    }
+    checkTokenIds(tokens, full.vocab_size, binPath);
+  }
+  let bytes: Uint8Array;
+  if (HOST_LITTLE_ENDIAN) {
+    bytes = new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength);
+  } else {
+    bytes = new Uint8Array(tokens.byteLength);
+    const dv = new DataView(bytes.buffer);
+    for (let i = 0; i < tokens.length; i++) dv.setUint16(2 * i, tokens[i]!, true);
+  }
+  writeFileAtomic(binPath, bytes);
+  writeJsonAtomic(sidecarPath(binPath), full);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Split and batches
+// ---------------------------------------------------------------------------------------------
+
+export interface DatasetOptions {
+  /** Sequence length (model.T). */
+  T: number;
+  /** Sequences per batch (opt.batch_size, or reg.batch_size for a replay set). */
+  batchSize: number;
+  /** data.num_tokens_valid: floor(numTokensValid / T) sequences go to validation. */
+  numTokensValid: number;
+  /** data.split_seed. */
+  splitSeed: number;
+  /** Written at position 0 of every sequence; null leaves the file's token. */
+  tokenId: number | null;
+  /** Named in error messages (normally the .bin path). */
+  source?: string;
+}
+
+function checkPositiveInt(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+}
+
+function checkTokenId(tokenId: number | null): void {
+  if (tokenId !== null && !(Number.isInteger(tokenId) && tokenId >= 0 && tokenId < MAX_VOCAB)) {
+    throw new RangeError(`tokenId must be null or an integer in [0, ${MAX_VOCAB}), got ${tokenId}`);
+  }
+}
+
+/** Copies file sequence `seq` (T tokens) into row `row` of `out`, with the dataset id at position 0. */
+function copySequence(tokens: Uint16Array, T: number, seq: number, tokenId: number | null, out: Int32Array, row: number): void {
+  const dst = row * T;
+  out.set(tokens.subarray(seq * T, seq * T + T), dst);
+  if (tokenId !== null) out[dst] = tokenId;
+}
+
+/** A token file split into validation and training sequences, served as [B, T] int32 batches. */
+export class TokenDataset {
+  readonly T: number;
+  readonly batchSize: number;
+  readonly tokenId: number | null;
+  readonly source: string;
+  /** floor(len / T): every full sequence of the file. */
+  readonly numSequences: number;
+  /** File sequence indices of the validation split, in split order. */
+  readonly validIndices: Int32Array;
+  /** File sequence indices of the training split, in split order. */
+  readonly trainIndices: Int32Array;
+  private cachedOrder: { epoch: number; seed: number; order: Int32Array } | null = null;
+
+  constructor(
+    readonly tokens: Uint16Array,
+    opts: DatasetOptions,
+  ) {
+    const { T, batchSize, numTokensValid, splitSeed, tokenId } = opts;
+    checkPositiveInt('T', T);
+    checkPositiveInt('batchSize', batchSize);
+    if (!Number.isSafeInteger(numTokensValid) || numTokensValid < 0) {
+      throw new RangeError(`numTokensValid must be a non-negative integer, got ${numTokensValid}`);
+    }
+    checkTokenId(tokenId);
+    this.T = T;
+    this.batchSize = batchSize;
+    this.tokenId = tokenId;
+    const src = (this.source = opts.source ?? 'token data');
+
+    const n = (this.numSequences = Math.floor(tokens.length / T));
+    const nValid = Math.floor(numTokensValid / T);
+    if (nValid > n) {
+      throw new DataError(
+        `${src}: data.num_tokens_valid=${numTokensValid} asks for ${nValid} validation sequences of T=${T}, ` +
+          `but the file has only ${n} (${tokens.length} tokens)`,
+      );
+    }
+    if (nValid > 0 && nValid < batchSize) {
+      throw new DataError(
+        `${src}: the validation split has ${nValid} sequences (data.num_tokens_valid=${numTokensValid} / T=${T}), ` +
+          `fewer than one batch of ${batchSize}; set data.num_tokens_valid to 0 or at least ${batchSize * T}`,
+      );
+    }
+    const nTrain = n - nValid;
+    if (nTrain < batchSize) {
+      throw new DataError(
+        `${src}: the training split has ${nTrain} sequences (${tokens.length} tokens / T=${T} = ${n} sequences, ` +
+          `${nValid} of them for validation), fewer than one batch of ${batchSize}`,
+      );
+    }
+    const perm = new Rng(splitSeed).permutation(n);
+    this.validIndices = perm.slice(0, nValid);
+    this.trainIndices = perm.slice(nValid);
+  }
+
+  get numTrainSequences(): number {
+    return this.trainIndices.length;
+  }
+  get numValidSequences(): number {
+    return this.validIndices.length;
+  }
+  /** Full training batches per epoch (the remainder is dropped; a different remainder each epoch). */
+  get numTrainBatches(): number {
+    return Math.floor(this.trainIndices.length / this.batchSize);
+  }
+  get numValidBatches(): number {
+    return Math.floor(this.validIndices.length / this.batchSize);
+  }
+
+  /**
+   * The order of training sequences (file indices) in `epoch`: the training split shuffled by a
+   * stream derived from (seed, epoch), so every epoch has its own order and any batch of any epoch
+   * can be produced directly (resumable, no hidden iterator state).
+   */
+  epochOrder(epoch: number, seed: number): Int32Array {
+    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`epoch must be a non-negative integer, got ${epoch}`);
+    const c = this.cachedOrder;
+    if (c && c.epoch === epoch && c.seed === seed) return c.order;
+    const order = new Rng(seed).fork(epoch).shuffle(this.trainIndices.slice());
+    this.cachedOrder = { epoch, seed, order };
+    return order;
+  }
+
+  private allocate(out: Int32Array | undefined, rows: number): Int32Array {
+    const size = rows * this.T;
+    if (out === undefined) return new Int32Array(size);
+    if (out.length !== size) throw new RangeError(`out has length ${out.length}, expected ${rows}×${this.T} = ${size}`);
+    return out;
+  }
+
+  /** Training batch `index` of `epoch`: B×T int32 ids, row-major [B, T]. */
+  trainBatch(epoch: number, index: number, seed: number, out?: Int32Array): Int32Array {
+    if (!Number.isInteger(index) || index < 0 || index >= this.numTrainBatches) {
+      throw new RangeError(`train batch index ${index} out of range [0, ${this.numTrainBatches})`);
+    }
+    const order = this.epochOrder(epoch, seed);
+    const B = this.batchSize;
+    const res = this.allocate(out, B);
+    for (let r = 0; r < B; r++) copySequence(this.tokens, this.T, order[index * B + r]!, this.tokenId, res, r);
+    return res;
+  }
+
+  /** Validation batch `index` (fixed order): B×T int32 ids. */
+  validBatch(index: number, out?: Int32Array): Int32Array {
+    if (!Number.isInteger(index) || index < 0 || index >= this.numValidBatches) {
+      throw new RangeError(`validation batch index ${index} out of range [0, ${this.numValidBatches})`);
+    }
+    const B = this.batchSize;
+    const res = this.allocate(out, B);
+    for (let r = 0; r < B; r++) copySequence(this.tokens, this.T, this.validIndices[index * B + r]!, this.tokenId, res, r);
+    return res;
+  }
+
+  /**
+   * Copies the given file sequences into consecutive rows of a [rows, T] batch (with the dataset id
+   * at position 0) — for callers that pick rows themselves, e.g. replay rows mixed into a batch.
+   */
+  sequences(fileIndices: ArrayLike<number>, out?: Int32Array): Int32Array {
+    const res = this.allocate(out, fileIndices.length);
+    for (let r = 0; r < fileIndices.length; r++) {
+      const s = fileIndices[r]!;
+      if (!Number.isInteger(s) || s < 0 || s >= this.numSequences) {
+        throw new RangeError(`sequence index ${s} out of range [0, ${this.numSequences})`);
+      }
+      copySequence(this.tokens, this.T, s, this.tokenId, res, r);
+    }
+    return res;
+  }
+}
+
+/**
+ * Successive training batches across epochs, in the order `TokenDataset.trainBatch` defines. Start
+ * at `startBatch` (batches already consumed) to resume a run exactly.
+ */
+export class BatchStream {
+  private consumed: number;
+
+  constructor(
+    readonly dataset: TokenDataset,
+    readonly seed: number,
+    startBatch = 0,
+  ) {
+    if (!Number.isSafeInteger(startBatch) || startBatch < 0) throw new RangeError(`startBatch must be a non-negative integer, got ${startBatch}`);
+    this.consumed = startBatch;
+  }
+
+  /** Batches returned so far (including `startBatch`). */
+  get batchesConsumed(): number {
+    return this.consumed;
+  }
+  /** The epoch the next batch belongs to (0-based). */
+  get epoch(): number {
+    return Math.floor(this.consumed / this.dataset.numTrainBatches);
+  }
+  /** Batches consumed / batches per epoch: the `epoch` metric. */
+  get fractionalEpoch(): number {
+    return this.consumed / this.dataset.numTrainBatches;
+  }
+
+  nextBatch(out?: Int32Array): Int32Array {
+    const nb = this.dataset.numTrainBatches;
+    const batch = this.dataset.trainBatch(Math.floor(this.consumed / nb), this.consumed % nb, this.seed, out);
+    this.consumed++;
+    return batch;
+  }
+
+  /** Endless: training stops by the stop.* criteria, not by running out of data. */
+  *[Symbol.iterator](): Iterator<Int32Array> {
+    for (;;) yield this.nextBatch();
+  }
+}
+
+/** Every full T-length sequence of a file, in file order (for `unforget eval --split all`). */
+export interface AllSequences {
+  count: number;
+  /** ceil(count / B): the last batch may be short. */
+  numBatches(B: number): number;
+  /** Rows i·B … min((i+1)·B, count)−1 as a [rows, T] int32 batch, dataset id at position 0. */
+  batch(i: number, B: number): Int32Array;
+}
+
+export function allSequences(tokens: Uint16Array, T: number, tokenId: number | null): AllSequences {
+  checkPositiveInt('T', T);
+  checkTokenId(tokenId);
+  const count = Math.floor(tokens.length / T);
+  return {
+    count,
+    numBatches(B) {
+      checkPositiveInt('B', B);
+      return Math.ceil(count / B);
+    },
+    batch(i, B) {
+      checkPositiveInt('B', B);
+      if (!Number.isInteger(i) || i < 0 || i * B >= count) {
+        throw new RangeError(`batch index ${i} out of range [0, ${Math.ceil(count / B)})`);
+      }
+      const rows = Math.min(B, count - i * B);
+      const out = new Int32Array(rows * T);
+      for (let r = 0; r < rows; r++) copySequence(tokens, T, i * B + r, tokenId, out, r);
+      return out;
+    },
+  };
+}

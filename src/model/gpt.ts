@@ -1,0 +1,241 @@
+/**
+ * The study's transformer ("gpt", SPEC §2): pre-norm blocks, RMSNorm without gain, q/k RMSNorm +
+ * RoPE, causal softmax attention, GELU-tanh MLP, untied input/output embeddings, no biases.
+ *
+ * Internal layout differs from the checkpoint layout only for qkv: SPEC stores [L, 3, N, D, H];
+ * in memory each layer's qkv is one [D, 3·N·H] matrix (columns ordered q heads, k heads, v heads) so
+ * the projection is a single GEMM. `out [L,N,H,D]`, `up [L,D,F]` and `down [L,F,D]` are already
+ * row-major matrices. toSpec()/fromSpec() convert.
+ */
+import { native } from '../backend/native.js';
+import { ConfigError } from '../errors.js';
+import { Tensor, noGrad } from '../tensor/tensor.js';
+import * as op from '../tensor/ops.js';
+import { Rng } from '../util/rng.js';
+import { ParamSet } from './params.js';
+
+export interface GPTConfig {
+  D: number;
+  L: number;
+  H: number;
+  T: number;
+  V: number;
+}
+
+export interface SpecTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+export function validateGPTConfig(c: GPTConfig, prefix = 'model'): void {
+  for (const k of ['D', 'L', 'H', 'T', 'V'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new ConfigError(`${prefix}.${k}`, `must be a positive integer, got ${c[k]}`);
+  }
+  if (c.D % c.H !== 0) throw new ConfigError(`${prefix}.H`, `head size ${c.H} must divide D=${c.D}`);
+  if (c.H % 2 !== 0) throw new ConfigError(`${prefix}.H`, `head size ${c.H} must be even (RoPE rotates halves)`);
+}
+
+export function paramCounts(c: GPTConfig): { n_param_nonembed: number; n_param_embed: number } {
+  return { n_param_nonembed: 12 * c.L * c.D * c.D, n_param_embed: c.D * c.V };
+}
+
+/** Shapes of the checkpoint tensors (SPEC §7). */
+export function specShapes(c: GPTConfig): Record<string, number[]> {
+  const { D, L, H, V } = c;
+  const N = D / H, F = 4 * D;
+  return {
+    embed_in: [V, D],
+    embed_out: [V, D],
+    qkv: [L, 3, N, D, H],
+    out: [L, N, H, D],
+    up: [L, D, F],
+    down: [L, F, D],
+  };
+}
+
+/** Hook through which LoRA (or any adapter) supplies the effective weight of a projection. */
+export type WeightHook = (name: 'qkv' | 'out' | 'up' | 'down', layer: number, base: Tensor) => Tensor;
+
+export interface KVCache {
+  B: number;
+  Tmax: number;
+  k: Float32Array[]; // per layer [B, Tmax, N, H]
+  v: Float32Array[];
+}
+
+export class GPT {
+  readonly N: number;
+  readonly F: number;
+  readonly params: ParamSet;
+  readonly embedIn: Tensor;
+  readonly embedOut: Tensor;
+  readonly qkv: Tensor[];
+  readonly out: Tensor[];
+  readonly up: Tensor[];
+  readonly down: Tensor[];
+  weightHook: WeightHook | null = null;
+
+  constructor(readonly cfg: GPTConfig) {
+    validateGPTConfig(cfg);
+    const { D, L, V } = cfg;
+    this.N = D / cfg.H;
+    this.F = 4 * D;
+    this.params = new ParamSet([
+      ['embed_in', [V, D]],
+      ['embed_out', [V, D]],
+      ['qkv', [L, D, 3 * D]],
+      ['out', [L, D, D]],
+      ['up', [L, D, this.F]],
+      ['down', [L, this.F, D]],
+    ]);
+    this.embedIn = this.params.tensor('embed_in');
+    this.embedOut = this.params.tensor('embed_out');
+    this.qkv = this.params.slices('qkv', L, [D, 3 * D]);
+    this.out = this.params.slices('out', L, [D, D]);
+    this.up = this.params.slices('up', L, [D, this.F]);
+    this.down = this.params.slices('down', L, [this.F, D]);
+  }
+
+  /** SPEC §2 initialisation: N(0,1)·D^-1/2 everywhere except down, N(0,1)·F^-1/2. */
+  static init(cfg: GPTConfig, seed: number): GPT {
+    const m = new GPT(cfg);
+    const rng = new Rng(seed);
+    const sd = 1 / Math.sqrt(cfg.D);
+    for (const name of ['embed_in', 'embed_out', 'qkv', 'out', 'up'])
+      rng.fillNormal(m.params.view(name), sd);
+    rng.fillNormal(m.params.view('down'), 1 / Math.sqrt(m.F));
+    return m;
+  }
+
+  /** Parameters are trainable unless frozen (the reference model π, or the base under LoRA). */
+  setTrainable(flag: boolean): void {
+    this.params.setRequiresGrad(flag);
+  }
+
+  private w(name: 'qkv' | 'out' | 'up' | 'down', l: number): Tensor {
+    const base = this[name][l]!;
+    return this.weightHook ? this.weightHook(name, l, base) : base;
+  }
+
+  /** Logits [B·T, V] for token ids [B, T]; records a graph when parameters require gradients. */
+  forward(ids: Int32Array, B: number, T: number): Tensor {
+    const { D, H, L } = this.cfg;
+    if (ids.length !== B * T) throw new Error(`forward: ${ids.length} ids for B=${B}, T=${T}`);
+    if (T > this.cfg.T) throw new Error(`forward: sequence length ${T} exceeds model T=${this.cfg.T}`);
+    let x = op.embedding(this.embedIn, ids, [B * T, D]);
+    for (let l = 0; l < L; l++) {
+      const qkv = op.qkNormRope(op.matmul(op.rmsnorm(x), this.w('qkv', l)), B, T, this.N, H);
+      x = op.add(x, op.matmul(op.attention(qkv, B, T, this.N, H), this.w('out', l)));
+      const hidden = op.gelu(op.matmul(op.rmsnorm(x), this.w('up', l)));
+      x = op.add(x, op.matmul(hidden, this.w('down', l)));
+    }
+    return op.matmul(op.rmsnorm(x), this.embedOut, true);
+  }
+
+  /** Logits without a graph. */
+  logits(ids: Int32Array, B: number, T: number): Float32Array {
+    return noGrad(() => this.forward(ids, B, T).data);
+  }
+
+  // ---- cached decoding --------------------------------------------------------------------
+
+  newCache(B: number, Tmax = this.cfg.T): KVCache {
+    const D = this.cfg.D;
+    const mk = () => Array.from({ length: this.cfg.L }, () => new Float32Array(B * Tmax * D));
+    return { B, Tmax, k: mk(), v: mk() };
+  }
+
+  /**
+   * Feed one token per row at absolute position `pos` (all rows in step), appending its keys and
+   * values to the cache; returns logits [B, V] for the next token.
+   */
+  decode(cache: KVCache, ids: Int32Array, pos: number): Float32Array {
+    const k = native();
+    const { D, H, L, V } = this.cfg;
+    const { B, Tmax } = cache;
+    const N = this.N, F = this.F;
+    if (ids.length !== B) throw new Error(`decode: ${ids.length} ids for a cache of batch ${B}`);
+    if (pos >= Tmax) throw new Error(`decode: position ${pos} is beyond the cache length ${Tmax}`);
+    return noGrad(() => {
+      const x = new Float32Array(B * D);
+      k.embeddingForward(x, this.embedIn.data, ids, B, V, D);
+      const a = new Float32Array(B * D), rstd = new Float32Array(B * 2 * N);
+      const raw = new Float32Array(B * 3 * D), qkv = new Float32Array(B * 3 * D);
+      const att = new Float32Array(B * D), hidden = new Float32Array(B * F), act = new Float32Array(B * F);
+      for (let l = 0; l < L; l++) {
+        const wq = this.w('qkv', l).data, wo = this.w('out', l).data;
+        const wu = this.w('up', l).data, wd = this.w('down', l).data;
+        k.rmsnormForward(a, rstd, x, B, D);
+        k.gemm(false, false, B, 3 * D, D, 1, a, wq, 0, raw);
+        k.qkNormRopeForward(qkv, rstd, raw, B, 1, N, H, pos);
+        const kc = cache.k[l]!, vc = cache.v[l]!;
+        for (let b = 0; b < B; b++) {
+          const src = b * 3 * D, dst = (b * Tmax + pos) * D;
+          kc.set(qkv.subarray(src + D, src + 2 * D), dst);
+          vc.set(qkv.subarray(src + 2 * D, src + 3 * D), dst);
+        }
+        k.attentionDecode(att, qkv, kc, vc, B, 1, N, H, Tmax, pos);
+        k.gemm(false, false, B, D, D, 1, att, wo, 1, x); // residual: x += att · out
+        k.rmsnormForward(a, rstd, x, B, D);
+        k.gemm(false, false, B, F, D, 1, a, wu, 0, hidden);
+        k.geluForward(act, hidden, B * F);
+        k.gemm(false, false, B, D, F, 1, act, wd, 1, x); // residual: x += gelu(·) · down
+      }
+      k.rmsnormForward(a, rstd, x, B, D);
+      const logits = new Float32Array(B * V);
+      k.gemm(false, true, B, V, D, 1, a, this.embedOut.data, 0, logits);
+      return logits;
+    });
+  }
+
+  // ---- checkpoint layout ------------------------------------------------------------------
+
+  /** Tensors in the SPEC §7 layout (copies). */
+  toSpec(): Record<string, SpecTensor> {
+    const shapes = specShapes(this.cfg);
+    const { D, L, H } = this.cfg;
+    const N = this.N;
+    const qkvSpec = new Float32Array(this.params.view('qkv').length);
+    const qkvInt = this.params.view('qkv');
+    // internal [L, D, 3, N, H] → spec [L, 3, N, D, H]
+    for (let l = 0; l < L; l++)
+      for (let d = 0; d < D; d++)
+        for (let j = 0; j < 3; j++)
+          for (let n = 0; n < N; n++) {
+            const src = (((l * D + d) * 3 + j) * N + n) * H;
+            const dst = (((l * 3 + j) * N + n) * D + d) * H;
+            qkvSpec.set(qkvInt.subarray(src, src + H), dst);
+          }
+    const out: Record<string, SpecTensor> = {};
+    for (const name of Object.keys(shapes)) {
+      out[name] = { shape: shapes[name]!, data: name === 'qkv' ? qkvSpec : this.params.view(name).slice() };
+    }
+    return out;
+  }
+
+  /** Build a model from SPEC-layout tensors (shapes must already be validated). */
+  static fromSpec(cfg: GPTConfig, tensors: Record<string, Float32Array>): GPT {
+    const m = new GPT(cfg);
+    const { D, L, H } = cfg;
+    const N = m.N;
+    for (const name of ['embed_in', 'embed_out', 'out', 'up', 'down']) m.params.view(name).set(tensors[name]!);
+    const spec = tensors.qkv!;
+    const qkvInt = m.params.view('qkv');
+    for (let l = 0; l < L; l++)
+      for (let j = 0; j < 3; j++)
+        for (let n = 0; n < N; n++)
+          for (let d = 0; d < D; d++) {
+            const src = (((l * 3 + j) * N + n) * D + d) * H;
+            const dst = (((l * D + d) * 3 + j) * N + n) * H;
+            qkvInt.set(spec.subarray(src, src + H), dst);
+          }
+    return m;
+  }
+
+  /** An independent copy (the frozen reference π of a finetuning run). */
+  clone(): GPT {
+    const m = new GPT(this.cfg);
+    m.params.data.set(this.params.data);
+    return m;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Batched autoregressive sampling with a KV cache. Every row is prompted with the same number of
+ * tokens (for replay: one dataset/task token id per row), then extended to `length` tokens.
+ * Randomness comes from a seeded Rng, so a sample is reproducible.
+ */
+import { native } from '../backend/native.js';
+import { Rng } from '../util/rng.js';
+import type { GPT } from './gpt.js';
+
+export interface SampleOptions {
+  /** Prompt ids, [rows, P] row-major; rows = number of sequences to sample. */
+  prompts: Int32Array;
+  /** Prompt length P (≥ 1). */
+  promptLength: number;
+  /** Total sequence length to reach (prompt included), ≤ model T. */
+  length: number;
+  temperature: number;
+  /** Restrict to the k most likely tokens (0: no restriction). */
+  topK?: number;
+  /** Rows decoded together (default: all). */
+  batchSize?: number;
+  rng: Rng;
+  /** Called after each batch with the number of rows finished so far. */
+  onProgress?: (rowsDone: number) => void;
+}
+
+/** Returns the sampled sequences [rows, length] (prompt included). */
+export function sample(model: GPT, o: SampleOptions): Int32Array {
+  const P = o.promptLength;
+  const rows = o.prompts.length / P;
+  if (!Number.isInteger(rows) || P < 1) throw new Error('sample: prompts must be [rows, promptLength] with promptLength ≥ 1');
+  if (o.length > model.cfg.T) throw new Error(`sample: length ${o.length} exceeds the model's T=${model.cfg.T}`);
+  if (o.length < P) throw new Error(`sample: length ${o.length} is shorter than the prompt (${P})`);
+  const { V } = model.cfg;
+  const out = new Int32Array(rows * o.length);
+  const Bmax = Math.max(1, Math.min(o.batchSize ?? rows, rows));
+  for (let r0 = 0; r0 < rows; r0 += Bmax) {
+    const B = Math.min(Bmax, rows - r0);
+    const cache = model.newCache(B, o.length);
+    const ids = new Int32Array(B);
+    const u = new Float64Array(B);
+    let logits: Float32Array | null = null;
+    for (let pos = 0; pos < o.length; pos++) {
+      if (pos < P) {
+        for (let b = 0; b < B; b++) ids[b] = o.prompts[(r0 + b) * P + pos]!;
+      } else {
+        o.rng.fillUniform(u);
+        native().sampleRows(logits!, B, V, o.temperature, o.topK ?? 0, u, ids);
+      }
+      for (let b = 0; b < B; b++) out[(r0 + b) * o.length + pos] = ids[b]!;
+      if (pos + 1 < o.length) logits = model.decode(cache, ids, pos);
+    }
+    o.onProgress?.(r0 + B);
+  }
+  return out;
+}

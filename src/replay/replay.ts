@@ -1,0 +1,93 @@
+/**
+ * Replay batches for the regularisers of SPEC §3: rows of the previous dataset (real replay) or
+ * sequences the frozen reference model π samples itself (self-generated replay).
+ */
+import type { GPT } from '../model/gpt.js';
+import { sample } from '../model/sample.js';
+import { Rng } from '../util/rng.js';
+
+export interface ReplaySource {
+  /** The next replay batch, [rows, T] token ids. */
+  next(): Int32Array;
+  readonly rows: number;
+  /** Seconds spent producing batches (sampling cost for self-generated replay). */
+  seconds: number;
+  /** Sequences produced by sampling so far. */
+  sampled: number;
+}
+
+/** Uniformly random tokens (benchmarks only), position 0 = the dataset token id. */
+export class RandomReplay implements ReplaySource {
+  seconds = 0;
+  sampled = 0;
+  constructor(readonly rows: number, private readonly T: number, private readonly V: number, private readonly tokenId: number, private readonly rng: Rng) {}
+  next(): Int32Array {
+    const out = new Int32Array(this.rows * this.T);
+    for (let i = 0; i < out.length; i++) out[i] = i % this.T === 0 ? this.tokenId : this.rng.int(this.V);
+    return out;
+  }
+}
+
+/** Rows of a previous dataset's training split, in a reshuffled order each epoch. */
+export class RealReplay implements ReplaySource {
+  seconds = 0;
+  sampled = 0;
+  constructor(
+    readonly rows: number,
+    private readonly nextBatch: () => Int32Array,
+  ) {}
+  next(): Int32Array {
+    return this.nextBatch();
+  }
+}
+
+/**
+ * Self-generated replay: π samples `buffer × rows` sequences at a time, each prompted with a
+ * dataset token id (cycled through `promptIds` in equal shares), to the full length T at
+ * `temperature`, with no early stop. Batches are consumed in order; a new buffer is drawn when
+ * the current one runs out.
+ */
+export class SynthReplay implements ReplaySource {
+  seconds = 0;
+  sampled = 0;
+  private buf: Int32Array | null = null;
+  private pos = 0;
+  constructor(
+    private readonly pi: GPT,
+    readonly rows: number,
+    private readonly buffer: number,
+    private readonly promptIds: number[],
+    private readonly temperature: number,
+    private readonly rng: Rng,
+    private readonly decodeBatch = 256,
+  ) {
+    if (promptIds.length === 0) throw new Error('SynthReplay: at least one prompt token id is needed');
+  }
+
+  private refill(): void {
+    const t0 = performance.now();
+    const n = this.rows * this.buffer;
+    const prompts = new Int32Array(n);
+    for (let i = 0; i < n; i++) prompts[i] = this.promptIds[i % this.promptIds.length]!;
+    this.buf = sample(this.pi, {
+      prompts,
+      promptLength: 1,
+      length: this.pi.cfg.T,
+      temperature: this.temperature,
+      rng: this.rng,
+      batchSize: this.decodeBatch,
+    });
+    this.pos = 0;
+    this.sampled += n;
+    this.seconds += (performance.now() - t0) / 1000;
+  }
+
+  next(): Int32Array {
+    const T = this.pi.cfg.T;
+    const size = this.rows * T;
+    if (!this.buf || this.pos + size > this.buf.length) this.refill();
+    const out = this.buf!.subarray(this.pos, this.pos + size);
+    this.pos += size;
+    return out;
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * Differentiable operations. Each is one native forward kernel and, when a graph is recorded, one
+ * closure calling the matching native backward kernel. Shapes are checked here so that native
+ * code only ever sees consistent sizes.
+ */
+import { native } from '../backend/native.js';
+import { Tensor, isGradEnabled, numel, type Shape } from './tensor.js';
+
+const K = () => native();
+
+function needsGrad(...ts: Tensor[]): boolean {
+  return isGradEnabled() && ts.some((t) => t.requiresGrad);
+}
+
+function record(out: Tensor, parents: Tensor[], fn: (g: Float32Array) => void): Tensor {
+  out.requiresGrad = true;
+  out.parents = parents;
+  out.backwardFn = () => {
+    if (out.grad) fn(out.grad);
+  };
+  return out;
+}
+
+/** Add `src` into t's gradient; takes ownership of `src` when t has none yet (no copy). */
+function accumulate(t: Tensor, src: Float32Array): void {
+  if (!t.requiresGrad) return;
+  if (!t.grad) t.grad = src;
+  else K().axpy(src.length, 1, src, t.grad);
+}
+
+function check(cond: boolean, msg: string): void {
+  if (!cond) throw new Error(msg);
+}
+
+function rows2(t: Tensor): [number, number] {
+  const c = t.shape[t.shape.length - 1]!;
+  return [t.size / c, c];
+}
+
+/**
+ * Matrix product over the last dimension: x [..., K] · W [K, N] → [..., N];
+ * with transW, W is [N, K] and the product is x · Wᵀ (used for logits = h · embed_outᵀ).
+ */
+export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
+  const [M, Kx] = rows2(x);
+  check(w.shape.length === 2, `matmul: weight must be 2-D, got [${w.shape}]`);
+  const [Kw, N] = transW ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
+  check(Kx === Kw, `matmul: inner dimensions differ (${Kx} vs ${Kw})`);
+  const outShape = [...x.shape.slice(0, -1), N];
+  const out = Tensor.zeros(outShape);
+  K().gemm(false, transW, M, N, Kx, 1, x.data, w.data, 0, out.data);
+  if (!needsGrad(x, w)) return out;
+  return record(out, [x, w], (g) => {
+    if (x.requiresGrad) K().gemm(false, !transW, M, Kx, N, 1, g, w.data, 1, x.gradBuffer());
+    if (w.requiresGrad) {
+      // dW = xᵀ g ([K,N]) or, transposed, gᵀ x ([N,K])
+      if (transW) K().gemm(true, false, N, Kx, M, 1, g, x.data, 1, w.gradBuffer());
+      else K().gemm(true, false, Kx, N, M, 1, x.data, g, 1, w.gradBuffer());
+    }
+  });
+}
+
+/** a + b (same shape). */
+export function add(a: Tensor, b: Tensor): Tensor {
+  check(a.size === b.size, `add: sizes differ (${a.size} vs ${b.size})`);
+  const out = new Tensor(a.data.slice(), a.shape);
+  K().axpy(out.size, 1, b.data, out.data);
+  if (!needsGrad(a, b)) return out;
+  return record(out, [a, b], (g) => {
+    if (a.requiresGrad) K().axpy(g.length, 1, g, a.gradBuffer());
+    if (b.requiresGrad) K().axpy(g.length, 1, g, b.gradBuffer());
+  });
+}
+
+/** Scalar combination Σ coeffs[i]·xs[i] of scalar tensors (the total loss). */
+export function weightedSum(xs: Tensor[], coeffs: number[]): Tensor {
+  let v = 0;
+  xs.forEach((x, i) => (v += coeffs[i]! * x.item()));
+  const out = new Tensor(new Float32Array([v]), []);
+  if (!needsGrad(...xs)) return out;
+  return record(out, xs, (g) => {
+    xs.forEach((x, i) => {
+      if (x.requiresGrad) x.gradBuffer()[0]! += g[0]! * coeffs[i]!;
+    });
+  });
+}
+
+/** Rows of `table` [V, D] picked by ids → [ids.length, D]. */
+export function embedding(table: Tensor, ids: Int32Array, shape?: Shape): Tensor {
+  const [V, D] = [table.shape[0]!, table.shape[1]!];
+  const out = Tensor.zeros(shape ?? [ids.length, D]);
+  check(out.size === ids.length * D, 'embedding: output shape does not match ids');
+  K().embeddingForward(out.data, table.data, ids, ids.length, V, D);
+  if (!needsGrad(table)) return out;
+  return record(out, [table], (g) => K().embeddingBackward(table.gradBuffer(), g, ids, ids.length, V, D));
+}
+
+/** RMSNorm without gain over the last dimension. */
+export function rmsnorm(x: Tensor): Tensor {
+  const [R, C] = rows2(x);
+  const out = Tensor.zeros(x.shape);
+  const rstd = new Float32Array(R);
+  K().rmsnormForward(out.data, rstd, x.data, R, C);
+  if (!needsGrad(x)) return out;
+  return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
+}
+
+/** q, k ← RoPE(RMSNorm_H(·)) inside a qkv activation [B*T, 3·N·H]; v passes through. */
+export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number, pos0 = 0): Tensor {
+  check(x.size === B * T * 3 * N * H, 'qkNormRope: shape mismatch');
+  const out = Tensor.zeros(x.shape);
+  const rstd = new Float32Array(B * T * 2 * N);
+  K().qkNormRopeForward(out.data, rstd, x.data, B, T, N, H, pos0);
+  if (!needsGrad(x)) return out;
+  return record(out, [x], (g) => {
+    const dx = new Float32Array(x.size);
+    K().qkNormRopeBackward(dx, g, out.data, rstd, B, T, N, H, pos0);
+    accumulate(x, dx);
+  });
+}
+
+/** Causal softmax attention over qkv [B*T, 3·N·H] → [B*T, N·H]. */
+export function attention(qkv: Tensor, B: number, T: number, N: number, H: number): Tensor {
+  check(qkv.size === B * T * 3 * N * H, 'attention: shape mismatch');
+  const out = Tensor.zeros([B * T, N * H]);
+  const probs = new Float32Array(B * N * T * T);
+  K().attentionForward(out.data, probs, qkv.data, B, T, N, H);
+  if (!needsGrad(qkv)) return out;
+  return record(out, [qkv], (g) => {
+    const dqkv = new Float32Array(qkv.size);
+    K().attentionBackward(dqkv, g, probs, qkv.data, B, T, N, H);
+    accumulate(qkv, dqkv);
+  });
+}
+
+/** GELU, tanh approximation. */
+export function gelu(x: Tensor): Tensor {
+  const out = Tensor.zeros(x.shape);
+  K().geluForward(out.data, x.data, x.size);
+  if (!needsGrad(x)) return out;
+  return record(out, [x], (g) => K().geluBackward(x.gradBuffer(), g, x.data, x.size));
+}
+
+/**
+ * Weighted mean cross-entropy of logits [R, V] against targets: Σ w·nll / Σ w (the NTP loss when
+ * w masks the last position of each sequence). Returns a scalar tensor.
+ */
+export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float32Array): Tensor {
+  const [R, V] = rows2(logits);
+  check(targets.length === R && weights.length === R, 'crossEntropy: targets/weights length must equal rows');
+  const wsum = sum(weights);
+  const norm = wsum > 0 ? 1 / wsum : 0;
+  const grad = needsGrad(logits);
+  const dlogits = grad ? new Float32Array(logits.size) : null;
+  const total = K().crossEntropy(logits.data, targets, weights, R, V, null, dlogits, norm);
+  const out = new Tensor(new Float32Array([total * norm]), []);
+  if (!grad) return out;
+  return record(out, [logits], (g) => {
+    const s = g[0]!;
+    if (s !== 1) K().axpy(dlogits!.length, s - 1, dlogits!, dlogits!);
+    accumulate(logits, dlogits!);
+  });
+}
+
+/**
+ * Weighted mean KL(p‖q) per row, p = softmax(refLogits) (frozen reference π, no gradient),
+ * q = softmax(logits).
+ */
+export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32Array): Tensor {
+  const [R, V] = rows2(logits);
+  check(refLogits.length === logits.size, 'klDiv: reference logits must match logits');
+  check(weights.length === R, 'klDiv: weights length must equal rows');
+  const wsum = sum(weights);
+  const norm = wsum > 0 ? 1 / wsum : 0;
+  const grad = needsGrad(logits);
+  const dlogits = grad ? new Float32Array(logits.size) : null;
+  const total = K().klDiv(refLogits, logits.data, weights, R, V, null, dlogits, norm);
+  const out = new Tensor(new Float32Array([total * norm]), []);
+  if (!grad) return out;
+  return record(out, [logits], (g) => {
+    const s = g[0]!;
+    if (s !== 1) K().axpy(dlogits!.length, s - 1, dlogits!, dlogits!);
+    accumulate(logits, dlogits!);
+  });
+}
+
+function sum(w: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < w.length; i++) s += w[i]!;
+  return s;
+}
+
+export { numel };

@@ -1,0 +1,401 @@
+/**
+ * Float64 reference implementations of every native kernel (src/backend/native.ts), written plainly:
+ * loops over Float64Array, shapes in the arguments, no cleverness. They are the "second implementation"
+ * the kernel tests compare against, and the functions whose central finite differences check the
+ * native backward passes.
+ */
+
+export type F64 = Float64Array;
+
+export const RMS_EPS = 1e-6;
+export const ROPE_BASE = 10000;
+
+// ---------------------------------------------------------------------------------------------------
+// small utilities
+
+/** A tiny deterministic PRNG (mulberry32) so the tests do not depend on src/util. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  /** uniform in [0, 1) */
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** standard normal (Box–Muller) */
+  normal(): number {
+    let u = this.next();
+    while (u <= 1e-300) u = this.next();
+    const v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+}
+
+/** Float32 array of n normals with standard deviation `std`. */
+export function randn32(rng: Rng, n: number, std = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * std;
+  return a;
+}
+
+export function randInts(rng: Rng, n: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.int(hi);
+  return a;
+}
+
+export function to64(a: ArrayLike<number>): F64 {
+  return Float64Array.from(a);
+}
+
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`dot: length ${a.length} vs ${b.length}`);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+/** max|a-b| / max(floor, max|b|): the error measure used by the tests. NaN anywhere gives Infinity. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-6): number {
+  if (a.length !== b.length) throw new Error(`relErr: length ${a.length} vs ${b.length}`);
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i] - b[i]);
+    if (!Number.isFinite(e)) return Infinity;
+    d = Math.max(d, e);
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / Math.max(floor, m);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// finite differences
+
+/**
+ * Central differences of a float64 scalar function at `x` for the chosen coordinates:
+ * g[j] = (f(x + h e_c) − f(x − h e_c)) / 2h with c = coords[j]. `x` is restored afterwards.
+ * Error O(h²·f''') + O(ε·|f|/h); h = 1e-5 balances both for O(1) inputs in float64.
+ */
+export function finiteDiff(f: (x: F64) => number, x: F64, coords: ArrayLike<number>, h = 1e-5): F64 {
+  const g = new Float64Array(coords.length);
+  for (let j = 0; j < coords.length; j++) {
+    const c = coords[j];
+    const x0 = x[c];
+    x[c] = x0 + h;
+    const fp = f(x);
+    x[c] = x0 - h;
+    const fm = f(x);
+    x[c] = x0;
+    g[j] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+/** All indices 0..n-1 when n <= max, else `max` distinct random indices (sorted). */
+export function pickCoords(rng: Rng, n: number, max: number): Int32Array {
+  if (n <= max) return Int32Array.from({ length: n }, (_, i) => i);
+  const chosen = new Set<number>();
+  while (chosen.size < max) chosen.add(rng.int(n));
+  return Int32Array.from([...chosen].sort((a, b) => a - b));
+}
+
+/** Values of `a` at the given coordinates. */
+export function gather(a: ArrayLike<number>, coords: ArrayLike<number>): F64 {
+  const g = new Float64Array(coords.length);
+  for (let j = 0; j < coords.length; j++) g[j] = a[coords[j]];
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// matrix products
+
+/** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major; A is [M,K] or (transA) [K,M]; B is [K,N] or [N,K].
+ *  With beta == 0 the old C is ignored (BLAS convention). */
+export function gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+                     A: ArrayLike<number>, B: ArrayLike<number>, beta: number, C: F64,
+                     offA = 0, offB = 0, offC = 0): void {
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) {
+        const a = transA ? A[offA + k * M + i] : A[offA + i * K + k];
+        const b = transB ? B[offB + j * K + k] : B[offB + k * N + j];
+        s += a * b;
+      }
+      const c = offC + i * N + j;
+      C[c] = alpha * s + (beta === 0 ? 0 : beta * C[c]);
+    }
+  }
+}
+
+export function gemmBatched(transA: boolean, transB: boolean, batch: number, M: number, N: number, K: number,
+                            alpha: number, A: ArrayLike<number>, strideA: number, B: ArrayLike<number>,
+                            strideB: number, beta: number, C: F64, strideC: number): void {
+  for (let b = 0; b < batch; b++) {
+    gemm(transA, transB, M, N, K, alpha, A, B, beta, C, b * strideA, b * strideB, b * strideC);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// embedding
+
+export function embeddingForward(table: ArrayLike<number>, ids: ArrayLike<number>, rows: number, V: number,
+                                 D: number): F64 {
+  const out = new Float64Array(rows * D);
+  for (let r = 0; r < rows; r++) {
+    const id = ids[r];
+    if (id < 0 || id >= V) throw new RangeError(`ref embedding: id ${id} at row ${r}`);
+    for (let d = 0; d < D; d++) out[r * D + d] = table[id * D + d];
+  }
+  return out;
+}
+
+/** dtable[ids[r],:] += dout[r,:] */
+export function embeddingBackward(dtable: F64, dout: ArrayLike<number>, ids: ArrayLike<number>, rows: number,
+                                  D: number): void {
+  for (let r = 0; r < rows; r++) {
+    for (let d = 0; d < D; d++) dtable[ids[r] * D + d] += dout[r * D + d];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RMSNorm (no gain)
+
+export function rmsnorm(x: ArrayLike<number>, R: number, C: number): { y: F64; rstd: F64 } {
+  const y = new Float64Array(R * C);
+  const rstd = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += x[r * C + c] * x[r * C + c];
+    const s = 1 / Math.sqrt(ss / C + RMS_EPS);
+    rstd[r] = s;
+    for (let c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * s;
+  }
+  return { y, rstd };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// RoPE
+
+/** Rotates one head vector x[off .. off+H) in place for position `pos` (sign = -1: inverse rotation). */
+function rotateHead(x: F64, off: number, H: number, pos: number, sign: number): void {
+  const half = H / 2;
+  for (let i = 0; i < half; i++) {
+    const freq = Math.pow(ROPE_BASE, (-2 * i) / H);
+    const ang = pos * freq;
+    const c = Math.cos(ang);
+    const s = sign * Math.sin(ang);
+    const x1 = x[off + i];
+    const x2 = x[off + half + i];
+    x[off + i] = x1 * c - x2 * s;
+    x[off + half + i] = x2 * c + x1 * s;
+  }
+}
+
+/** Returns a copy of x with `heads` heads of size H rotated at every (b, t), position pos0 + t.
+ *  Layout: element (b, t, head, i) at b*strideB + t*strideTok + head*H + i; everything else is copied. */
+export function rope(x: ArrayLike<number>, B: number, T: number, heads: number, H: number, strideB: number,
+                     strideTok: number, pos0: number, inverse = false): F64 {
+  if (H % 2 !== 0) throw new Error(`rope: odd head size ${H}`);
+  const y = Float64Array.from(x);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let n = 0; n < heads; n++) rotateHead(y, b * strideB + t * strideTok + n * H, H, pos0 + t, inverse ? -1 : 1);
+    }
+  }
+  return y;
+}
+
+/** Fused q/k post-processing over x [B*T, 3, N, H]: q, k ← RoPE(RMSNorm_H(·)), v copied; rstd [B*T, 2, N]. */
+export function qkNormRope(x: ArrayLike<number>, B: number, T: number, N: number, H: number,
+                           pos0: number): { y: F64; rstd: F64 } {
+  const y = Float64Array.from(x);
+  const rstd = new Float64Array(B * T * 2 * N);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const tok = b * T + t;
+      for (let part = 0; part < 2; part++) {
+        for (let n = 0; n < N; n++) {
+          const off = ((tok * 3 + part) * N + n) * H;
+          let ss = 0;
+          for (let i = 0; i < H; i++) ss += x[off + i] * x[off + i];
+          const s = 1 / Math.sqrt(ss / H + RMS_EPS);
+          rstd[(tok * 2 + part) * N + n] = s;
+          for (let i = 0; i < H; i++) y[off + i] = x[off + i] * s;
+          rotateHead(y, off, H, pos0 + t, 1);
+        }
+      }
+    }
+  }
+  return { y, rstd };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// attention
+
+/** Causal softmax attention with scale 1/sqrt(H). qkv [B, T, 3, N, H]; out [B, T, N, H]; probs [B, N, T, T]. */
+export function attention(qkv: ArrayLike<number>, B: number, T: number, N: number, H: number): { out: F64; probs: F64 } {
+  const out = new Float64Array(B * T * N * H);
+  const probs = new Float64Array(B * N * T * T);
+  const scale = 1 / Math.sqrt(H);
+  const q = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 0) * N + n) * H + i];
+  const k = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 1) * N + n) * H + i];
+  const v = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 2) * N + n) * H + i];
+  const score = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    for (let n = 0; n < N; n++) {
+      for (let t = 0; t < T; t++) {
+        let mx = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          let d = 0;
+          for (let i = 0; i < H; i++) d += q(b, t, n, i) * k(b, s, n, i);
+          score[s] = d * scale;
+          mx = Math.max(mx, score[s]);
+        }
+        let z = 0;
+        for (let s = 0; s <= t; s++) z += Math.exp(score[s] - mx);
+        const prow = ((b * N + n) * T + t) * T;
+        for (let s = 0; s <= t; s++) probs[prow + s] = Math.exp(score[s] - mx) / z;
+        for (let i = 0; i < H; i++) {
+          let o = 0;
+          for (let s = 0; s <= t; s++) o += probs[prow + s] * v(b, s, n, i);
+          out[((b * T + t) * N + n) * H + i] = o;
+        }
+      }
+    }
+  }
+  return { out, probs };
+}
+
+/** Decoding form: Tq queries at positions pos0+i attend to cached keys/values 0..pos0+i.
+ *  qkv [B, Tq, 3, N, H] (only q is read); kCache, vCache [B, Tmax, N, H]; returns out [B, Tq, N, H]. */
+export function attentionDecode(qkv: ArrayLike<number>, kCache: ArrayLike<number>, vCache: ArrayLike<number>,
+                                B: number, Tq: number, N: number, H: number, Tmax: number, pos0: number): F64 {
+  const out = new Float64Array(B * Tq * N * H);
+  const scale = 1 / Math.sqrt(H);
+  for (let b = 0; b < B; b++) {
+    for (let n = 0; n < N; n++) {
+      for (let t = 0; t < Tq; t++) {
+        const last = pos0 + t;
+        const score = new Float64Array(last + 1);
+        let mx = -Infinity;
+        for (let s = 0; s <= last; s++) {
+          let d = 0;
+          for (let i = 0; i < H; i++) {
+            d += qkv[(((b * Tq + t) * 3 + 0) * N + n) * H + i] * kCache[((b * Tmax + s) * N + n) * H + i];
+          }
+          score[s] = d * scale;
+          mx = Math.max(mx, score[s]);
+        }
+        let z = 0;
+        for (let s = 0; s <= last; s++) z += Math.exp(score[s] - mx);
+        for (let i = 0; i < H; i++) {
+          let o = 0;
+          for (let s = 0; s <= last; s++) o += (Math.exp(score[s] - mx) / z) * vCache[((b * Tmax + s) * N + n) * H + i];
+          out[((b * Tq + t) * N + n) * H + i] = o;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GELU (tanh approximation)
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+export function geluScalar(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
+}
+
+export function gelu(x: ArrayLike<number>): F64 {
+  const y = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) y[i] = geluScalar(x[i]);
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// losses
+
+export function logSoftmaxRow(logits: ArrayLike<number>, off: number, V: number): F64 {
+  let mx = -Infinity;
+  for (let v = 0; v < V; v++) mx = Math.max(mx, logits[off + v]);
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp(logits[off + v] - mx);
+  const lse = mx + Math.log(z);
+  const out = new Float64Array(V);
+  for (let v = 0; v < V; v++) out[v] = logits[off + v] - lse;
+  return out;
+}
+
+/** Σ_r w[r]·(logsumexp(logits[r]) − logits[r, t_r]); rows with w = 0 skipped (rowLoss 0). */
+export function crossEntropy(logits: ArrayLike<number>, targets: ArrayLike<number>, weights: ArrayLike<number>,
+                             R: number, V: number): { loss: number; rowLoss: F64 } {
+  const rowLoss = new Float64Array(R);
+  let loss = 0;
+  for (let r = 0; r < R; r++) {
+    if (weights[r] === 0) continue;
+    const t = targets[r];
+    if (t < 0 || t >= V) throw new RangeError(`ref crossEntropy: target ${t} at row ${r}`);
+    const ls = logSoftmaxRow(logits, r * V, V);
+    rowLoss[r] = -ls[t];
+    loss += weights[r] * rowLoss[r];
+  }
+  return { loss, rowLoss };
+}
+
+/** Σ_r w[r]·Σ_v p(v)(log p(v) − log q(v)), p = softmax(logitsP[r]), q = softmax(logitsQ[r]). */
+export function klDiv(logitsP: ArrayLike<number>, logitsQ: ArrayLike<number>, weights: ArrayLike<number>,
+                      R: number, V: number): { loss: number; rowLoss: F64 } {
+  const rowLoss = new Float64Array(R);
+  let loss = 0;
+  for (let r = 0; r < R; r++) {
+    const lp = logSoftmaxRow(logitsP, r * V, V);
+    const lq = logSoftmaxRow(logitsQ, r * V, V);
+    let kl = 0;
+    for (let v = 0; v < V; v++) kl += Math.exp(lp[v]) * (lp[v] - lq[v]);
+    rowLoss[r] = kl;
+    loss += weights[r] * kl;
+  }
+  return { loss, rowLoss };
+}
+
+export function softmaxRow(logits: ArrayLike<number>, off: number, V: number, temperature = 1): F64 {
+  const scaled = new Float64Array(V);
+  for (let v = 0; v < V; v++) scaled[v] = logits[off + v] / temperature;
+  const ls = logSoftmaxRow(scaled, 0, V);
+  return ls.map(Math.exp);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// optimizers (in place, float64)
+
+export function adamwStep(p: F64, g: ArrayLike<number>, m: F64, v: F64, lr: number, b1: number, b2: number,
+                          eps: number, wd: number, bc1: number, bc2: number): void {
+  for (let i = 0; i < p.length; i++) {
+    p[i] -= lr * wd * p[i];
+    m[i] = b1 * m[i] + (1 - b1) * g[i];
+    v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+    p[i] -= (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
+  }
+}
+
+export function sgdStep(p: F64, g: ArrayLike<number>, lr: number, wd: number): void {
+  for (let i = 0; i < p.length; i++) p[i] -= lr * (g[i] + wd * p[i]);
+}

@@ -1,0 +1,867 @@
+/**
+ * Every native kernel against the float64 reference (test/helpers/ref.ts): forwards agree within float32
+ * rounding, backwards agree with central finite differences of the reference forward, projected onto a
+ * random upstream gradient (L = Σ dout·f(x), so dL/dx is exactly what a backward kernel returns).
+ * Shapes are deliberately odd (D=13, H=6, V=37, T=5, T=1, B=3) so no kernel can lean on multiples of 8/16.
+ * The whole suite runs once with 1 thread and once with 2, and a final block checks that both agree.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { native } from '../src/backend/native.js';
+import * as ref from './helpers/ref.js';
+import { Rng, randn32, randInts, relErr, to64, dot, finiteDiff, pickCoords, gather, maxAbs } from './helpers/ref.js';
+import type { F64 } from './helpers/ref.js';
+
+const nk = native();
+
+/** Forward tolerance: max|a−b| / max|b| for float32 kernels over a few dozen-term reductions. */
+const FWD_TOL = 1e-5;
+/** Backward tolerance against finite differences (float32 analytic gradient vs float64 FD). */
+const GRAD_TOL = 1e-3;
+
+function expectClose(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol = FWD_TOL): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  const e = relErr(actual, expected);
+  assert.ok(e <= tol, `${what}: max|a-b|/max|b| = ${e.toExponential(3)} > ${tol} (max|b| = ${maxAbs(expected).toExponential(3)})`);
+}
+
+/** Analytic gradient (at all coordinates of x) vs central differences of f at (a subset of) coordinates. */
+function expectGrad(what: string, analytic: ArrayLike<number>, f: (x: F64) => number, x: ArrayLike<number>,
+                    rng: Rng, maxCoords = 300, tol = GRAD_TOL): void {
+  const x64 = to64(x);
+  assert.equal(analytic.length, x64.length, `${what}: gradient length ${analytic.length} vs input ${x64.length}`);
+  const coords = pickCoords(rng, x64.length, maxCoords);
+  const fd = finiteDiff(f, x64, coords);
+  const an = gather(analytic, coords);
+  const e = relErr(an, fd);
+  let worst = 0;
+  let worstAt = -1;
+  for (let j = 0; j < coords.length; j++) {
+    const d = Math.abs(an[j] - fd[j]);
+    if (!(d <= worst)) { worst = d; worstAt = coords[j]; }
+  }
+  assert.ok(e <= tol, `${what}: analytic vs finite-difference gradient rel err ${e.toExponential(3)} > ${tol}; ` +
+    `worst at flat index ${worstAt}: analytic ${analytic[worstAt]} vs fd ${worstAt >= 0 ? fd[Array.from(coords).indexOf(worstAt)] : NaN}`);
+}
+
+function filled(n: number, v: number): Float32Array {
+  return new Float32Array(n).fill(v);
+}
+
+function sub(a: ArrayLike<number>, b: ArrayLike<number>): F64 {
+  const d = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) d[i] = a[i] - b[i];
+  return d;
+}
+
+const defaultThreads = nk.getNumThreads();
+
+for (const threads of [1, 2]) {
+  describe(`native kernels, ${threads} thread${threads > 1 ? 's' : ''}`, () => {
+    before(() => nk.setNumThreads(threads));
+    after(() => nk.setNumThreads(defaultThreads));
+
+    it('reports the thread count it was set to', () => {
+      assert.equal(nk.getNumThreads(), threads);
+      assert.equal(typeof nk.info(), 'string');
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('gemm', () => {
+      const shapes: [number, number, number][] = [[5, 13, 7], [1, 1, 1], [17, 3, 33], [64, 37, 129], [1, 37, 13]];
+      for (const [M, N, K] of shapes) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            it(`M=${M} N=${N} K=${K} transA=${transA} transB=${transB}`, () => {
+              const rng = new Rng(100 + M * 7 + N * 3 + K + (transA ? 1000 : 0) + (transB ? 2000 : 0));
+              const A = randn32(rng, M * K);
+              const B = randn32(rng, K * N);
+              for (const [alpha, beta] of [[0.7, 0.3], [1, 0], [-1.5, 1]]) {
+                const C = randn32(rng, M * N);
+                const expected = to64(C);
+                ref.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
+                nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, C);
+                expectClose(`gemm alpha=${alpha} beta=${beta}`, C, expected);
+              }
+            });
+          }
+        }
+      }
+
+      it('honours subarray byte offsets and leaves the rest of the buffers alone', () => {
+        const rng = new Rng(7);
+        const M = 6, N = 5, K = 9;
+        const bigA = randn32(rng, M * K + 11);
+        const bigB = randn32(rng, K * N + 5);
+        const bigC = randn32(rng, M * N + 8);
+        const before = Float32Array.from(bigC);
+        const A = bigA.subarray(3, 3 + M * K);
+        const B = bigB.subarray(5);
+        const C = bigC.subarray(4, 4 + M * N);
+        const expected = to64(C);
+        ref.gemm(false, true, M, N, K, 1.25, A, B, 0.5, expected);
+        nk.gemm(false, true, M, N, K, 1.25, A, B, 0.5, C);
+        expectClose('gemm on subarrays', C, expected);
+        for (let i = 0; i < 4; i++) assert.equal(bigC[i], before[i], `C prefix element ${i} changed`);
+        for (let i = 4 + M * N; i < bigC.length; i++) assert.equal(bigC[i], before[i], `C suffix element ${i} changed`);
+      });
+    });
+
+    describe('gemmBatched', () => {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          it(`batch=3 M=5 N=6 K=7 padded strides transA=${transA} transB=${transB}`, () => {
+            const rng = new Rng(200 + (transA ? 1 : 0) + (transB ? 2 : 0));
+            const batch = 3, M = 5, N = 6, K = 7;
+            const sA = M * K + 3, sB = K * N + 1, sC = M * N + 4;
+            const A = randn32(rng, batch * sA);
+            const B = randn32(rng, batch * sB);
+            const C = randn32(rng, batch * sC);
+            const orig = Float32Array.from(C);
+            const expected = to64(C);
+            ref.gemmBatched(transA, transB, batch, M, N, K, 0.9, A, sA, B, sB, 0.2, expected, sC);
+            nk.gemmBatched(transA, transB, batch, M, N, K, 0.9, A, sA, B, sB, 0.2, C, sC);
+            expectClose('gemmBatched', C, expected);
+            for (let b = 0; b < batch; b++) {
+              for (let i = M * N; i < sC; i++) {
+                assert.equal(C[b * sC + i], orig[b * sC + i], `padding of C matrix ${b} at ${i} changed`);
+              }
+            }
+          });
+        }
+      }
+
+      it('shared right operand (strideB = 0), e.g. one weight for every head', () => {
+        const rng = new Rng(210);
+        const batch = 4, M = 3, N = 13, K = 6;
+        const A = randn32(rng, batch * M * K);
+        const B = randn32(rng, K * N);
+        const C = filled(batch * M * N, 0);
+        const expected = new Float64Array(batch * M * N);
+        ref.gemmBatched(false, false, batch, M, N, K, 1, A, M * K, B, 0, 0, expected, M * N);
+        nk.gemmBatched(false, false, batch, M, N, K, 1, A, M * K, B, 0, 0, C, M * N);
+        expectClose('gemmBatched strideB=0', C, expected);
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('embedding', () => {
+      const V = 37, D = 13, B = 3, T = 5, rows = B * T;
+
+      it(`forward gathers rows exactly (V=${V} D=${D} rows=${rows})`, () => {
+        const rng = new Rng(300);
+        const table = randn32(rng, V * D);
+        const ids = randInts(rng, rows, V);
+        ids[0] = 0; ids[1] = V - 1; ids[2] = ids[3];
+        const out = filled(rows * D, NaN);
+        nk.embeddingForward(out, table, ids, rows, V, D);
+        assert.deepEqual(Array.from(out), Array.from(ref.embeddingForward(table, ids, rows, V, D)));
+      });
+
+      it('backward scatter-adds into a pre-filled gradient (repeated ids sum)', () => {
+        const rng = new Rng(301);
+        const ids = randInts(rng, rows, V);
+        ids[4] = ids[7] = ids[9] = 11;
+        const dout = randn32(rng, rows * D);
+        const dtable = randn32(rng, V * D);
+        const expected = to64(dtable);
+        ref.embeddingBackward(expected, dout, ids, rows, D);
+        nk.embeddingBackward(dtable, dout, ids, rows, V, D);
+        expectClose('embeddingBackward', dtable, expected);
+        // the backward is the adjoint of the gather: check against finite differences too
+        const table = randn32(rng, V * D);
+        const g = filled(V * D, 0);
+        nk.embeddingBackward(g, dout, ids, rows, V, D);
+        expectGrad('embedding dtable', g, (t) => dot(dout, ref.embeddingForward(t, ids, rows, V, D)), table, rng);
+      });
+
+      it('rejects ids out of [0, V) with a RangeError naming the row', () => {
+        const table = filled(V * D, 1);
+        const out = filled(rows * D, 0);
+        for (const bad of [V, -1, 1 << 20]) {
+          const ids = new Int32Array(rows).fill(2);
+          ids[6] = bad;
+          assert.throws(() => nk.embeddingForward(out, table, ids, rows, V, D),
+            (e: unknown) => e instanceof RangeError && /\b6\b/.test(e.message),
+            `id ${bad} at row 6 should throw a RangeError mentioning row 6`);
+        }
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('rmsnorm', () => {
+      for (const [R, C] of [[7, 13], [1, 6], [5, 64], [3, 1]]) {
+        it(`forward and accumulating backward R=${R} C=${C}`, () => {
+          const rng = new Rng(400 + R * 100 + C);
+          const x = randn32(rng, R * C);
+          const y = filled(R * C, NaN);
+          const rstd = filled(R, NaN);
+          nk.rmsnormForward(y, rstd, x, R, C);
+          const r = ref.rmsnorm(x, R, C);
+          expectClose('rmsnorm y', y, r.y);
+          expectClose('rmsnorm rstd', rstd, r.rstd);
+
+          const dy = randn32(rng, R * C);
+          const pre = randn32(rng, R * C);
+          const dx = Float32Array.from(pre);
+          nk.rmsnormBackward(dx, dy, y, rstd, R, C);
+          expectGrad('rmsnorm dx (minus pre-filled)', sub(dx, pre), (xx) => dot(dy, ref.rmsnorm(xx, R, C).y), x, rng);
+        });
+      }
+
+      it('an all-zero row gives y = 0, rstd = 1/sqrt(eps), dx = dy·rstd', () => {
+        const C = 13;
+        const x = new Float32Array(2 * C);
+        x.set(randn32(new Rng(405), C), C); // row 1 random, row 0 zero
+        const y = filled(2 * C, NaN), rstd = filled(2, NaN);
+        nk.rmsnormForward(y, rstd, x, 2, C);
+        for (let c = 0; c < C; c++) assert.equal(y[c], 0);
+        assert.ok(Math.abs(rstd[0] - 1000) < 1e-2, `rstd of a zero row ${rstd[0]}`);
+        const dy = randn32(new Rng(406), 2 * C);
+        const dx = new Float32Array(2 * C);
+        nk.rmsnormBackward(dx, dy, y, rstd, 2, C);
+        for (let c = 0; c < C; c++) assert.ok(Math.abs(dx[c] - 1000 * dy[c]) <= 1e-5 * 1000 * Math.abs(dy[c]) + 1e-3);
+      });
+
+      it('honours subarray offsets', () => {
+        const rng = new Rng(410);
+        const R = 3, C = 13;
+        const big = randn32(rng, R * C + 5);
+        const x = big.subarray(5);
+        const yBig = filled(R * C + 3, 42);
+        const y = yBig.subarray(3);
+        const rstd = new Float32Array(R);
+        nk.rmsnormForward(y, rstd, x, R, C);
+        expectClose('rmsnorm y on subarrays', y, ref.rmsnorm(x, R, C).y);
+        assert.deepEqual(Array.from(yBig.subarray(0, 3)), [42, 42, 42]);
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('rope', () => {
+      for (const [B, T, heads, H, pos0] of [[3, 5, 2, 6, 0], [3, 5, 2, 6, 7], [1, 1, 3, 8, 300], [2, 4, 1, 2, 1]]) {
+        it(`contiguous B=${B} T=${T} heads=${heads} H=${H} pos0=${pos0}`, () => {
+          const rng = new Rng(500 + B + T * 10 + H * 100 + pos0);
+          const strideTok = heads * H, strideB = T * strideTok;
+          const x = randn32(rng, B * strideB);
+          const y = Float32Array.from(x);
+          nk.ropeForward(y, B, T, heads, H, strideB, strideTok, pos0);
+          expectClose('ropeForward', y, ref.rope(x, B, T, heads, H, strideB, strideTok, pos0));
+
+          const dy = randn32(rng, B * strideB);
+          const dx = Float32Array.from(dy);
+          nk.ropeBackward(dx, B, T, heads, H, strideB, strideTok, pos0);
+          expectGrad('ropeBackward', dx, (xx) => dot(dy, ref.rope(xx, B, T, heads, H, strideB, strideTok, pos0)), x, rng);
+        });
+      }
+
+      it('strided: rotates only the k heads inside a [B, T, 3, N, H] qkv buffer', () => {
+        const rng = new Rng(520);
+        const B = 3, T = 5, N = 2, H = 6, pos0 = 2;
+        const strideTok = 3 * N * H, strideB = T * strideTok;
+        const qkv = randn32(rng, B * strideB);
+        const work = Float32Array.from(qkv);
+        nk.ropeForward(work.subarray(N * H), B, T, N, H, strideB, strideTok, pos0);
+        const expected = to64(qkv);
+        expected.set(ref.rope(qkv.subarray(N * H), B, T, N, H, strideB, strideTok, pos0), N * H);
+        expectClose('ropeForward on k part', work, expected);
+        // q and v parts must be bit-identical
+        for (let tok = 0; tok < B * T; tok++) {
+          for (const part of [0, 2]) {
+            for (let i = 0; i < N * H; i++) {
+              const at = tok * strideTok + part * N * H + i;
+              assert.equal(work[at], qkv[at], `element ${at} (token ${tok}, part ${part}) changed`);
+            }
+          }
+        }
+        const back = Float32Array.from(work);
+        nk.ropeBackward(back.subarray(N * H), B, T, N, H, strideB, strideTok, pos0);
+        expectClose('ropeBackward inverts ropeForward', back, qkv);
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('qkNormRope', () => {
+      it('far positions (pos0 = 2000, as in long cached sampling) keep float32 accuracy', () => {
+        const rng = new Rng(650);
+        const B = 2, T = 3, N = 2, H = 16, pos0 = 2000;
+        const x = randn32(rng, B * T * 3 * N * H);
+        const y = new Float32Array(x.length), rstd = new Float32Array(B * T * 2 * N);
+        nk.qkNormRopeForward(y, rstd, x, B, T, N, H, pos0);
+        expectClose('qkNormRope y at pos0=2000', y, ref.qkNormRope(x, B, T, N, H, pos0).y, 1e-4);
+        const r = Float32Array.from(x);
+        nk.ropeForward(r, B, T, 3 * N, H, T * 3 * N * H, 3 * N * H, pos0);
+        expectClose('ropeForward at pos0=2000', r, ref.rope(x, B, T, 3 * N, H, T * 3 * N * H, 3 * N * H, pos0), 1e-4);
+      });
+
+      for (const [B, T, N, H, pos0] of [[3, 5, 2, 6, 0], [2, 3, 3, 4, 4], [1, 1, 2, 8, 9], [1, 5, 1, 2, 0]]) {
+        it(`forward and written backward B=${B} T=${T} N=${N} H=${H} pos0=${pos0}`, () => {
+          const rng = new Rng(600 + B + T * 10 + N * 100 + H * 1000 + pos0);
+          const n = B * T * 3 * N * H;
+          const x = randn32(rng, n);
+          const y = filled(n, NaN);
+          const rstd = filled(B * T * 2 * N, NaN);
+          nk.qkNormRopeForward(y, rstd, x, B, T, N, H, pos0);
+          const r = ref.qkNormRope(x, B, T, N, H, pos0);
+          expectClose('qkNormRope y', y, r.y);
+          expectClose('qkNormRope rstd', rstd, r.rstd);
+
+          const dy = randn32(rng, n);
+          const dx = filled(n, 123); // written, not accumulated
+          nk.qkNormRopeBackward(dx, dy, y, rstd, B, T, N, H, pos0);
+          expectGrad('qkNormRope dx', dx, (xx) => dot(dy, ref.qkNormRope(xx, B, T, N, H, pos0).y), x, rng, 400);
+        });
+      }
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('attention', () => {
+      for (const [B, T, N, H] of [[3, 5, 2, 6], [2, 1, 3, 4], [1, 9, 1, 8], [2, 6, 2, 2]]) {
+        it(`forward, probs, written backward B=${B} T=${T} N=${N} H=${H}`, () => {
+          const rng = new Rng(700 + B + T * 10 + N * 100 + H * 1000);
+          const n = B * T * 3 * N * H;
+          const qkv = randn32(rng, n, 1.3);
+          const out = filled(B * T * N * H, NaN);
+          const probs = filled(B * N * T * T, 7); // entries above the diagonal must be written 0
+          nk.attentionForward(out, probs, qkv, B, T, N, H);
+          const r = ref.attention(qkv, B, T, N, H);
+          expectClose('attention out', out, r.out);
+          expectClose('attention probs', probs, r.probs);
+          for (let row = 0; row < B * N * T; row++) {
+            const t = row % T;
+            let s = 0;
+            for (let j = 0; j < T; j++) {
+              const p = probs[row * T + j];
+              if (j > t) assert.equal(p, 0, `probs row ${row} (t=${t}) column ${j} above the diagonal is ${p}`);
+              else assert.ok(p >= 0, `negative probability ${p}`);
+              s += p;
+            }
+            assert.ok(Math.abs(s - 1) < 1e-5, `probs row ${row} sums to ${s}`);
+          }
+
+          const dout = randn32(rng, B * T * N * H);
+          const dqkv = filled(n, -5);
+          nk.attentionBackward(dqkv, dout, probs, qkv, B, T, N, H);
+          expectGrad('attention dqkv', dqkv, (xx) => dot(dout, ref.attention(xx, B, T, N, H).out), qkv, rng, 400);
+        });
+      }
+
+      it('larger shape B=2 T=40 N=3 H=32 (forward and sampled gradient)', () => {
+        const rng = new Rng(710);
+        const B = 2, T = 40, N = 3, H = 32;
+        const qkv = randn32(rng, B * T * 3 * N * H);
+        const out = new Float32Array(B * T * N * H), probs = new Float32Array(B * N * T * T);
+        nk.attentionForward(out, probs, qkv, B, T, N, H);
+        const r = ref.attention(qkv, B, T, N, H);
+        expectClose('attention out', out, r.out);
+        expectClose('attention probs', probs, r.probs);
+        const dout = randn32(rng, out.length);
+        const dqkv = new Float32Array(qkv.length);
+        nk.attentionBackward(dqkv, dout, probs, qkv, B, T, N, H);
+        expectGrad('attention dqkv (sampled)', dqkv, (xx) => dot(dout, ref.attention(xx, B, T, N, H).out), qkv, rng, 120);
+      });
+
+      it('large scores stay finite (softmax is max-subtracted)', () => {
+        const rng = new Rng(720);
+        const B = 1, T = 4, N = 1, H = 6;
+        const qkv = randn32(rng, B * T * 3 * N * H, 30);
+        const out = new Float32Array(B * T * N * H);
+        const probs = new Float32Array(B * N * T * T);
+        nk.attentionForward(out, probs, qkv, B, T, N, H);
+        expectClose('attention out with |scores| ~ 1e3', out, ref.attention(qkv, B, T, N, H).out, 1e-4);
+      });
+
+      for (const [B, T, N, H, Tmax] of [[2, 7, 2, 6, 10], [3, 5, 1, 4, 5], [1, 1, 2, 6, 3]]) {
+        it(`decode with a KV cache equals the training-form rows B=${B} T=${T} N=${N} H=${H} Tmax=${Tmax}`, () => {
+          const rng = new Rng(750 + B + T * 10 + N * 100 + H * 1000);
+          const tokStride = 3 * N * H;
+          const qkv = randn32(rng, B * T * tokStride);
+          const full = new Float32Array(B * T * N * H);
+          nk.attentionForward(full, new Float32Array(B * N * T * T), qkv, B, T, N, H);
+          // caches hold k and v of positions < T; beyond that NaN, which must never be read
+          const kCache = filled(B * Tmax * N * H, NaN);
+          const vCache = filled(B * Tmax * N * H, NaN);
+          for (let b = 0; b < B; b++) {
+            for (let t = 0; t < T; t++) {
+              for (let i = 0; i < N * H; i++) {
+                kCache[(b * Tmax + t) * N * H + i] = qkv[(b * T + t) * tokStride + N * H + i];
+                vCache[(b * Tmax + t) * N * H + i] = qkv[(b * T + t) * tokStride + 2 * N * H + i];
+              }
+            }
+          }
+          const cases: [number, number][] = [[0, T], [T - 1, 1]];
+          if (T > 3) cases.push([2, T - 2], [3, 1]);
+          for (const [pos0, Tq] of cases) {
+            const q = new Float32Array(B * Tq * tokStride);
+            for (let b = 0; b < B; b++) {
+              for (let t = 0; t < Tq; t++) {
+                q.set(qkv.subarray((b * T + pos0 + t) * tokStride, (b * T + pos0 + t + 1) * tokStride), (b * Tq + t) * tokStride);
+              }
+            }
+            // the decode kernel may only look at positions <= pos0+Tq-1: poison the rest of the cache too
+            const kc = Float32Array.from(kCache), vc = Float32Array.from(vCache);
+            for (let b = 0; b < B; b++) {
+              kc.fill(NaN, (b * Tmax + pos0 + Tq) * N * H, (b + 1) * Tmax * N * H);
+              vc.fill(NaN, (b * Tmax + pos0 + Tq) * N * H, (b + 1) * Tmax * N * H);
+            }
+            const out = filled(B * Tq * N * H, NaN);
+            nk.attentionDecode(out, q, kc, vc, B, Tq, N, H, Tmax, pos0);
+            const expectedRows = new Float32Array(B * Tq * N * H);
+            for (let b = 0; b < B; b++) {
+              expectedRows.set(full.subarray((b * T + pos0) * N * H, (b * T + pos0 + Tq) * N * H), b * Tq * N * H);
+            }
+            expectClose(`attentionDecode pos0=${pos0} Tq=${Tq} vs training form`, out, expectedRows);
+            expectClose(`attentionDecode pos0=${pos0} Tq=${Tq} vs float64 reference`, out,
+              ref.attentionDecode(q, kc, vc, B, Tq, N, H, Tmax, pos0));
+          }
+        });
+      }
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('gelu', () => {
+      it('forward (tanh approximation) and accumulating backward, n=1001', () => {
+        const rng = new Rng(800);
+        const n = 1001;
+        const x = new Float32Array(n);
+        for (let i = 0; i < n; i++) x[i] = -6 + (12 * i) / (n - 1) + 0.01 * rng.normal();
+        x[0] = -20; x[1] = 20; x[2] = 0; x[3] = -1e-3; x[4] = 1e-3;
+        const y = filled(n, NaN);
+        nk.geluForward(y, x, n);
+        const yr = ref.gelu(x);
+        expectClose('gelu y', y, yr);
+        for (let i = 0; i < n; i++) {
+          assert.ok(Math.abs(y[i] - yr[i]) <= 1e-5 * Math.abs(yr[i]) + 1e-6, `gelu(${x[i]}) = ${y[i]}, expected ${yr[i]}`);
+        }
+        const dy = randn32(rng, n);
+        const pre = randn32(rng, n);
+        const dx = Float32Array.from(pre);
+        nk.geluBackward(dx, dy, x, n);
+        expectGrad('gelu dx (minus pre-filled)', sub(dx, pre), (xx) => dot(dy, ref.gelu(xx)), x, rng, n);
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('crossEntropy', () => {
+      for (const [R, V] of [[7, 37], [1, 5], [4, 517]]) {
+        it(`weighted loss, rowLoss, written dlogits R=${R} V=${V}`, () => {
+          const rng = new Rng(900 + R * 1000 + V);
+          const logits = randn32(rng, R * V, 2);
+          const targets = randInts(rng, R, V);
+          const weights = new Float32Array(R);
+          for (let r = 0; r < R; r++) weights[r] = 0.25 + rng.next();
+          if (R > 5) {
+            weights[2] = 0; targets[2] = -1;     // skipped rows may carry any target
+            weights[5] = 0; targets[5] = V + 3;
+          }
+          const gradScale = 0.37;
+          const rowLoss = filled(R, NaN);
+          const dlogits = filled(R * V, 99);
+          const loss = nk.crossEntropy(logits, targets, weights, R, V, rowLoss, dlogits, gradScale);
+          const r = ref.crossEntropy(logits, targets, weights, R, V);
+          assert.ok(Math.abs(loss - r.loss) <= 1e-5 * Math.abs(r.loss), `loss ${loss} vs reference ${r.loss}`);
+          expectClose('rowLoss', rowLoss, r.rowLoss);
+          for (let row = 0; row < R; row++) {
+            if (weights[row] !== 0) continue;
+            assert.equal(rowLoss[row], 0, `rowLoss of skipped row ${row}`);
+            for (let v = 0; v < V; v++) assert.equal(dlogits[row * V + v], 0, `dlogits of skipped row ${row} at ${v}`);
+          }
+          expectGrad('crossEntropy dlogits', dlogits,
+            (l) => gradScale * ref.crossEntropy(l, targets, weights, R, V).loss, logits, rng, 300);
+
+          const lossOnly = nk.crossEntropy(logits, targets, weights, R, V, null, null, 1);
+          assert.ok(Math.abs(lossOnly - loss) <= 1e-6 * Math.abs(loss), `loss without outputs ${lossOnly} vs ${loss}`);
+        });
+      }
+
+      it('honours a logits subarray', () => {
+        const rng = new Rng(950);
+        const R = 3, V = 37;
+        const big = randn32(rng, R * V + 9);
+        const logits = big.subarray(9);
+        const targets = randInts(rng, R, V);
+        const w = filled(R, 1);
+        const loss = nk.crossEntropy(logits, targets, w, R, V, null, null, 1);
+        const r = ref.crossEntropy(logits, targets, w, R, V).loss;
+        assert.ok(Math.abs(loss - r) <= 1e-5 * r, `loss ${loss} vs ${r}`);
+      });
+
+      it('rejects targets out of [0, V) on weighted rows with a RangeError', () => {
+        const R = 4, V = 37;
+        const logits = filled(R * V, 0);
+        const w = filled(R, 1);
+        for (const bad of [V, -1]) {
+          const targets = new Int32Array([1, 2, bad, 3]);
+          assert.throws(() => nk.crossEntropy(logits, targets, w, R, V, null, null, 1), RangeError, `target ${bad}`);
+          assert.throws(() => nk.crossEntropy(logits, targets, w, R, V, new Float32Array(R), new Float32Array(R * V), 1),
+            RangeError, `target ${bad} with outputs`);
+        }
+      });
+
+      it('extreme logits (spread of hundreds) stay finite and accurate', () => {
+        const rng = new Rng(960);
+        const R = 5, V = 37;
+        const logits = randn32(rng, R * V, 60);
+        logits[3] = 300; logits[V + 4] = -300;
+        const targets = randInts(rng, R, V);
+        targets[0] = 3;
+        const w = filled(R, 1);
+        const rowLoss = new Float32Array(R), dl = new Float32Array(R * V);
+        const loss = nk.crossEntropy(logits, targets, w, R, V, rowLoss, dl, 1);
+        const r = ref.crossEntropy(logits, targets, w, R, V);
+        assert.ok(Math.abs(loss - r.loss) <= 1e-5 * r.loss, `loss ${loss} vs ${r.loss}`);
+        expectClose('rowLoss with extreme logits', rowLoss, r.rowLoss);
+        assert.ok(dl.every(Number.isFinite), 'dlogits finite');
+        expectGrad('crossEntropy dlogits, extreme logits', dl, (l) => ref.crossEntropy(l, targets, w, R, V).loss, logits, rng, 185);
+      });
+
+      it('uniform logits give log V per row', () => {
+        const R = 3, V = 37;
+        const rowLoss = new Float32Array(R);
+        const loss = nk.crossEntropy(filled(R * V, 0.5), new Int32Array([0, 17, 36]), filled(R, 1), R, V, rowLoss, null, 1);
+        assert.ok(Math.abs(loss - R * Math.log(V)) < 1e-5, `loss ${loss}`);
+        for (const l of rowLoss) assert.ok(Math.abs(l - Math.log(V)) < 1e-6, `row loss ${l}`);
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('klDiv', () => {
+      for (const [R, V] of [[6, 37], [1, 3], [3, 517]]) {
+        it(`weighted KL(p‖q), rowLoss, written dlogitsQ R=${R} V=${V}`, () => {
+          const rng = new Rng(1000 + R * 1000 + V);
+          const lp = randn32(rng, R * V, 1.5);
+          const lq = randn32(rng, R * V, 1.5);
+          const weights = new Float32Array(R);
+          for (let r = 0; r < R; r++) weights[r] = 0.25 + rng.next();
+          if (R > 4) weights[4] = 0;
+          const gradScale = 0.5;
+          const rowLoss = filled(R, NaN);
+          const dq = filled(R * V, 99);
+          const loss = nk.klDiv(lp, lq, weights, R, V, rowLoss, dq, gradScale);
+          const r = ref.klDiv(lp, lq, weights, R, V);
+          assert.ok(Math.abs(loss - r.loss) <= 1e-5 * Math.abs(r.loss), `loss ${loss} vs reference ${r.loss}`);
+          for (let row = 0; row < R; row++) {
+            if (weights[row] === 0) {
+              // the contract only fixes the weighted sum; a zero-weight row may report 0 or its KL
+              assert.ok(rowLoss[row] === 0 || Math.abs(rowLoss[row] - r.rowLoss[row]) <= 1e-5 * maxAbs(r.rowLoss),
+                `rowLoss of zero-weight row ${row}: ${rowLoss[row]}`);
+            } else {
+              assert.ok(Math.abs(rowLoss[row] - r.rowLoss[row]) <= 1e-5 * maxAbs(r.rowLoss),
+                `rowLoss[${row}] ${rowLoss[row]} vs ${r.rowLoss[row]}`);
+            }
+          }
+          expectGrad('klDiv dlogitsQ', dq, (l) => gradScale * ref.klDiv(lp, l, weights, R, V).loss, lq, rng, 300);
+          const lossOnly = nk.klDiv(lp, lq, weights, R, V, null, null, 1);
+          assert.ok(Math.abs(lossOnly - loss) <= 1e-6 * Math.abs(loss), `loss without outputs ${lossOnly} vs ${loss}`);
+        });
+      }
+
+      it('p with underflowing probabilities (0·log 0 terms) stays finite and accurate', () => {
+        const rng = new Rng(1060);
+        const R = 4, V = 37;
+        const lp = randn32(rng, R * V, 50);
+        const lq = randn32(rng, R * V, 2);
+        const w = filled(R, 1);
+        const rowLoss = new Float32Array(R), dq = new Float32Array(R * V);
+        const loss = nk.klDiv(lp, lq, w, R, V, rowLoss, dq, 1);
+        const r = ref.klDiv(lp, lq, w, R, V);
+        assert.ok(Number.isFinite(loss) && Math.abs(loss - r.loss) <= 1e-5 * r.loss, `loss ${loss} vs ${r.loss}`);
+        expectClose('rowLoss with peaked p', rowLoss, r.rowLoss);
+        expectGrad('klDiv dlogitsQ, peaked p', dq, (l) => ref.klDiv(lp, l, w, R, V).loss, lq, rng, 148);
+      });
+
+      it('is zero, with zero gradient, when the logits are equal (or differ by a per-row constant)', () => {
+        const rng = new Rng(1050);
+        const R = 5, V = 37;
+        const lp = randn32(rng, R * V, 3);
+        const w = filled(R, 1);
+        const dq = filled(R * V, 99);
+        const rowLoss = filled(R, NaN);
+        const loss = nk.klDiv(lp, Float32Array.from(lp), w, R, V, rowLoss, dq, 1);
+        assert.ok(Math.abs(loss) <= 1e-6, `KL(p‖p) = ${loss}`);
+        for (const l of rowLoss) assert.ok(Math.abs(l) <= 1e-6, `row KL(p‖p) = ${l}`);
+        assert.ok(maxAbs(dq) <= 1e-7, `gradient of KL(p‖p) has max |g| = ${maxAbs(dq)}`);
+        const shifted = Float32Array.from(lp);
+        for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) shifted[r * V + v] += r - 2;
+        const loss2 = nk.klDiv(lp, shifted, w, R, V, null, dq, 1);
+        assert.ok(Math.abs(loss2) <= 1e-5, `KL with shifted logits = ${loss2}`);
+        assert.ok(maxAbs(dq) <= 1e-6, `gradient with shifted logits max |g| = ${maxAbs(dq)}`);
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('optimizers', () => {
+      it('adamwStep matches the float64 reference over three steps (n=1001)', () => {
+        const rng = new Rng(1100);
+        const n = 1001;
+        const p = randn32(rng, n);
+        const m = filled(n, 0);
+        const v = filled(n, 0);
+        const [lr, b1, b2, eps, wd] = [1e-2, 0.9, 0.999, 1e-8, 0.02];
+        for (let t = 1; t <= 3; t++) {
+          const g = randn32(rng, n, 0.1);
+          if (t === 1) g[5] = 0; // eps-dominated denominator on the first step
+          const bc1 = 1 - Math.pow(b1, t), bc2 = 1 - Math.pow(b2, t);
+          const p64 = to64(p), m64 = to64(m), v64 = to64(v);
+          // the kernel takes float32 hyper-parameters: 1 − fround(0.999) differs from 1e-3 by 5e-5 relative,
+          // which is the kernel's contract, not an error, so the reference uses the rounded values too
+          const f = Math.fround;
+          ref.adamwStep(p64, g, m64, v64, f(lr), f(b1), f(b2), f(eps), f(wd), f(bc1), f(bc2));
+          const pOld = to64(p);
+          nk.adamwStep(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+          expectClose(`adamw step ${t} update`, sub(p, pOld), sub(p64, pOld), 1e-4);
+          expectClose(`adamw step ${t} m`, m, m64);
+          expectClose(`adamw step ${t} v`, v, v64);
+        }
+      });
+
+      it('adamwStep weight decay is decoupled (zero gradient and moments: p ← p(1 − lr·wd))', () => {
+        const rng = new Rng(1101);
+        const n = 37;
+        const p = randn32(rng, n);
+        const expected = to64(p).map((x) => x * (1 - 0.1 * 0.5));
+        nk.adamwStep(p, filled(n, 0), filled(n, 0), filled(n, 0), n, 0.1, 0.9, 0.999, 1e-8, 0.5, 0.1, 0.001);
+        expectClose('adamw pure decay', p, expected);
+      });
+
+      it('sgdStep matches p -= lr·(g + wd·p)', () => {
+        const rng = new Rng(1102);
+        const n = 1001;
+        const p = randn32(rng, n);
+        const g = randn32(rng, n);
+        const p64 = to64(p);
+        ref.sgdStep(p64, g, 0.05, 0.1);
+        const pOld = to64(p);
+        nk.sgdStep(p, g, n, 0.05, 0.1);
+        expectClose('sgd update', sub(p, pOld), sub(p64, pOld), 1e-4);
+      });
+
+      it('kernels work on subarrays of one flat parameter buffer', () => {
+        const rng = new Rng(1103);
+        const flat = randn32(rng, 100);
+        const orig = Float32Array.from(flat);
+        const g = randn32(rng, 30);
+        nk.sgdStep(flat.subarray(40, 70), g, 30, 0.1, 0);
+        for (let i = 0; i < 100; i++) {
+          const expected = i >= 40 && i < 70 ? orig[i] - 0.1 * g[i - 40] : orig[i];
+          assert.ok(Math.abs(flat[i] - expected) <= 1e-6, `flat[${i}] = ${flat[i]}, expected ${expected}`);
+        }
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('vector helpers', () => {
+      it('axpy, sumSquares, diffSumSquares', () => {
+        const rng = new Rng(1200);
+        const n = 1003;
+        const x = randn32(rng, n), y = randn32(rng, n);
+        const y64 = to64(y);
+        for (let i = 0; i < n; i++) y64[i] += -0.75 * x[i];
+        nk.axpy(n, -0.75, x, y);
+        expectClose('axpy', y, y64);
+        let ss = 0, ds = 0;
+        for (let i = 0; i < n; i++) { ss += x[i] * x[i]; ds += (x[i] - y[i]) ** 2; }
+        assert.ok(Math.abs(nk.sumSquares(x, n) - ss) <= 1e-12 * ss, 'sumSquares');
+        assert.ok(Math.abs(nk.diffSumSquares(x, y, n) - ds) <= 1e-12 * ds, 'diffSumSquares');
+        assert.equal(nk.sumSquares(x, 0), 0);
+        const withNaN = Float32Array.from(x); withNaN[500] = NaN;
+        assert.ok(Number.isNaN(nk.sumSquares(withNaN, n)), 'NaN propagates through sumSquares');
+        const withInf = Float32Array.from(x); withInf[7] = Infinity;
+        assert.equal(nk.sumSquares(withInf, n), Infinity);
+        assert.ok(Number.isNaN(nk.diffSumSquares(withNaN, y, n)), 'NaN propagates through diffSumSquares');
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------------
+    describe('sampleRows', () => {
+      function argmax(a: ArrayLike<number>, off: number, V: number): number {
+        let best = 0;
+        for (let v = 1; v < V; v++) if (a[off + v] > a[off + best]) best = v;
+        return best;
+      }
+
+      it('temperature <= 0 and topK = 1 pick the argmax whatever u is', () => {
+        const rng = new Rng(1300);
+        const R = 50, V = 37;
+        const logits = randn32(rng, R * V, 2);
+        const u = Float64Array.from({ length: R }, () => rng.next());
+        const expected = Array.from({ length: R }, (_, r) => argmax(logits, r * V, V));
+        for (const [temperature, topK] of [[0, 0], [-1, 0], [1, 1], [2.5, 1], [0, 5]]) {
+          const out = new Int32Array(R).fill(-7);
+          nk.sampleRows(logits, R, V, temperature, topK, u, out);
+          assert.deepEqual(Array.from(out), expected, `temperature=${temperature} topK=${topK}`);
+        }
+      });
+
+      it('extreme uniforms (0 and 1 − 2^-53) still give valid ids, inside the top-k', () => {
+        const V = 9;
+        const logits = Float32Array.from([0.1, 3, -2, 1, 0.5, 2, -1, 0, 0.2]);
+        const top3 = new Set([1, 5, 3]);
+        for (const u0 of [0, 1 - 2 ** -53]) {
+          for (const topK of [0, 3, V, V + 4]) {
+            const out = new Int32Array(1).fill(-1);
+            nk.sampleRows(logits, 1, V, 1, topK, Float64Array.of(u0), out);
+            assert.ok(out[0] >= 0 && out[0] < V, `u=${u0} topK=${topK} gave ${out[0]}`);
+            if (topK === 3) assert.ok(top3.has(out[0]), `u=${u0} topK=3 gave ${out[0]} outside the top 3`);
+          }
+        }
+      });
+
+      /** Pearson chi-square statistic of counts against probabilities. */
+      function chiSquare(counts: number[], probs: ArrayLike<number>, total: number): number {
+        let chi = 0;
+        for (let v = 0; v < counts.length; v++) {
+          const e = probs[v] * total;
+          if (e === 0) {
+            assert.equal(counts[v], 0, `outcome ${v} has probability 0 but was drawn ${counts[v]} times`);
+            continue;
+          }
+          chi += (counts[v] - e) ** 2 / e;
+        }
+        return chi;
+      }
+
+      it('frequencies follow softmax(logits / temperature) (chi-square, 20000 draws, df=5, p=1e-3)', () => {
+        const rng = new Rng(1301);
+        const V = 6, R = 20000, temperature = 0.8;
+        const row = [1.0, 0.5, -0.3, 2.0, 0.0, -1.2];
+        const logits = new Float32Array(R * V);
+        for (let r = 0; r < R; r++) logits.set(row, r * V);
+        const u = Float64Array.from({ length: R }, () => rng.next());
+        const out = new Int32Array(R);
+        nk.sampleRows(logits, R, V, temperature, 0, u, out);
+        const counts = new Array<number>(V).fill(0);
+        for (const o of out) counts[o]++;
+        const probs = ref.softmaxRow(Float32Array.from(row), 0, V, temperature);
+        const chi = chiSquare(counts, probs, R);
+        assert.ok(chi < 20.52, `chi-square ${chi.toFixed(2)} >= 20.52 (df 5); counts ${counts} vs expected ${Array.from(probs, (p) => (p * R).toFixed(0))}`);
+      });
+
+      it('topK restricts to the k largest and renormalises (chi-square, df=2, p=1e-3)', () => {
+        const rng = new Rng(1302);
+        const V = 7, R = 20000, temperature = 1.3, topK = 3;
+        const row = [0.3, 1.1, -0.5, 0.9, 1.4, 0.0, 0.2];
+        const logits = new Float32Array(R * V);
+        for (let r = 0; r < R; r++) logits.set(row, r * V);
+        const u = Float64Array.from({ length: R }, () => rng.next());
+        const out = new Int32Array(R);
+        nk.sampleRows(logits, R, V, temperature, topK, u, out);
+        const counts = new Array<number>(V).fill(0);
+        for (const o of out) counts[o]++;
+        const restricted = row.map((x, v) => ([1, 3, 4].includes(v) ? x : -Infinity));
+        const probs = ref.softmaxRow(restricted, 0, V, temperature);
+        const chi = chiSquare(counts, probs, R);
+        assert.ok(chi < 13.82, `chi-square ${chi.toFixed(2)} >= 13.82 (df 2); counts ${counts}`);
+      });
+    });
+  });
+}
+
+// ----------------------------------------------------------------------------------------------------
+describe('1 thread and 2 threads agree on larger inputs', () => {
+  after(() => nk.setNumThreads(defaultThreads));
+
+  /** Runs `fn` with 1 and with 2 threads on fresh copies of its inputs and returns both outputs. */
+  function both<T>(fn: () => T): [T, T] {
+    nk.setNumThreads(1);
+    const one = fn();
+    nk.setNumThreads(2);
+    const two = fn();
+    return [one, two];
+  }
+  const AGREE = 1e-6;
+
+  it('gemm, gemmBatched', () => {
+    const rng = new Rng(1400);
+    const M = 203, N = 151, K = 130;
+    const A = randn32(rng, M * K), B = randn32(rng, K * N);
+    const [c1, c2] = both(() => { const C = new Float32Array(M * N); nk.gemm(false, true, M, N, K, 1, A, B, 0, C); return C; });
+    expectClose('gemm 1 vs 2 threads', c1, c2, AGREE);
+    const batch = 16, m = 33, n = 17, k = 21;
+    const bA = randn32(rng, batch * m * k), bB = randn32(rng, batch * k * n);
+    const [d1, d2] = both(() => {
+      const C = new Float32Array(batch * m * n);
+      nk.gemmBatched(true, false, batch, m, n, k, 1, bA, m * k, bB, k * n, 0, C, m * n);
+      return C;
+    });
+    expectClose('gemmBatched 1 vs 2 threads', d1, d2, AGREE);
+  });
+
+  it('embedding, rmsnorm, gelu, qkNormRope, attention', () => {
+    const rng = new Rng(1401);
+    const V = 517, D = 64, rows = 301;
+    const table = randn32(rng, V * D);
+    const ids = randInts(rng, rows, V);
+    const dout = randn32(rng, rows * D);
+    const [e1, e2] = both(() => {
+      const out = new Float32Array(rows * D);
+      nk.embeddingForward(out, table, ids, rows, V, D);
+      const dt = new Float32Array(V * D);
+      nk.embeddingBackward(dt, dout, ids, rows, V, D);
+      return [out, dt];
+    });
+    assert.deepEqual(e1[0], e2[0]);
+    expectClose('embeddingBackward 1 vs 2 threads', e1[1], e2[1], AGREE);
+
+    const x = randn32(rng, rows * D);
+    const [r1, r2] = both(() => {
+      const y = new Float32Array(rows * D), rstd = new Float32Array(rows), dx = new Float32Array(rows * D);
+      nk.rmsnormForward(y, rstd, x, rows, D);
+      nk.rmsnormBackward(dx, dout, y, rstd, rows, D);
+      const g = new Float32Array(rows * D), gd = new Float32Array(rows * D);
+      nk.geluForward(g, x, rows * D);
+      nk.geluBackward(gd, dout, x, rows * D);
+      return [y, rstd, dx, g, gd];
+    });
+    for (let i = 0; i < r1.length; i++) expectClose(`rmsnorm/gelu output ${i} 1 vs 2 threads`, r1[i], r2[i], AGREE);
+
+    const B = 4, T = 33, N = 4, H = 16;
+    const qkvRaw = randn32(rng, B * T * 3 * N * H);
+    const dAtt = randn32(rng, B * T * N * H);
+    const dQkv = randn32(rng, B * T * 3 * N * H);
+    const [a1, a2] = both(() => {
+      const qkv = new Float32Array(qkvRaw.length), rstd = new Float32Array(B * T * 2 * N);
+      nk.qkNormRopeForward(qkv, rstd, qkvRaw, B, T, N, H, 0);
+      const out = new Float32Array(B * T * N * H), probs = new Float32Array(B * N * T * T);
+      nk.attentionForward(out, probs, qkv, B, T, N, H);
+      const dq = new Float32Array(qkv.length);
+      nk.attentionBackward(dq, dAtt, probs, qkv, B, T, N, H);
+      const dx = new Float32Array(qkv.length);
+      nk.qkNormRopeBackward(dx, dQkv, qkv, rstd, B, T, N, H, 0);
+      return [qkv, rstd, out, probs, dq, dx];
+    });
+    for (let i = 0; i < a1.length; i++) expectClose(`qkNormRope/attention output ${i} 1 vs 2 threads`, a1[i], a2[i], AGREE);
+  });
+
+  it('crossEntropy, klDiv, adamw, sumSquares, sampleRows', () => {
+    const rng = new Rng(1402);
+    const R = 301, V = 517;
+    const lp = randn32(rng, R * V, 2), lq = randn32(rng, R * V, 2);
+    const targets = randInts(rng, R, V);
+    const w = Float32Array.from({ length: R }, (_, r) => (r % 5 === 0 ? 0 : 1));
+    const [l1, l2] = both(() => {
+      const rl = new Float32Array(R), dl = new Float32Array(R * V), rk = new Float32Array(R), dk = new Float32Array(R * V);
+      const ce = nk.crossEntropy(lq, targets, w, R, V, rl, dl, 0.1);
+      const kl = nk.klDiv(lp, lq, w, R, V, rk, dk, 0.1);
+      return { ce, kl, arrays: [rl, dl, rk, dk] };
+    });
+    assert.ok(Math.abs(l1.ce - l2.ce) <= 1e-6 * Math.abs(l1.ce), `crossEntropy ${l1.ce} vs ${l2.ce}`);
+    assert.ok(Math.abs(l1.kl - l2.kl) <= 1e-6 * Math.abs(l1.kl), `klDiv ${l1.kl} vs ${l2.kl}`);
+    for (let i = 0; i < 4; i++) expectClose(`loss output ${i} 1 vs 2 threads`, l1.arrays[i], l2.arrays[i], AGREE);
+
+    const n = 100003;
+    const p0 = randn32(rng, n), g = randn32(rng, n);
+    const [o1, o2] = both(() => {
+      const p = Float32Array.from(p0), m = new Float32Array(n), v = new Float32Array(n);
+      nk.adamwStep(p, g, m, v, n, 1e-3, 0.9, 0.999, 1e-8, 0.02, 0.1, 0.001);
+      return { p, ss: nk.sumSquares(p, n), ds: nk.diffSumSquares(p, p0, n) };
+    });
+    assert.deepEqual(o1.p, o2.p, 'adamw is elementwise: results must be identical');
+    assert.ok(Math.abs(o1.ss - o2.ss) <= 1e-12 * o1.ss, `sumSquares ${o1.ss} vs ${o2.ss}`);
+    assert.ok(Math.abs(o1.ds - o2.ds) <= 1e-12 * o1.ds, `diffSumSquares ${o1.ds} vs ${o2.ds}`);
+
+    const u = Float64Array.from({ length: R }, () => rng.next());
+    const [s1, s2] = both(() => { const out = new Int32Array(R); nk.sampleRows(lq, R, V, 0.9, 50, u, out); return out; });
+    assert.deepEqual(s1, s2, 'sampleRows with the same uniforms must draw the same ids');
+  });
+});
