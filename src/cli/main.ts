@@ -8,7 +8,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBench } from '../bench/bench.js';
 import { loadConfig } from '../config/load.js';
-import { allSequences, readTokenFile, TokenDataset } from '../data/tokens.js';
+import { bestMarkovLoss, makeMarkovChain, sampleMarkov } from '../data/markov.js';
+import { allSequences, readTokenFile, TokenDataset, writeTokenFile } from '../data/tokens.js';
 import { DataError, UnforgetError } from '../errors.js';
 import { loadModel, readCheckpointConfig, checkpointPaths } from '../model/checkpoint.js';
 import { sample } from '../model/sample.js';
@@ -26,6 +27,8 @@ usage:
   unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] [--temperature X]
                   [--top-k K] [--max-tokens K] [--seed S]
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
+  unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
+                  a synthetic token file whose best achievable loss is known (entropy rate)
 
 Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
 
@@ -195,6 +198,27 @@ function cmdBench(args: string[]): void {
   process.stdout.write(JSON.stringify(r) + '\n');
 }
 
+function cmdData(args: string[]): void {
+  const [kind, ...rest] = args;
+  if (kind !== 'markov') throw new UnforgetError(`data: unknown kind '${kind ?? ''}' (available: markov)`);
+  const { values } = parseArgs({
+    args: rest,
+    options: { out: { type: 'string' }, symbols: { type: 'string' }, tokens: { type: 'string' }, sharpness: { type: 'string' }, seed: { type: 'string' }, T: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.out) throw new UnforgetError('data markov: --out FILE.bin is required');
+  const symbols = intOpt(values.symbols, 'symbols', 64, 2);
+  if (symbols > 65535) throw new UnforgetError(`--symbols: at most 65535 (uint16 token ids), got ${symbols}`);
+  const seed = intOpt(values.seed, 'seed', 0, 0);
+  const chain = makeMarkovChain(symbols, numOpt(values.sharpness, 'sharpness', 2), seed);
+  const tokens = sampleMarkov(chain, intOpt(values.tokens, 'tokens', 1_000_000, 1), seed + 1);
+  const T = intOpt(values.T, 'T', 64, 2);
+  const info = { entropy_rate: chain.entropyRate, stationary_entropy: chain.stationaryEntropy, best_loss_at_T: { T, loss: bestMarkovLoss(chain, T) } };
+  fs.mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
+  writeTokenFile(values.out, tokens, { vocab_size: symbols + 1, dataset_token_id: 0, tokenizer: null, source: `markov(symbols=${symbols}, sharpness=${values.sharpness ?? 2}, seed=${seed})`, ...info });
+  process.stdout.write(JSON.stringify({ file: values.out, tokens: tokens.length, vocab_size: symbols + 1, ...info }) + '\n');
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
   switch (cmd) {
@@ -209,6 +233,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'bench':
       cmdBench(args);
+      return 0;
+    case 'data':
+      cmdData(args);
       return 0;
     case undefined:
     case '-h':

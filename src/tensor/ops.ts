@@ -4,6 +4,7 @@
  * code only ever sees consistent sizes.
  */
 import { native } from '../backend/native.js';
+import { alloc } from './pool.js';
 import { Tensor, isGradEnabled, numel, type Shape } from './tensor.js';
 
 const K = () => native();
@@ -47,7 +48,7 @@ export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
   const [Kw, N] = transW ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
   check(Kx === Kw, `matmul: inner dimensions differ (${Kx} vs ${Kw})`);
   const outShape = [...x.shape.slice(0, -1), N];
-  const out = Tensor.zeros(outShape);
+  const out = Tensor.empty(outShape);
   K().gemm(false, transW, M, N, Kx, 1, x.data, w.data, 0, out.data);
   if (!needsGrad(x, w)) return out;
   return record(out, [x, w], (g) => {
@@ -63,7 +64,8 @@ export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
 /** a + b (same shape). */
 export function add(a: Tensor, b: Tensor): Tensor {
   check(a.size === b.size, `add: sizes differ (${a.size} vs ${b.size})`);
-  const out = new Tensor(a.data.slice(), a.shape);
+  const out = new Tensor(alloc(a.size, false), a.shape);
+  out.data.set(a.data);
   K().axpy(out.size, 1, b.data, out.data);
   if (!needsGrad(a, b)) return out;
   return record(out, [a, b], (g) => {
@@ -88,7 +90,7 @@ export function weightedSum(xs: Tensor[], coeffs: number[]): Tensor {
 /** Rows of `table` [V, D] picked by ids → [ids.length, D]. */
 export function embedding(table: Tensor, ids: Int32Array, shape?: Shape): Tensor {
   const [V, D] = [table.shape[0]!, table.shape[1]!];
-  const out = Tensor.zeros(shape ?? [ids.length, D]);
+  const out = Tensor.empty(shape ?? [ids.length, D]);
   check(out.size === ids.length * D, 'embedding: output shape does not match ids');
   K().embeddingForward(out.data, table.data, ids, ids.length, V, D);
   if (!needsGrad(table)) return out;
@@ -98,8 +100,8 @@ export function embedding(table: Tensor, ids: Int32Array, shape?: Shape): Tensor
 /** RMSNorm without gain over the last dimension. */
 export function rmsnorm(x: Tensor): Tensor {
   const [R, C] = rows2(x);
-  const out = Tensor.zeros(x.shape);
-  const rstd = new Float32Array(R);
+  const out = Tensor.empty(x.shape);
+  const rstd = alloc(R, false);
   K().rmsnormForward(out.data, rstd, x.data, R, C);
   if (!needsGrad(x)) return out;
   return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
@@ -108,12 +110,12 @@ export function rmsnorm(x: Tensor): Tensor {
 /** q, k ← RoPE(RMSNorm_H(·)) inside a qkv activation [B*T, 3·N·H]; v passes through. */
 export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number, pos0 = 0): Tensor {
   check(x.size === B * T * 3 * N * H, 'qkNormRope: shape mismatch');
-  const out = Tensor.zeros(x.shape);
-  const rstd = new Float32Array(B * T * 2 * N);
+  const out = Tensor.empty(x.shape);
+  const rstd = alloc(B * T * 2 * N, false);
   K().qkNormRopeForward(out.data, rstd, x.data, B, T, N, H, pos0);
   if (!needsGrad(x)) return out;
   return record(out, [x], (g) => {
-    const dx = new Float32Array(x.size);
+    const dx = alloc(x.size, false);
     K().qkNormRopeBackward(dx, g, out.data, rstd, B, T, N, H, pos0);
     accumulate(x, dx);
   });
@@ -122,12 +124,12 @@ export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number
 /** Causal softmax attention over qkv [B*T, 3·N·H] → [B*T, N·H]. */
 export function attention(qkv: Tensor, B: number, T: number, N: number, H: number): Tensor {
   check(qkv.size === B * T * 3 * N * H, 'attention: shape mismatch');
-  const out = Tensor.zeros([B * T, N * H]);
-  const probs = new Float32Array(B * N * T * T);
+  const out = Tensor.empty([B * T, N * H]);
+  const probs = alloc(B * N * T * T, false);
   K().attentionForward(out.data, probs, qkv.data, B, T, N, H);
   if (!needsGrad(qkv)) return out;
   return record(out, [qkv], (g) => {
-    const dqkv = new Float32Array(qkv.size);
+    const dqkv = alloc(qkv.size, false);
     K().attentionBackward(dqkv, g, probs, qkv.data, B, T, N, H);
     accumulate(qkv, dqkv);
   });
@@ -135,7 +137,7 @@ export function attention(qkv: Tensor, B: number, T: number, N: number, H: numbe
 
 /** GELU, tanh approximation. */
 export function gelu(x: Tensor): Tensor {
-  const out = Tensor.zeros(x.shape);
+  const out = Tensor.empty(x.shape);
   K().geluForward(out.data, x.data, x.size);
   if (!needsGrad(x)) return out;
   return record(out, [x], (g) => K().geluBackward(x.gradBuffer(), g, x.data, x.size));
@@ -151,7 +153,7 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float
   const wsum = sum(weights);
   const norm = wsum > 0 ? 1 / wsum : 0;
   const grad = needsGrad(logits);
-  const dlogits = grad ? new Float32Array(logits.size) : null;
+  const dlogits = grad ? alloc(logits.size, false) : null;
   const total = K().crossEntropy(logits.data, targets, weights, R, V, null, dlogits, norm);
   const out = new Tensor(new Float32Array([total * norm]), []);
   if (!grad) return out;
@@ -173,7 +175,7 @@ export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32A
   const wsum = sum(weights);
   const norm = wsum > 0 ? 1 / wsum : 0;
   const grad = needsGrad(logits);
-  const dlogits = grad ? new Float32Array(logits.size) : null;
+  const dlogits = grad ? alloc(logits.size, false) : null;
   const total = K().klDiv(refLogits, logits.data, weights, R, V, null, dlogits, norm);
   const out = new Tensor(new Float32Array([total * norm]), []);
   if (!grad) return out;

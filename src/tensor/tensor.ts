@@ -8,6 +8,7 @@
  * or when no input requires gradients, so inference keeps no activations alive.
  */
 import { native } from '../backend/native.js';
+import { alloc } from './pool.js';
 
 export type Shape = readonly number[];
 
@@ -35,7 +36,12 @@ export class Tensor {
   }
 
   static zeros(shape: Shape, requiresGrad = false): Tensor {
-    return new Tensor(new Float32Array(numel(shape)), shape, requiresGrad);
+    return new Tensor(alloc(numel(shape)), shape, requiresGrad);
+  }
+
+  /** Uninitialised (for outputs a kernel writes completely). */
+  static empty(shape: Shape): Tensor {
+    return new Tensor(alloc(numel(shape), false), shape);
   }
 
   get size(): number {
@@ -44,7 +50,7 @@ export class Tensor {
 
   /** The gradient buffer, allocated (zeros) if needed. */
   gradBuffer(): Float32Array {
-    if (!this.grad) this.grad = new Float32Array(this.data.length);
+    if (!this.grad) this.grad = alloc(this.data.length);
     return this.grad;
   }
 

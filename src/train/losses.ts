@@ -5,6 +5,7 @@
 import { native } from '../backend/native.js';
 import type { GPT } from '../model/gpt.js';
 import { crossEntropy, klDiv } from '../tensor/ops.js';
+import { scope } from '../tensor/pool.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface NtpTargets {
@@ -60,8 +61,11 @@ export function evaluate(model: GPT, batches: Iterable<Int32Array>, T: number, r
     const B = ids.length / T;
     const rowLoss = new Float32Array(B * T);
     const { targets, weights } = ntpTargets(ids, B, T);
-    const logits = model.logits(ids, B, T);
-    k.crossEntropy(logits, targets, weights, B * T, V, rowLoss, null, 1);
+    scope(() => {
+      const logits = model.logits(ids, B, T);
+      k.crossEntropy(logits, targets, weights, B * T, V, rowLoss, null, 1);
+      if (ref) klSum += k.klDiv(ref.logits(ids, B, T), logits, weights, B * T, V, null, null, 1);
+    });
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T - 1; t++) {
         const l = rowLoss[b * T + t]!;
@@ -73,7 +77,6 @@ export function evaluate(model: GPT, batches: Iterable<Int32Array>, T: number, r
         }
       }
     }
-    if (ref) klSum += k.klDiv(ref.logits(ids, B, T), logits, weights, B * T, V, null, null, 1);
     sequences += B;
   }
   const out: EvalResult = { ntp: sum / n, ntp_h2: nH2 > 0 ? sumH2 / nH2 : NaN, sequences };

@@ -6,6 +6,7 @@ import type { GPT } from '../model/gpt.js';
 import type { ParamSet } from '../model/params.js';
 import type { ReplaySource } from '../replay/replay.js';
 import { weightedSum } from '../tensor/ops.js';
+import { scope } from '../tensor/pool.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { klLoss, ntpLoss } from './losses.js';
 import type { Optimizer } from './optim.js';
@@ -45,6 +46,10 @@ export class Stepper {
    * non-finite loss leaves the parameters untouched (the caller stops the run).
    */
   step(ids: Int32Array, B: number, T: number, lr: number): StepResult {
+    return scope(() => this.stepInScope(ids, B, T, lr));
+  }
+
+  private stepInScope(ids: Int32Array, B: number, T: number, lr: number): StepResult {
     const k = this.replacedRows(B);
     if (k > 0) {
       ids = ids.slice();

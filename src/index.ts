@@ -1,0 +1,20 @@
+/**
+ * unforget — library entry point. The CLI (`unforget`) is a thin layer over these exports.
+ */
+export { native, type NativeKernels } from './backend/native.js';
+export { Tensor, noGrad } from './tensor/tensor.js';
+export * as ops from './tensor/ops.js';
+export { GPT, paramCounts, specShapes, type GPTConfig, type KVCache } from './model/gpt.js';
+export { loadModel, saveWeights, readCheckpointConfig } from './model/checkpoint.js';
+export { sample, type SampleOptions } from './model/sample.js';
+export { loadConfig, dumpConfig, configFromYamlText } from './config/load.js';
+export type { Config } from './config/schema.js';
+export { readTokenFile, writeTokenFile, TokenDataset, BatchStream, allSequences } from './data/tokens.js';
+export { makeMarkovChain, sampleMarkov, bestMarkovLoss } from './data/markov.js';
+export { readSafetensors, writeSafetensors } from './io/safetensors.js';
+export { train, type TrainOutcome, type Reporter } from './train/train.js';
+export { evaluate, ntpTargets } from './train/losses.js';
+export { Stepper } from './train/step.js';
+export { RandomReplay, RealReplay, SynthReplay, type ReplaySource } from './replay/replay.js';
+export { Rng } from './util/rng.js';
+export { UnforgetError, ConfigError, DataError, NonFiniteLossError } from './errors.js';
