@@ -10,7 +10,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-fexceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-mprefer-vector-width=512", "-fopenmp", "-fexceptions"],
       "libraries": [
         "-L/usr/lib/x86_64-linux-gnu/openblas-openmp",
         "-Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp",

@@ -22,7 +22,12 @@ import { ConfigError } from '../errors.js';
 export function showValue(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
-  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'string') {
+    // Escape control characters and keep messages one short line (a binary file passed as a
+    // config would otherwise be printed whole).
+    const esc = JSON.stringify(v).slice(1, -1).replace(/\\"/g, '"');
+    return esc.length <= 60 ? `'${esc}'` : `'${esc.slice(0, 57)}...' (${v.length} characters)`;
+  }
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
   if (Array.isArray(v)) {
     const s = JSON.stringify(v) ?? 'a list';

@@ -194,6 +194,7 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
     }
     return out;
   };
+  const weightsFinite = () => Number.isFinite(native().sumSquares(stepper.trainable.data, stepper.trainable.size));
   const weightNorms = (): Record<string, number> => {
     const k = native();
     const out: Record<string, number> = { weights_l2_theta: Math.sqrt(k.sumSquares(model.params.data, model.params.size)) };
@@ -266,10 +267,17 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
       if (mixStream && mixRows > 0) ids.set(mixStream.nextBatch().subarray(0, mixRows * T), (B - mixRows) * T);
       const r = stepper.step(ids, B, T, lr);
       stepTime += (performance.now() - t0) / 1000;
-      if (!Number.isFinite(r.loss)) {
+      // A finite loss can still come with an update that overflows the weights; neither may reach
+      // a checkpoint.
+      const what = !Number.isFinite(r.loss)
+        ? `training loss became ${r.loss}`
+        : !weightsFinite()
+          ? `training diverged (loss ${r.loss.toPrecision(4)}; the update made the weights non-finite)`
+          : null;
+      if (what) {
         stopReason = 'nonfinite_loss';
         failure = new NonFiniteLossError(
-          `training loss became ${r.loss} at step ${step} (lr=${lr.toPrecision(3)}); stopped and kept the checkpoint of step ${lastSavedStep} in ${runDir}`,
+          `${what} at step ${step} (lr=${lr.toPrecision(3)}); stopped and kept the checkpoint of step ${lastSavedStep} in ${runDir}`,
         );
         break;
       }
