@@ -4,14 +4,23 @@
 #include <napi.h>
 
 #include <string>
+#include <xmmintrin.h>
 
 #include "kernels.h"
 
 namespace {
 
+// Flush denormals on the calling (JavaScript) thread for the duration of one kernel call only.
+struct DenormalGuard {
+  unsigned saved;
+  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
+  ~DenormalGuard() { _mm_setcsr(saved); }
+};
+
 struct Args {
   const Napi::CallbackInfo& info;
   const char* fn;
+  DenormalGuard guard;
   explicit Args(const Napi::CallbackInfo& i, const char* name) : info(i), fn(name) {}
 
   [[noreturn]] void fail(int i, const std::string& what) const {

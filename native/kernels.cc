@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,11 +17,19 @@ namespace uf {
 
 static int g_threads = 0;
 
+void enable_flush_denormals() { _mm_setcsr(_mm_getcsr() | 0x8040); }  // FTZ | DAZ
+
 void set_num_threads(int n) {
   if (n < 1) n = 1;
   g_threads = n;
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
+  // Tiny gradients and Adam second moments underflow into denormals, which Intel cores process
+  // ~100x slower (measured: AdamW 0.5 ms → 8.8 ms inside a training step). Worker threads run
+  // only our kernels, so they flush denormals for good (as XLA's CPU backend does); the calling
+  // thread does it per kernel call (see addon.cc) so JavaScript keeps IEEE semantics.
+#pragma omp parallel
+  enable_flush_denormals();
 }
 int get_num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
@@ -313,6 +322,51 @@ void attention_forward(float* out, float* probs, const float* qkv, int B, int T,
     }
 }
 
+// Short sequences: gradients of one head through contiguous local copies, so the per-row loops
+// over the head dimension vectorise (the strided qkv rows would alias as far as GCC can tell).
+// dS (in dp) already holds P ⊙ (dP − rowsum) · scale.
+static void small_head_backward(float* dq, float* dk, float* dv, const float* dS, const float* P, const float* q,
+                                const float* k, const float* v, const float* dO, int T, int H, int64_t ld,
+                                int64_t ldo, float* scratch) {
+  (void)v;
+  float* __restrict Q = scratch;
+  float* __restrict Kc = Q + (size_t)T * H;
+  float* __restrict G = Kc + (size_t)T * H;  // dO
+  float* __restrict dQ = G + (size_t)T * H;
+  float* __restrict dK = dQ + (size_t)T * H;
+  float* __restrict dV = dK + (size_t)T * H;
+  for (int i = 0; i < T; i++) {
+    std::memcpy(Q + i * H, q + i * ld, sizeof(float) * H);
+    std::memcpy(Kc + i * H, k + i * ld, sizeof(float) * H);
+    std::memcpy(G + i * H, dO + i * ldo, sizeof(float) * H);
+  }
+  std::memset(dQ, 0, sizeof(float) * 3 * T * H);
+  for (int i = 0; i < T; i++) {
+    const float* di = dS + (int64_t)i * T;
+    const float* Pi = P + (int64_t)i * T;
+    float* __restrict dqi = dQ + i * H;
+    const float* __restrict qi = Q + i * H;
+    const float* __restrict gi = G + i * H;
+    for (int j = 0; j <= i; j++) {
+      const float g = di[j], p = Pi[j];
+      const float* __restrict kj = Kc + j * H;
+      float* __restrict dkj = dK + j * H;
+      float* __restrict dvj = dV + j * H;
+#pragma omp simd
+      for (int h = 0; h < H; h++) dqi[h] += g * kj[h];
+#pragma omp simd
+      for (int h = 0; h < H; h++) dkj[h] += g * qi[h];
+#pragma omp simd
+      for (int h = 0; h < H; h++) dvj[h] += p * gi[h];
+    }
+  }
+  for (int i = 0; i < T; i++) {
+    std::memcpy(dq + i * ld, dQ + i * H, sizeof(float) * H);
+    std::memcpy(dk + i * ld, dK + i * H, sizeof(float) * H);
+    std::memcpy(dv + i * ld, dV + i * H, sizeof(float) * H);
+  }
+}
+
 void attention_backward(float* dqkv, const float* dout, const float* probs, const float* qkv, int B, int T, int N,
                         int H) {
   const int64_t D = (int64_t)N * H, ld = 3 * D;
@@ -321,6 +375,7 @@ void attention_backward(float* dqkv, const float* dout, const float* probs, cons
 #pragma omp parallel
   {
     std::vector<float> dS((size_t)T * T);
+    std::vector<float> local(blas ? 0 : (size_t)7 * T * H);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
@@ -356,31 +411,7 @@ void attention_backward(float* dqkv, const float* dout, const float* probs, cons
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, H, T, 1.f, dp, T, q, ld, 0.f, dk, ld);
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, H, T, 1.f, P, T, dO, D, 0.f, dv, ld);
         } else {
-          for (int i = 0; i < T; i++) {
-            float* dqi = dq + i * ld;
-            float* dki = dk + i * ld;
-            float* dvi = dv + i * ld;
-            for (int h = 0; h < H; h++) dqi[h] = dki[h] = dvi[h] = 0.f;
-          }
-          for (int i = 0; i < T; i++) {
-            const float* di = dp + (int64_t)i * T;
-            const float* Pi = P + (int64_t)i * T;
-            const float* qi = q + i * ld;
-            const float* dOi = dO + i * D;
-            float* dqi = dq + i * ld;
-            for (int j = 0; j <= i; j++) {
-              const float g = di[j], p = Pi[j];
-              const float* kj = k + j * ld;
-              float* dkj = dk + j * ld;
-              float* dvj = dv + j * ld;
-#pragma omp simd
-              for (int h = 0; h < H; h++) {
-                dqi[h] += g * kj[h];
-                dkj[h] += g * qi[h];
-                dvj[h] += p * dOi[h];
-              }
-            }
-          }
+          small_head_backward(dq, dk, dv, dp, P, q, k, v, dO, T, H, ld, D, local.data());
         }
       }
   }

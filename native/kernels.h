@@ -7,6 +7,8 @@
 namespace uf {
 
 void set_num_threads(int n);
+// Set FTZ/DAZ on the calling thread.
+void enable_flush_denormals();
 int get_num_threads();
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C);
