@@ -42,7 +42,7 @@ function assertConfigError(fn: () => unknown, message: string | RegExp, key?: st
 test('defaults', () => {
   const c = loadConfig([], [STOP]);
   assert.deepEqual(c.run, { seed: 0, id: null, threads: null });
-  assert.deepEqual(c.model, { D: 128, L: 2, H: 32, T: 128, V: null, load_path: null, save_dir: null, lora_rank: 0 });
+  assert.deepEqual(c.model, { D: 128, L: 2, H: 32, T: 128, V: null, load_path: null, save_dir: null, lora_rank: null });
   assert.deepEqual(c.data, { path: null, token_id: null, split_seed: 0, num_tokens_valid: 0 });
   assert.deepEqual(c.opt, {
     optimizer: 'adamw', lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, weight_decay: 0.02, batch_size: 32, warmup_tokens: 0, lr_decay: null,
@@ -137,7 +137,7 @@ test('wrong types name the key and show the value', () => {
     ['model.D=null', "config key 'model.D': expected an integer > 0, got null"],
     ['model.D=[1,2]', "config key 'model.D': expected an integer > 0, got [1,2]"],
     ['model.V=0', "config key 'model.V': expected an integer > 0 or null, got 0"],
-    ['model.lora_rank=-1', "config key 'model.lora_rank': expected an integer ≥ 0, got -1"],
+    ['model.lora_rank=-1', "config key 'model.lora_rank': expected an integer > 0 or null, got -1"],
     ['opt.optimizer=adam', "config key 'opt.optimizer': expected one of adamw, sgd, got 'adam'"],
     ['opt.b2=1', "config key 'opt.b2': expected a finite number ≥ 0 and < 1, got 1"],
     ['opt.eps=0', "config key 'opt.eps': expected a finite number > 0, got 0"],

@@ -241,7 +241,8 @@ export const baseSections = {
     V: intOrNull({ gt: 0 }).default(null),
     load_path: strOrNull().default(null),
     save_dir: strOrNull().default(null),
-    lora_rank: int({ min: 0 }).default(0),
+    /** LoRA rank r (null: full finetuning); 1 ≤ r ≤ min(in, out) of the projections. */
+    lora_rank: intOrNull({ gt: 0 }).default(null),
   }),
   data: section({
     path: strOrNull().default(null),

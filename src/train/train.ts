@@ -12,6 +12,7 @@ import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../er
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { loadModel, modelConfigOf, readCheckpointConfig, saveWeights, checkpointPaths } from '../model/checkpoint.js';
 import { GPT, paramCounts, type GPTConfig } from '../model/gpt.js';
+import { LoRA } from '../model/lora.js';
 import { RandomReplay, RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { Rng } from '../util/rng.js';
 import { evaluate, type EvalResult } from './losses.js';
@@ -164,8 +165,12 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
   const model = pi ? pi.clone() : GPT.init(mcfg, cfg.run.seed);
   model.setTrainable(true);
   const rng = new Rng(cfg.run.seed);
+  // LoRA: the base weights are frozen and only the adapters train; checkpoints hold W + A·B.
+  const lora = cfg.model.lora_rank !== null ? new LoRA(model, cfg.model.lora_rank, cfg.run.seed + 7) : null;
+  lora?.attach();
+  const effective = () => (lora ? lora.merged() : model);
   const replay = makeReplay(cfg, pi, prev, T, V, rng.fork('replay'));
-  const stepper = new Stepper(model, model.params, makeOptimizer(cfg.opt), cfg.reg.method, cfg.reg.coeff, pi, replay);
+  const stepper = new Stepper(model, lora ? lora.params : model.params, makeOptimizer(cfg.opt), cfg.reg.method, cfg.reg.coeff, pi, replay);
 
   // ---- length and schedule ----
   const tokensPerStep = B * T;
@@ -195,11 +200,11 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
     return out;
   };
   const weightsFinite = () => Number.isFinite(native().sumSquares(stepper.trainable.data, stepper.trainable.size));
-  const weightNorms = (): Record<string, number> => {
+  const weightNorms = (theta: GPT): Record<string, number> => {
     const k = native();
-    const out: Record<string, number> = { weights_l2_theta: Math.sqrt(k.sumSquares(model.params.data, model.params.size)) };
+    const out: Record<string, number> = { weights_l2_theta: Math.sqrt(k.sumSquares(theta.params.data, theta.params.size)) };
     if (pi && thetaInit) {
-      const num = Math.sqrt(k.diffSumSquares(model.params.data, pi.params.data, model.params.size));
+      const num = Math.sqrt(k.diffSumSquares(theta.params.data, pi.params.data, theta.params.size));
       const den = Math.sqrt(k.diffSumSquares(pi.params.data, thetaInit.params.data, pi.params.size));
       out.weights_l2_theta_pi_over_pi_init = num / den;
     }
@@ -231,7 +236,8 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
       rec.train_loss_ntp = sumNtp / nSince;
       rec.train_loss_reg = sumReg / nSince;
     }
-    Object.assign(rec, evalAll(), weightNorms());
+    const theta = effective();
+    Object.assign(rec, evalAll(), weightNorms(theta));
     if (replay) {
       rec.replay_sample_time = replay.seconds;
       rec.replay_sequences = replay.sampled;
@@ -240,7 +246,7 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
     appendJsonLine(metricsFile, rec);
     last = rec;
     if (step === 0) Object.assign(start, rec);
-    saveWeights(runDir, model);
+    saveWeights(runDir, theta);
     lastSavedStep = step;
     const shown = ['train_loss', 'valid_ntp', 'prev_ntp', 'valid_kl'].filter((k) => rec[k] !== undefined).map((k) => `${k}=${rec[k]!.toFixed(4)}`);
     reporter.log(`step ${step}${final ? ' (end)' : ''}: tokens=${tokensSeen} ${shown.join(' ')}`);
