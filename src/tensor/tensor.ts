@@ -8,7 +8,7 @@
  * or when no input requires gradients, so inference keeps no activations alive.
  */
 import { native } from '../backend/native.js';
-import { alloc } from './pool.js';
+import { alloc, release } from './pool.js';
 
 export type Shape = readonly number[];
 
@@ -112,8 +112,12 @@ export class Tensor {
       if (t.backwardFn) {
         t.backwardFn();
         t.backwardFn = null;
+        // Interior node: its gradient is consumed. Hand the buffer back for reuse later in this
+        // step unless a parent took it over (a view shares its gradient with its source).
+        const g = t.grad;
+        if (g && t !== this && !t.parents.some((p) => p.grad === g)) release(g);
         t.parents = [];
-        t.grad = null; // interior node: its gradient is consumed
+        t.grad = null;
       }
     }
   }

@@ -6,7 +6,7 @@ import type { GPT } from '../model/gpt.js';
 import type { ParamSet } from '../model/params.js';
 import type { ReplaySource } from '../replay/replay.js';
 import { weightedSum } from '../tensor/ops.js';
-import { scope } from '../tensor/pool.js';
+import { keep, scope } from '../tensor/pool.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { klLoss, ntpLoss } from './losses.js';
 import type { Optimizer } from './optim.js';
@@ -66,9 +66,9 @@ export class Stepper {
     } else if (this.method === 'kl_pre') {
       const r = this.replay!.next();
       const Br = r.length / T;
-      reg = klLoss(this.pi!.logits(r, Br, T), this.model.forward(r, Br, T), Br, T);
+      reg = klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T);
     } else if (this.method === 'kl_dwn') {
-      reg = klLoss(this.pi!.logits(ids, B, T), logits, B, T);
+      reg = klLoss(keep(() => this.pi!.logits(ids, B, T)), logits, B, T);
     }
     const total = reg ? weightedSum([ntp, reg], [1, this.coeff]) : ntp;
     const result = { loss: total.item(), ntp: ntp.item(), reg: reg ? reg.item() : 0 };
