@@ -164,13 +164,29 @@ def kl_loss(logits_p, logits_q):
     return F.cross_entropy(logits_q.reshape(-1, V), p) + neg_entropy
 
 
-def openblas_core():
+def _openblas():
     try:
-        lib = ctypes.CDLL("libopenblas.so.0")
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        return lib.openblas_get_corename().decode()
-    except Exception:
+        return ctypes.CDLL("libopenblas.so.0")  # the copy torch already loaded (Debian's libblas.so.3)
+    except OSError:
         return None
+
+
+def openblas_core():
+    lib = _openblas()
+    if lib is None:
+        return None
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib.openblas_get_corename().decode()
+
+
+def openblas_threads(n=None):
+    """torch.set_num_threads does not reach OpenBLAS's own pthread pool; set/query it here."""
+    lib = _openblas()
+    if lib is None:
+        return None
+    if n is not None:
+        lib.openblas_set_num_threads(ctypes.c_int(n))
+    return lib.openblas_get_num_threads()
 
 
 def run_check():
@@ -218,11 +234,14 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="OpenBLAS thread count (default: leave OpenBLAS's own default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    blas_threads = openblas_threads(args.blas_threads)
     if args.check:
         return run_check()
 
@@ -277,7 +296,7 @@ def main():
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch_version": torch.__version__,
         "steps": args.steps, "warmup": args.warmup, "seconds": dt,
-        "openblas_core": openblas_core(),
+        "openblas_core": openblas_core(), "blas_threads": blas_threads,
     }
     if args.mode == "sample":
         res["decode_step_ms"] = 1000.0 * dt / (args.steps * (T - 1))

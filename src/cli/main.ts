@@ -13,6 +13,8 @@ import { allSequences, readTokenFile, TokenDataset, writeTokenFile } from '../da
 import { DataError, UnforgetError } from '../errors.js';
 import { loadModel, readCheckpointConfig, checkpointPaths } from '../model/checkpoint.js';
 import { sample } from '../model/sample.js';
+import { TOY_PRESETS, runToyContinual, toySections } from '../experiments/toy/continual.js';
+import { accuracyTable, runDemo } from '../experiments/toy/demo.js';
 import { evaluate } from '../train/losses.js';
 import { train } from '../train/train.js';
 import { Rng } from '../util/rng.js';
@@ -26,6 +28,8 @@ usage:
   unforget eval --model DIR --data FILE.bin [--split all|valid] [--token-id ID]
   unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] [--temperature X]
                   [--top-k K] [--max-tokens K] [--seed S]
+  unforget experiment toy-continual [--preset reference|demo] [--out DIR] [key=value ...]
+  unforget demo [--out DIR] [key=value ...]          the toy experiment without and with self-generated replay
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
                   a synthetic token file whose best achievable loss is known (entropy rate)
@@ -56,19 +60,13 @@ function numOpt(v: string | undefined, name: string, def: number): number {
 async function cmdTrain(args: string[]): Promise<void> {
   const { files, overrides } = splitArgs(args);
   const cfg = loadConfig(files, overrides);
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    process.stderr.write('\ninterrupt: stopping after this step (Ctrl-C again to abort)\n');
-  };
-  process.on('SIGINT', onSigint);
+  const flag = interruptFlag();
   try {
-    const { runDir, summary } = await train(cfg, { reporter: makeReporter(cfg.log.progress), shouldStop: () => interrupted });
+    const { runDir, summary } = await train(cfg, { reporter: makeReporter(cfg.log.progress), shouldStop: flag.stop });
     process.stderr.write(`run folder: ${runDir}\n`);
     process.stdout.write(JSON.stringify(summary) + '\n');
   } finally {
-    process.off('SIGINT', onSigint);
+    flag.dispose();
   }
 }
 
@@ -219,6 +217,55 @@ function cmdData(args: string[]): void {
   process.stdout.write(JSON.stringify({ file: values.out, tokens: tokens.length, vocab_size: symbols + 1, ...info }) + '\n');
 }
 
+/** Ctrl-C: stop cleanly at the next step; a second Ctrl-C aborts. */
+function interruptFlag(): { stop: () => boolean; dispose: () => void } {
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\ninterrupt: stopping after this step (Ctrl-C again to abort)\n');
+  };
+  process.on('SIGINT', onSigint);
+  return { stop: () => interrupted, dispose: () => process.off('SIGINT', onSigint) };
+}
+
+async function cmdExperiment(args: string[]): Promise<void> {
+  const [name, ...rest] = args;
+  const { values, positionals } = parseArgs({ args: rest, options: { preset: { type: 'string' }, out: { type: 'string' } }, strict: true, allowPositionals: true });
+  if (name !== 'toy-continual') throw new UnforgetError(`experiment: unknown experiment '${name ?? ''}' (available: toy-continual)`);
+  const presetName = values.preset ?? 'reference';
+  const preset = TOY_PRESETS[presetName];
+  if (!preset) throw new UnforgetError(`experiment toy-continual: unknown preset '${presetName}' (presets: ${Object.keys(TOY_PRESETS).join(', ')})`);
+  const { files, overrides } = splitArgs(positionals);
+  if (values.out) overrides.push(`log.dir=${path.dirname(values.out)}`, `run.id=${path.basename(values.out)}`);
+  const cfg = loadConfig(files, overrides, preset as never, { sections: toySections, requireStop: false });
+  const flag = interruptFlag();
+  try {
+    const r = await runToyContinual(cfg, { reporter: makeReporter(cfg.log.progress), shouldStop: flag.stop });
+    const tasks = r.summary.tasks as string[];
+    process.stderr.write(`run folder: ${r.runDir}\n`);
+    process.stdout.write(accuracyTable(tasks, [['final accuracy', r.summary.final_accuracy as Record<string, number>]]) + '\n');
+  } finally {
+    flag.dispose();
+  }
+}
+
+async function cmdDemo(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' } }, strict: true, allowPositionals: true });
+  const { files, overrides } = splitArgs(positionals);
+  if (files.length) throw new UnforgetError(`demo: unexpected argument '${files[0]}' (give key=value overrides)`);
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const out = values.out ?? path.join('runs', `demo-${stamp}`);
+  const flag = interruptFlag();
+  try {
+    const r = await runDemo(out, overrides, { reporter: makeReporter(true), shouldStop: flag.stop });
+    process.stdout.write(`final accuracy after training all tasks (${out}; ${r.seconds.toFixed(0)} s):\n${r.table}\n`);
+    process.stdout.write(`figure: ${path.join(out, 'plot.png')} (and plot.svg)\n`);
+  } finally {
+    flag.dispose();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
   switch (cmd) {
@@ -236,6 +283,12 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'data':
       cmdData(args);
+      return 0;
+    case 'experiment':
+      await cmdExperiment(args);
+      return 0;
+    case 'demo':
+      await cmdDemo(args);
       return 0;
     case undefined:
     case '-h':
