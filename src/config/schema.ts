@@ -326,6 +326,10 @@ export const STOP_CRITERIA = [...LENGTH_CRITERIA, 'target_loss', 'train_time', '
  * Rules that involve more than one key. `requireStop`: a training run needs a stopping criterion;
  * other commands (sample, eval, bench, experiments with their own step counts) do not.
  */
+/**
+ * Rules over several keys. `requireStop: false` is for commands whose length is fixed elsewhere
+ * (bench, experiments with steps per task): no stop criterion is needed, and cosine decay is allowed.
+ */
 export function checkConfig(cfg: Config, opts: { requireStop?: boolean } = {}): void {
   const m = cfg.model;
   if (m.H % 2 !== 0) throw new ConfigError('model.H', `expected an even head size (RoPE rotates pairs of dimensions), got ${m.H}`);
@@ -340,7 +344,7 @@ export function checkConfig(cfg: Config, opts: { requireStop?: boolean } = {}): 
       `conflicts with stop.${lengthSet[0]}; set at most one of stop.${LENGTH_CRITERIA.join(', stop.')}`,
     );
   }
-  if (cfg.opt.lr_decay === 'cosine' && lengthSet.length === 0) {
+  if (cfg.opt.lr_decay === 'cosine' && lengthSet.length === 0 && (opts.requireStop ?? true)) {
     throw new ConfigError(
       'opt.lr_decay',
       `cosine decay needs a fixed run length: set one of stop.${LENGTH_CRITERIA.join(', stop.')}`,
