@@ -540,6 +540,9 @@ double cross_entropy(const float* logits, const int32_t* targets, const float* w
   return total;
 }
 
+// fp-contract off: with FMA contraction, q·a − p·b is evaluated as fma(q, a, −round(p·b)), which is
+// the rounding error of p·b (non-zero) even when q·a and p·b are bit-identical (θ = π).
+__attribute__((optimize("fp-contract=off")))
 double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V, float* row_loss, float* dlq,
               float grad_scale) {
   double total = 0.0;
@@ -554,8 +557,15 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
       continue;
     }
     float mp = row_max(P, V), mq = row_max(Q, V);
-    double sp = row_sumexp(P, V, mp, nullptr);
-    double sq = row_sumexp(Q, V, mq, g);
+    // Both sums in one loop (one vectorisation, one summation order), so θ = π gives bit-identical
+    // normalisers: KL and its gradient are then exactly zero, as at the first finetuning step.
+    float spf = 0.f, sqf = 0.f;
+#pragma omp simd reduction(+ : spf, sqf)
+    for (int v = 0; v < V; v++) {
+      spf += fast_exp(P[v] - mp);
+      sqf += fast_exp(Q[v] - mq);
+    }
+    double sp = spf, sq = sqf;
     // KL = Σ p (P − Q) − lse(P) + lse(Q)
     float invp = (float)(1.0 / sp);
     float acc = 0.f;
@@ -569,7 +579,7 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
       float c = grad_scale * w[r];
       float invq = (float)(1.0 / sq);
 #pragma omp simd
-      for (int v = 0; v < V; v++) g[v] = c * (g[v] * invq - fast_exp(P[v] - mp) * invp);
+      for (int v = 0; v < V; v++) g[v] = c * (fast_exp(Q[v] - mq) * invq - fast_exp(P[v] - mp) * invp);
     }
   }
   return total;
