@@ -348,10 +348,22 @@ function makeReplay(cfg: Config, pi: GPT | null, prev: PrevData | null, T: numbe
   }
   const replayPath = cfg.reg.path ?? prev?.path ?? null;
   if (!replayPath) throw new ConfigError('reg.path', `reg.method=${method} with real replay needs previous data: set reg.path or finetune from a checkpoint (model.load_path)`);
-  const ds = openDataset(replayPath, V, T, rows, prev?.numTokensValid ?? 0, prev?.splitSeed ?? 0, prev?.tokenId ?? null, 'replay data');
-  if (ds.dataset.numTrainBatches < 1) throw new ConfigError('reg.batch_size', `${rows} is larger than the replay data's training split allows`);
-  const stream = new BatchStream(ds.dataset, cfg.run.seed + 2);
-  return new RealReplay(rows, () => stream.nextBatch());
+  // Batch size 1 here: the split only has to exist; replay rows are drawn from its training part.
+  const ds = openDataset(replayPath, V, T, 1, prev?.numTokensValid ?? 0, prev?.splitSeed ?? 0, prev?.tokenId ?? null, 'replay data').dataset;
+  const pool = ds.trainIndices;
+  if (rows > pool.length) {
+    throw new ConfigError(cfg.reg.batch_size !== null ? 'reg.batch_size' : 'opt.batch_size', `${rows} rows per replay batch, but the real replay data's training split (${replayPath}) has only ${pool.length} sequences`);
+  }
+  const order = new Rng(cfg.run.seed + 2);
+  let perm = order.permutation(pool.length), pos = 0;
+  const idx = new Int32Array(rows);
+  return new RealReplay(rows, () => {
+    for (let r = 0; r < rows; r++) {
+      if (pos >= perm.length) { perm = order.permutation(pool.length); pos = 0; }
+      idx[r] = pool[perm[pos++]!]!;
+    }
+    return ds.sequences(idx);
+  });
 }
 
 export { RandomReplay };
