@@ -9,6 +9,7 @@
  */
 import { native } from '../backend/native.js';
 import { ConfigError } from '../errors.js';
+import { alloc, scope } from '../tensor/pool.js';
 import { Tensor, noGrad } from '../tensor/tensor.js';
 import * as op from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
@@ -149,19 +150,21 @@ export class GPT {
    * Feed one token per row at absolute position `pos` (all rows in step), appending its keys and
    * values to the cache; returns logits [B, V] for the next token.
    */
-  decode(cache: KVCache, ids: Int32Array, pos: number): Float32Array {
+  decode(cache: KVCache, ids: Int32Array, pos: number, out?: Float32Array): Float32Array {
     const k = native();
     const { D, H, L, V } = this.cfg;
     const { B, Tmax } = cache;
     const N = this.N, F = this.F;
     if (ids.length !== B) throw new Error(`decode: ${ids.length} ids for a cache of batch ${B}`);
     if (pos >= Tmax) throw new Error(`decode: position ${pos} is beyond the cache length ${Tmax}`);
-    return noGrad(() => {
-      const x = new Float32Array(B * D);
+    const logits = out ?? new Float32Array(B * V);
+    // Temporaries come from the buffer pool: a sampler calls this once per position.
+    return scope(() => noGrad(() => {
+      const x = alloc(B * D, false);
       k.embeddingForward(x, this.embedIn.data, ids, B, V, D);
-      const a = new Float32Array(B * D), rstd = new Float32Array(B * 2 * N);
-      const raw = new Float32Array(B * 3 * D), qkv = new Float32Array(B * 3 * D);
-      const att = new Float32Array(B * D), hidden = new Float32Array(B * F), act = new Float32Array(B * F);
+      const a = alloc(B * D, false), rstd = alloc(B * 2 * N, false);
+      const raw = alloc(B * 3 * D, false), qkv = alloc(B * 3 * D, false);
+      const att = alloc(B * D, false), hidden = alloc(B * F, false), act = alloc(B * F, false);
       for (let l = 0; l < L; l++) {
         const wq = this.w('qkv', l).data, wo = this.w('out', l).data;
         const wu = this.w('up', l).data, wd = this.w('down', l).data;
@@ -182,10 +185,9 @@ export class GPT {
         k.gemm(false, false, B, D, F, 1, act, wd, 1, x); // residual: x += gelu(·) · down
       }
       k.rmsnormForward(a, rstd, x, B, D);
-      const logits = new Float32Array(B * V);
       k.gemm(false, true, B, V, D, 1, a, this.embedOut.data, 0, logits);
       return logits;
-    });
+    }));
   }
 
   // ---- checkpoint layout ------------------------------------------------------------------

@@ -39,16 +39,16 @@ export function sample(model: GPT, o: SampleOptions): Int32Array {
     const cache = model.newCache(B, o.length);
     const ids = new Int32Array(B);
     const u = new Float64Array(B);
-    let logits: Float32Array | null = null;
+    const logits = new Float32Array(B * V);
     for (let pos = 0; pos < o.length; pos++) {
       if (pos < P) {
         for (let b = 0; b < B; b++) ids[b] = o.prompts[(r0 + b) * P + pos]!;
       } else {
         o.rng.fillUniform(u);
-        native().sampleRows(logits!, B, V, o.temperature, o.topK ?? 0, u, ids);
+        native().sampleRows(logits, B, V, o.temperature, o.topK ?? 0, u, ids);
       }
       for (let b = 0; b < B; b++) out[(r0 + b) * o.length + pos] = ids[b]!;
-      if (pos + 1 < o.length) logits = model.decode(cache, ids, pos);
+      if (pos + 1 < o.length) model.decode(cache, ids, pos, logits);
     }
     o.onProgress?.(r0 + B);
   }

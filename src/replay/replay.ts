@@ -59,7 +59,8 @@ export class SynthReplay implements ReplaySource {
     private readonly promptIds: number[],
     private readonly temperature: number,
     private readonly rng: Rng,
-    private readonly decodeBatch = 256,
+    /** Rows decoded together; larger batches make the per-position GEMMs efficient. */
+    private readonly decodeBatch = Math.min(rows * buffer, 1024),
   ) {
     if (promptIds.length === 0) throw new Error('SynthReplay: at least one prompt token id is needed');
   }

@@ -39,7 +39,6 @@ export function release(buf: Float32Array): void {
 }
 
 export function scope<T>(fn: () => T): T {
-  if (stack.length > 0) return fn(); // nested scopes share the outer one
   stack.push(new Set());
   try {
     return fn();

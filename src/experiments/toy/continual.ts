@@ -183,7 +183,7 @@ export async function runToyContinual(cfgIn: ToyConfig, opts: { reporter?: Repor
         const prev = tasks.slice(0, k);
         if (rows > 0) {
           replay = cfg.reg.synth
-            ? new SynthReplay(pi, rows, cfg.reg.buffer, prev.map(bosId), cfg.reg.temperature, rng.fork(`replay-${k}`), Math.max(rows, 256))
+            ? new SynthReplay(pi, rows, cfg.reg.buffer, prev.map(bosId), cfg.reg.temperature, rng.fork(`replay-${k}`))
             : realToyReplay(prev.map((t) => train.get(t)!), rows, T, rng.fork(`real-${k}`));
         }
       }
