@@ -23,7 +23,7 @@ test('a small gpt learns a 64-symbol Markov chain to within 0.05 nats of its ent
     'data.num_tokens_valid=65536',
     'model.D=64', 'model.L=1', 'model.H=16', `model.T=${T}`,
     'opt.batch_size=32', 'opt.lr=1e-2', 'opt.warmup_tokens=20000', 'opt.lr_decay=cosine',
-    'stop.num_tokens_train=2500000', 'log.every_tokens=500000',
+    'stop.num_tokens_train=1500000', 'log.every_tokens=500000',
     `log.dir=${dir}`, 'run.id=markov',
   ]);
   const { summary } = await train(cfg);

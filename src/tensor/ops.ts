@@ -144,24 +144,33 @@ export function gelu(x: Tensor): Tensor {
 }
 
 /**
+ * A weighted mean over rows of logits [R, V] computed by a fused native kernel that writes the
+ * gradient in the same pass: Σ w·loss_r / Σ w as a scalar tensor. `kernel(norm, dlogits)` returns
+ * the weighted sum and, when dlogits is given, writes norm·∂/∂logits into it.
+ */
+function rowMeanLoss(logits: Tensor, weights: Float32Array, kernel: (norm: number, dlogits: Float32Array | null) => number): Tensor {
+  const wsum = sum(weights);
+  const norm = wsum > 0 ? 1 / wsum : 0;
+  const grad = needsGrad(logits);
+  const dlogits = grad ? alloc(logits.size, false) : null;
+  const total = kernel(norm, dlogits);
+  const out = new Tensor(new Float32Array([total * norm]), []);
+  if (!grad) return out;
+  return record(out, [logits], (g) => {
+    const s = g[0]!;
+    if (s !== 1) K().axpy(dlogits!.length, s - 1, dlogits!, dlogits!); // scale by the upstream gradient
+    accumulate(logits, dlogits!);
+  });
+}
+
+/**
  * Weighted mean cross-entropy of logits [R, V] against targets: Σ w·nll / Σ w (the NTP loss when
  * w masks the last position of each sequence). Returns a scalar tensor.
  */
 export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float32Array): Tensor {
   const [R, V] = rows2(logits);
   check(targets.length === R && weights.length === R, 'crossEntropy: targets/weights length must equal rows');
-  const wsum = sum(weights);
-  const norm = wsum > 0 ? 1 / wsum : 0;
-  const grad = needsGrad(logits);
-  const dlogits = grad ? alloc(logits.size, false) : null;
-  const total = K().crossEntropy(logits.data, targets, weights, R, V, null, dlogits, norm);
-  const out = new Tensor(new Float32Array([total * norm]), []);
-  if (!grad) return out;
-  return record(out, [logits], (g) => {
-    const s = g[0]!;
-    if (s !== 1) K().axpy(dlogits!.length, s - 1, dlogits!, dlogits!);
-    accumulate(logits, dlogits!);
-  });
+  return rowMeanLoss(logits, weights, (norm, d) => K().crossEntropy(logits.data, targets, weights, R, V, null, d, norm));
 }
 
 /**
@@ -172,18 +181,7 @@ export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32A
   const [R, V] = rows2(logits);
   check(refLogits.length === logits.size, 'klDiv: reference logits must match logits');
   check(weights.length === R, 'klDiv: weights length must equal rows');
-  const wsum = sum(weights);
-  const norm = wsum > 0 ? 1 / wsum : 0;
-  const grad = needsGrad(logits);
-  const dlogits = grad ? alloc(logits.size, false) : null;
-  const total = K().klDiv(refLogits, logits.data, weights, R, V, null, dlogits, norm);
-  const out = new Tensor(new Float32Array([total * norm]), []);
-  if (!grad) return out;
-  return record(out, [logits], (g) => {
-    const s = g[0]!;
-    if (s !== 1) K().axpy(dlogits!.length, s - 1, dlogits!, dlogits!);
-    accumulate(logits, dlogits!);
-  });
+  return rowMeanLoss(logits, weights, (norm, d) => K().klDiv(refLogits, logits.data, weights, R, V, null, d, norm));
 }
 
 function sum(w: Float32Array): number {
