@@ -6,15 +6,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { cli, cliOk } from './helpers/cli.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 
 const D = 16, L = 1, H = 8, T = 8, B = 8;
 const N = D / H, F = 4 * D;
@@ -24,23 +22,6 @@ const NUM_TOKENS_VALID = 600; // 75 validation sequences → 9 batches of 8 (3 d
 const MODEL = [`model.D=${D}`, `model.L=${L}`, `model.H=${H}`, `model.T=${T}`];
 const BASE = [...MODEL, `opt.batch_size=${B}`, 'log.progress=false', `data.num_tokens_valid=${NUM_TOKENS_VALID}`];
 
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(cwd: string, args: string[]): Result {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { cwd, encoding: 'utf8', timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function cliOk(cwd: string, args: string[]): Result {
-  const r = cli(cwd, args);
-  assert.equal(r.status, 0, `unforget ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r;
-}
 
 function readJson(file: string): Record<string, unknown> {
   return JSON.parse(fs.readFileSync(file, 'utf8'));

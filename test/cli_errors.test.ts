@@ -11,14 +11,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cli, cliOk, type Result } from './helpers/cli.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 
 /** A tiny model: the whole file must run in seconds on two cores. */
 const MODEL = ['model.D=16', 'model.L=1', 'model.H=8', 'model.T=8'];
@@ -26,23 +24,6 @@ const T = 8;
 const V = 9; // markov --symbols 8 → vocab 9 (id 0 is the dataset token)
 const TRAIN = ['train', 'data.path=d.bin', ...MODEL, 'opt.batch_size=8', 'log.progress=false'];
 
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(cwd: string, args: string[]): Result {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { cwd, encoding: 'utf8', timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function cliOk(cwd: string, args: string[]): Result {
-  const r = cli(cwd, args);
-  assert.equal(r.status, 0, `unforget ${args.join(' ')} failed:\n${r.stderr}`);
-  return r;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: a folder with d.bin and runs/base, copied fresh for every test
