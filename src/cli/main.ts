@@ -135,19 +135,18 @@ async function cmdSample(args: string[]): Promise<void> {
   const { T, V } = model.cfg;
   const n = intOpt(values.n, 'n', 1, 1);
   const tokenizer = await loadTokenizer(values.tokenizer ?? null, values.model);
+  const savedData = (readCheckpointConfig(values.model).data ?? {}) as Record<string, unknown>;
   let prompt: number[];
   if (values.prompt !== undefined) {
     if (!tokenizer) throw new UnforgetError('sample: --prompt TEXT needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE or use --token-id');
     prompt = await tokenizer.encode(values.prompt);
-    const saved = readCheckpointConfig(values.model);
-    const tid = (saved.data as Record<string, unknown> | undefined)?.token_id;
+    const tid = savedData.token_id;
     if (typeof tid === 'number') prompt = [tid, ...prompt];
     if (prompt.length === 0) throw new UnforgetError('sample: the prompt encodes to no tokens');
   } else {
     let tid: number | null = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : null;
     if (tid === null) {
-      const saved = readCheckpointConfig(values.model);
-      const d = (saved.data ?? {}) as Record<string, unknown>;
+      const d = savedData;
       if (typeof d.token_id === 'number') tid = d.token_id;
       else if (typeof d.path === 'string' && fs.existsSync(d.path)) tid = readTokenFile(d.path).sidecar.dataset_token_id;
     }

@@ -95,12 +95,12 @@ function openDataset(file: string, V: number, T: number, B: number, numTokensVal
   return { file: tf, dataset, tokenId };
 }
 
-/** Resolve the run folder; refuses to touch an existing non-empty folder. */
-function makeRunDir(cfg: Config): string {
+/** Resolve the run folder `<model.save_dir or log.dir>/<run.id>`; refuses an existing non-empty folder. */
+export function makeRunDir(cfg: Config, hint = 'choose another run.id'): string {
   const id = cfg.run.id ?? generateRunId();
   const dir = path.join(cfg.model.save_dir ?? cfg.log.dir, id);
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
-    throw new UnforgetError(`run folder ${dir} already exists and is not empty; choose another run.id`);
+    throw new UnforgetError(`run folder ${dir} already exists and is not empty; ${hint}`);
   }
   return dir;
 }

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { native } from '../../backend/native.js';
-import { dumpConfig, generateRunId } from '../../config/load.js';
+import { dumpConfig } from '../../config/load.js';
 import { int, intOrNull, section, strList, type ConfigWith } from '../../config/schema.js';
 import { ConfigError, UnforgetError } from '../../errors.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
@@ -20,7 +20,7 @@ import { continualFigureSpec, writeFigure } from '../../report/plot.js';
 import { evaluate } from '../../train/losses.js';
 import { learningRate, makeOptimizer } from '../../train/optim.js';
 import { Stepper } from '../../train/step.js';
-import { silentReporter, type Reporter } from '../../train/train.js';
+import { makeRunDir, silentReporter, type Reporter } from '../../train/train.js';
 import { Rng } from '../../util/rng.js';
 import { TASKS, TOY_VOCAB, bosId, eqPos, isTask, makeTaskData, seqLength, type TaskName } from './tasks.js';
 
@@ -128,8 +128,7 @@ export async function runToyContinual(cfgIn: ToyConfig, opts: { reporter?: Repor
   if (cfg.toy.num_train < B) throw new ConfigError('opt.batch_size', `${B} is larger than toy.num_train=${cfg.toy.num_train}`);
 
   // ---- run folder ----
-  const runDir = path.join(cfg.model.save_dir ?? cfg.log.dir, cfg.run.id ?? generateRunId());
-  if (fs.existsSync(runDir) && fs.readdirSync(runDir).length > 0) throw new UnforgetError(`run folder ${runDir} already exists and is not empty; choose another run.id or --out`);
+  const runDir = makeRunDir(cfg, 'choose another run.id or --out');
   fs.mkdirSync(runDir, { recursive: true });
   cfg.run.id = path.basename(runDir);
   writeFileAtomic(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
