@@ -321,7 +321,10 @@ async function sweepSection(dir: string, level: number): Promise<string> {
       if (bySeries.size === 0) continue;
       const series = [...bySeries].map(([name, points]) => ({ name, points: points.sort((a, b) => a.x - b.x) }));
       const title = `${m} against ${p.key}`;
-      figs.push(await figure(title, curveSpec(title, p.key, m, series, logX)));
+      const spec = curveSpec(title, p.key, m, series, logX) as { encoding: { x: Plain } };
+      // Whole-number parameters (model.D, a seed) get whole-number ticks, not 16.0, 16.5, ...
+      if (values.every(Number.isInteger)) spec.encoding.x.axis = { format: '~g', tickMinStep: 1 };
+      figs.push(await figure(title, spec));
     }
   }
   if (figs.length) parts.push(`<${h}>Metrics against the swept parameters</${h}>`, ...figs);
