@@ -276,7 +276,8 @@ function readAt(fd: number, pos: number, len: number): Buffer {
   const buf = Buffer.alloc(len);
   let got = 0;
   while (got < len) {
-    const n = fs.readSync(fd, buf, got, len - got, pos + got);
+    // one read(2) per ≤ 1 GiB: Node refuses single reads above 2 GiB
+    const n = fs.readSync(fd, buf, got, Math.min(len - got, 1 << 30), pos + got);
     if (n === 0) break;
     got += n;
   }
