@@ -96,7 +96,7 @@ export function readCheckpointTensors(p: string): CheckpointTensors {
   if (!fs.existsSync(paths.dir)) throw new DataError(`${paths.dir}: checkpoint folder does not exist`);
   const cfg = modelConfigOf(readCheckpointConfig(p), paths.config);
   if (!fs.existsSync(paths.weights) && paths.weights === path.join(p, WEIGHTS_FILE)) {
-    throw new DataError(`${p}: holds no weights: neither ${WEIGHTS_FILE} nor ${NPZ_WEIGHTS_FILE}`);
+    throw new DataError(`${paths.weights}: no such file (and no ${NPZ_WEIGHTS_FILE} beside it)`);
   }
   const shapes = specShapes(cfg);
   const file = paths.format === 'npz' ? readNpz(paths.weights, new Set(Object.keys(shapes))) : readSafetensors(paths.weights).tensors;
