@@ -19,6 +19,7 @@ import { evaluate } from '../train/losses.js';
 import { train } from '../train/train.js';
 import { Rng } from '../util/rng.js';
 import { makeReporter } from './progress.js';
+import { cmdExport } from './cmd_export.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { cmdCorpus } from './cmd_corpus.js';
 import { cmdSweep } from './cmd_sweep.js';
@@ -31,6 +32,7 @@ usage:
   unforget eval --model DIR --data FILE.bin [--split all|valid] [--token-id ID]
   unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] [--temperature X]
                   [--top-k K] [--max-tokens K] [--seed S]
+  unforget export --model DIR --format npz|safetensors [--out DIR2]   convert a checkpoint (weights.npz ⇄ model.safetensors)
   unforget experiment toy-continual [--preset reference|demo] [--out DIR] [key=value ...]
   unforget demo [--out DIR] [key=value ...]          the toy experiment without and with self-generated replay
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
@@ -284,6 +286,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'sample':
       await cmdSample(args);
+      return 0;
+    case 'export':
+      cmdExport(args);
       return 0;
     case 'bench':
       cmdBench(args);

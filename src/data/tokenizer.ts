@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from 'tokenizers';
 import { DataError } from '../errors.js';
-import { readCheckpointConfig } from '../model/checkpoint.js';
+import { checkpointPaths, readCheckpointConfig } from '../model/checkpoint.js';
 import { readSidecar } from './tokens.js';
 
 export interface TextCodec {
@@ -41,7 +41,7 @@ export function openTokenizer(file: string): TextCodec {
  */
 export async function loadTokenizer(explicit: string | null, checkpoint: string): Promise<TextCodec | null> {
   if (explicit) return openTokenizer(explicit);
-  const dir = checkpoint.endsWith('.safetensors') ? path.dirname(checkpoint) : checkpoint;
+  const dir = checkpointPaths(checkpoint).dir;
   const beside = path.join(dir, 'tokenizer.json');
   if (fs.existsSync(beside)) return openTokenizer(beside);
   const saved = readCheckpointConfig(checkpoint);

@@ -1,28 +1,46 @@
 /**
- * Checkpoints: a folder with `model.safetensors` (SPEC §7 names and shapes, float32) and the run's
- * resolved `config.yaml` (whose `model` section gives D, L, H, T, V). Writes are atomic.
+ * Checkpoints: a folder with the weights and the run's resolved `config.yaml` (whose `model` section
+ * gives D, L, H, T, V). The weights are either our `model.safetensors` or the study's reference
+ * `weights.npz` (np.savez); both hold the SPEC §7 tensors under the same names and shapes. Writes are
+ * atomic.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import YAML from 'yaml';
 import { DataError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { readNpz, writeNpz } from '../io/npz.js';
 import { expectShapes, readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { GPT, specShapes, validateGPTConfig, type GPTConfig } from './gpt.js';
 
 export const WEIGHTS_FILE = 'model.safetensors';
+/** The weights file of the study's reference code (np.savez of the SPEC §7 tensors). */
+export const NPZ_WEIGHTS_FILE = 'weights.npz';
 export const CONFIG_FILE = 'config.yaml';
+
+export type WeightsFormat = 'safetensors' | 'npz';
 
 export interface CheckpointPaths {
   dir: string;
   weights: string;
   config: string;
+  format: WeightsFormat;
 }
 
-/** Accepts a run folder or the path of its model.safetensors. */
+/**
+ * Accepts a checkpoint folder, or the path of its model.safetensors or weights.npz. A folder's
+ * model.safetensors wins over a weights.npz beside it; a folder with neither reports model.safetensors
+ * (loading then names both).
+ */
 export function checkpointPaths(p: string): CheckpointPaths {
-  const isFile = p.endsWith('.safetensors');
-  const dir = isFile ? path.dirname(p) : p;
-  return { dir, weights: isFile ? p : path.join(dir, WEIGHTS_FILE), config: path.join(dir, CONFIG_FILE) };
+  if (p.endsWith('.safetensors') || p.endsWith('.npz')) {
+    const dir = path.dirname(p);
+    return { dir, weights: p, config: path.join(dir, CONFIG_FILE), format: p.endsWith('.npz') ? 'npz' : 'safetensors' };
+  }
+  const st = path.join(p, WEIGHTS_FILE), npz = path.join(p, NPZ_WEIGHTS_FILE);
+  const useNpz = !fs.existsSync(st) && fs.existsSync(npz);
+  return { dir: p, weights: useNpz ? npz : st, config: path.join(p, CONFIG_FILE), format: useNpz ? 'npz' : 'safetensors' };
 }
 
 /** The whole saved config of a checkpoint, as a plain object. */
@@ -39,12 +57,20 @@ export function readCheckpointConfig(p: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/**
+ * D, L, H, T, V of a saved config: from its `model:` section (ours and the reference code's layout),
+ * or, for a flat config without one, from the top level.
+ */
 export function modelConfigOf(saved: Record<string, unknown>, file: string): GPTConfig {
-  const m = saved.model as Record<string, unknown> | undefined;
-  if (!m || typeof m !== 'object') throw new DataError(`${file}: has no 'model' section`);
+  const section = saved.model;
+  const nested = section !== null && typeof section === 'object' && !Array.isArray(section);
+  const flat = !nested && (['D', 'L', 'H', 'T', 'V'] as const).some((k) => k in saved);
+  if (!nested && !flat) throw new DataError(`${file}: has no 'model' section (with D, L, H, T, V)`);
+  const m = (nested ? section : saved) as Record<string, unknown>;
+  const prefix = nested ? 'model.' : '';
   const cfg = { D: m.D, L: m.L, H: m.H, T: m.T, V: m.V } as GPTConfig;
   for (const k of ['D', 'L', 'H', 'T', 'V'] as const) {
-    if (!Number.isInteger(cfg[k]) || cfg[k] <= 0) throw new DataError(`${file}: model.${k} must be a positive integer, got ${String(cfg[k])}`);
+    if (!Number.isInteger(cfg[k]) || cfg[k] <= 0) throw new DataError(`${file}: ${prefix}${k} must be a positive integer, got ${String(cfg[k])}`);
   }
   try {
     validateGPTConfig(cfg);
@@ -54,27 +80,86 @@ export function modelConfigOf(saved: Record<string, unknown>, file: string): GPT
   return cfg;
 }
 
-/** Load a model from a checkpoint folder (or its model.safetensors). */
-export function loadModel(p: string): GPT {
+export interface CheckpointTensors {
+  paths: CheckpointPaths;
+  cfg: GPTConfig;
+  /** The SPEC §7 tensors (row-major float32), in SPEC order, shapes checked against `cfg`. */
+  tensors: Record<string, { shape: number[]; data: Float32Array }>;
+}
+
+/**
+ * The SPEC §7 tensors of a checkpoint (safetensors or npz) and its model config, every tensor's
+ * presence and shape checked against the config. Extra tensors in the file are ignored.
+ */
+export function readCheckpointTensors(p: string): CheckpointTensors {
   const paths = checkpointPaths(p);
   if (!fs.existsSync(paths.dir)) throw new DataError(`${paths.dir}: checkpoint folder does not exist`);
   const cfg = modelConfigOf(readCheckpointConfig(p), paths.config);
-  const file = readSafetensors(paths.weights);
-  const shapes = specShapes(cfg);
-  expectShapes(paths.weights, file.tensors, shapes);
-  const tensors: Record<string, Float32Array> = {};
-  for (const name of Object.keys(shapes)) {
-    const data = file.tensors.get(name)!.data;
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i]!)) throw new DataError(`${paths.weights}: tensor '${name}' holds a non-finite value at index ${i}`);
-    }
-    tensors[name] = data;
+  if (!fs.existsSync(paths.weights) && paths.weights === path.join(p, WEIGHTS_FILE)) {
+    throw new DataError(`${paths.weights}: no such file (and no ${NPZ_WEIGHTS_FILE} beside it)`);
   }
-  return GPT.fromSpec(cfg, tensors);
+  const shapes = specShapes(cfg);
+  const file = paths.format === 'npz' ? readNpz(paths.weights, new Set(Object.keys(shapes))) : readSafetensors(paths.weights).tensors;
+  expectShapes(paths.weights, file, shapes);
+  const tensors: CheckpointTensors['tensors'] = {};
+  for (const name of Object.keys(shapes)) tensors[name] = { shape: shapes[name]!, data: file.get(name)!.data };
+  return { paths, cfg, tensors };
+}
+
+/** Load a model from a checkpoint folder (or its model.safetensors / weights.npz). */
+export function loadModel(p: string): GPT {
+  const { paths, cfg, tensors } = readCheckpointTensors(p);
+  const data: Record<string, Float32Array> = {};
+  for (const [name, t] of Object.entries(tensors)) {
+    for (let i = 0; i < t.data.length; i++) {
+      if (!Number.isFinite(t.data[i]!)) throw new DataError(`${paths.weights}: tensor '${name}' holds a non-finite value at index ${i}`);
+    }
+    data[name] = t.data;
+  }
+  return GPT.fromSpec(cfg, data);
 }
 
 /** Write model.safetensors (atomically) into `dir`. */
 export function saveWeights(dir: string, model: GPT, metadata: Record<string, string> = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, WEIGHTS_FILE), model.toSpec(), { format: 'pt', ...metadata });
+}
+
+export interface ExportResult {
+  out: string;
+  format: WeightsFormat;
+  weights: string;
+}
+
+/**
+ * Converts a checkpoint folder to `format` in the new folder `out`: the weights (model.safetensors or
+ * weights.npz, same tensors, bit for bit when both are float32), config.yaml copied byte for byte, and
+ * tokenizer.json if there is one. The folder is assembled under a temporary name beside `out` and
+ * renamed into place, so `out` either appears complete or not at all. An existing non-empty `out` is
+ * refused, never merged into.
+ */
+export function exportCheckpoint(src: string, format: WeightsFormat, out: string): ExportResult {
+  const { paths, tensors } = readCheckpointTensors(src);
+  if (fs.existsSync(out)) {
+    if (!fs.statSync(out).isDirectory()) throw new DataError(`${out}: exists and is not a folder; choose another output`);
+    if (fs.readdirSync(out).length > 0) throw new DataError(`${out}: exists and is not empty; choose another output (nothing was written)`);
+  }
+  const parent = path.dirname(path.resolve(out));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const weightsName = format === 'npz' ? NPZ_WEIGHTS_FILE : WEIGHTS_FILE;
+  fs.mkdirSync(tmp);
+  try {
+    if (format === 'npz') writeNpz(path.join(tmp, weightsName), tensors);
+    else writeSafetensors(path.join(tmp, weightsName), tensors, { format: 'pt' });
+    writeFileAtomic(path.join(tmp, CONFIG_FILE), fs.readFileSync(paths.config));
+    const tokenizer = path.join(paths.dir, 'tokenizer.json');
+    if (fs.existsSync(tokenizer)) writeFileAtomic(path.join(tmp, 'tokenizer.json'), fs.readFileSync(tokenizer));
+    if (fs.existsSync(out)) fs.rmdirSync(out); // empty (checked above); rename cannot replace it everywhere
+    fs.renameSync(tmp, out);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return { out, format, weights: path.join(out, weightsName) };
 }
