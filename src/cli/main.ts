@@ -20,6 +20,7 @@ import { train } from '../train/train.js';
 import { Rng } from '../util/rng.js';
 import { makeReporter } from './progress.js';
 import { loadTokenizer } from '../data/tokenizer.js';
+import { cmdTokenize, cmdTokenizer } from './cmd_tokenizer.js';
 
 const USAGE = `unforget — pretrain and finetune transformer LMs, measure forgetting, prevent it with self-generated replay
 
@@ -33,6 +34,10 @@ usage:
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
                   a synthetic token file whose best achievable loss is known (entropy rate)
+  unforget tokenizer train --out DIR [--vocab-size 4096] [--reserved 10] FILES...
+                  byte-level BPE tokenizer.json: ids 0..R-1 reserved, R = <|endoftext|>
+  unforget tokenize --tokenizer FILE --out X.bin [--dataset-token-id 0] [--field text | --column text]
+                  [--seed 0] INPUTS...   text/JSONL/Parquet (.gz, folders) → shuffled uint16 .bin + X.json
 
 Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
 
@@ -282,6 +287,12 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'data':
       cmdData(args);
+      return 0;
+    case 'tokenizer':
+      await cmdTokenizer(args);
+      return 0;
+    case 'tokenize':
+      await cmdTokenize(args);
       return 0;
     case 'experiment':
       await cmdExperiment(args);
