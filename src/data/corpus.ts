@@ -156,7 +156,8 @@ function isNotSpace(text: string, i: number): boolean {
  *     a preceding whitespace run is cut by `\s+(?!\S)` just before that last space either way;
  * (B) before a non-space that follows exactly one of \t \n \v \f \r, itself after a non-space
  *     (`x\nY`): that lone character is a match of its own in both cases.
- * Special tokens like `<|endoftext|>` contain no whitespace, so they are never cut either. Searches
+ * Special tokens (`<|endoftext|>`, `<|reserved_k|>`: every `<|…` is treated as one) contain no
+ * whitespace, so they are never cut, and (A) is not used before one. Searches
  * back to `limit / 2`; without such a place (e.g. long text without any whitespace) it cuts at
  * `limit`, avoiding a surrogate pair — the only case where pieces may encode differently.
  */
@@ -166,7 +167,9 @@ export function splitPoint(text: string, limit: number): number {
   for (let i = Math.min(limit, text.length - 2); i >= lo; i--) {
     const c = text.charCodeAt(i);
     if (c === 32) {
-      if (isNotSpace(text, i + 1)) return i;
+      // Not before a special token: the tokenizer splits those out first, so the whitespace run
+      // before one ends its segment and stays one piece.
+      if (isNotSpace(text, i + 1) && !text.startsWith('<|', i + 1)) return i;
     } else if (isNotSpace(text, i)) {
       const p = text.charCodeAt(i - 1);
       if (p >= 9 && p <= 13 && isNotSpace(text, i - 2)) return i;
