@@ -170,6 +170,13 @@ function makeInputs(dir: string): string[] {
   docs.push(...pqRows);
   fs.writeFileSync(path.join(dir, 'pq', 'q.parquet.gz'), zlib.gzipSync(new Uint8Array(parquetWriteBuffer({ columnData: [{ name: 'body', data: ['gzipped parquet'], type: 'STRING' }] }))));
   docs.push('gzipped parquet');
+  const gzipPages = parquetWriteBuffer({
+    columnData: [{ name: 'body', data: ['GZIP-compressed pages'], type: 'STRING' }],
+    codec: 'GZIP',
+    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(zlib.gzipSync(input)) },
+  });
+  fs.writeFileSync(path.join(dir, 'pq', 'r.parquet'), new Uint8Array(gzipPages));
+  docs.push('GZIP-compressed pages');
   fs.writeFileSync(path.join(dir, 'txt', 'long.txt'), longDoc);
   docs.push(longDoc);
   fs.writeFileSync(path.join(dir, 'txt', 'short.txt.gz'), zlib.gzipSync(SPANISH + '\n'));

@@ -96,13 +96,13 @@ export async function cmdTokenize(args: string[]): Promise<void> {
 
   // Ctrl-C: remove the temporary output before exiting, so nothing partial is left behind.
   let temps: string[] = [];
-  const onSigint = () => {
+  const onSignal = (signal: NodeJS.Signals) => {
     for (const t of temps) fs.rmSync(t, { force: true });
-    process.stderr.write('\ninterrupted: no output written\n');
-    process.exit(130);
+    process.stderr.write(`\ninterrupted (${signal}): no output written\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
   };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const meter = makeMeter(!values['no-progress']);
   let r;
   try {
@@ -119,8 +119,8 @@ export async function cmdTokenize(args: string[]): Promise<void> {
     });
   } finally {
     meter.stop();
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const mbPerS = r.textBytes / 1e6 / r.seconds;
   process.stderr.write(

@@ -23,7 +23,7 @@ import { pipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
 import zlib from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type Compressors } from 'hyparquet';
 import { DataError } from '../errors.js';
 
 export type InputKind = 'text' | 'jsonl' | 'parquet';
@@ -309,6 +309,20 @@ async function inflateToTemp(file: InputFile): Promise<string> {
   return tmp;
 }
 
+/**
+ * Codecs beyond hyparquet's built-in Snappy that Node's zlib can decode (ZSTD needs Node ≥ 22.15,
+ * used when present); LZ4 is not supported.
+ */
+const PARQUET_CODECS: Compressors = (() => {
+  const c: Compressors = {
+    GZIP: (input) => new Uint8Array(zlib.gunzipSync(input)),
+    BROTLI: (input) => new Uint8Array(zlib.brotliDecompressSync(input)),
+  };
+  const zstd = (zlib as unknown as { zstdDecompressSync?: (b: Uint8Array) => Buffer }).zstdDecompressSync;
+  if (typeof zstd === 'function') c.ZSTD = (input) => new Uint8Array(zstd(input));
+  return c;
+})();
+
 async function* readParquet(file: InputFile, opts: ReadOptions): AsyncGenerator<Piece> {
   const column = opts.column ?? 'text';
   const limit = opts.pieceChars ?? PIECE_CHARS;
@@ -329,7 +343,7 @@ async function* readParquet(file: InputFile, opts: ReadOptions): AsyncGenerator<
       const rowEnd = rowStart + Number(rg.num_rows);
       let rows;
       try {
-        rows = await parquetReadObjects({ file: buffer, metadata, columns: [column], rowStart, rowEnd });
+        rows = await parquetReadObjects({ file: buffer, metadata, columns: [column], rowStart, rowEnd, compressors: PARQUET_CODECS });
       } catch (err) {
         throw new DataError(`${file.path}: cannot read rows ${rowStart}–${rowEnd} of column '${column}' (${(err as Error).message.split('\n')[0]})`);
       }
