@@ -18,7 +18,7 @@ import { Tokenizer, type Encoding } from 'tokenizers';
 import { DataError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
-import { BpeModel, EOS_TOKEN, MAX_VOCAB_SIZE, RESERVED_PATTERN, WordCounter, checkLayout, tokenizerJson, trainBpe } from './bpe.js';
+import { type BpeModel, EOS_TOKEN, MAX_VOCAB_SIZE, RESERVED_PATTERN, WordCounter, checkLayout, tokenizerJson, trainBpe } from './bpe.js';
 import { collectInputs, readDocuments, type InputFile } from './corpus.js';
 import { sidecarPath, type Sidecar } from './tokens.js';
 
@@ -396,4 +396,3 @@ export function writeTokenizerJson(dir: string, json: Record<string, unknown>): 
   return file;
 }
 
-export type { InputFile };
