@@ -24,6 +24,7 @@ import { loadTokenizer } from '../data/tokenizer.js';
 import { cmdCorpus } from './cmd_corpus.js';
 import { cmdSweep } from './cmd_sweep.js';
 import { cmdReport } from './cmd_report.js';
+import { cmdTokenize, cmdTokenizer } from './cmd_tokenizer.js';
 
 const USAGE = `unforget — pretrain and finetune transformer LMs, measure forgetting, prevent it with self-generated replay
 
@@ -43,6 +44,10 @@ usage:
                   a grid of train / experiment runs, each a child process; started again, it resumes
   unforget report DIR... [--out FILE.html]
                   one self-contained HTML page of a run, sweep or experiment folder
+  unforget tokenizer train --out DIR [--vocab-size 4096] [--reserved 10] FILES...
+                  byte-level BPE tokenizer.json: ids 0..R-1 reserved, R = <|endoftext|>
+  unforget tokenize --tokenizer FILE --out X.bin [--dataset-token-id 0] [--field text | --column text]
+                  [--seed 0] INPUTS...   text/JSONL/Parquet (.gz, folders) → shuffled uint16 .bin + X.json
 
 Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
 
@@ -298,6 +303,11 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'corpus':
       cmdCorpus(args);
+    case 'tokenizer':
+      await cmdTokenizer(args);
+      return 0;
+    case 'tokenize':
+      await cmdTokenize(args);
       return 0;
     case 'experiment':
       await cmdExperiment(args);

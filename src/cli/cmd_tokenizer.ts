@@ -1,0 +1,142 @@
+/**
+ * `unforget tokenizer train` and `unforget tokenize` (SPEC §7): byte-level BPE with reserved ids and
+ * EOS; text, JSONL and Parquet inputs (and gzip of each).
+ */
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { UnforgetError } from '../errors.js';
+import { tokenizeCorpus, trainTokenizerFromFiles, writeTokenizerJson, type ProgressFn } from '../data/tokenize.js';
+import { makeMeter } from './meter.js';
+
+function intArg(v: string | undefined, name: string, def: number, min = 0): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UnforgetError(`--${name}: expected an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+/** Drives a meter from the library's (phase, done, total) callbacks. */
+function progressTo(meter: ReturnType<typeof makeMeter>): ProgressFn {
+  let current = '';
+  return (phase, done, total) => {
+    if (phase !== current) {
+      current = phase;
+      const label = phase === 'read' ? 'reading' : phase === 'merge' ? 'merging' : 'writing';
+      meter.phase(label, total, phase === 'read' ? 'MB' : 'items');
+    }
+    meter.update(done);
+  };
+}
+
+export async function cmdTokenizer(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  if (sub !== 'train') throw new UnforgetError(`tokenizer: unknown subcommand '${sub ?? ''}' (available: train)`);
+  const { values, positionals } = parseArgs({
+    args: rest,
+    options: {
+      'vocab-size': { type: 'string' },
+      reserved: { type: 'string' },
+      out: { type: 'string' },
+      field: { type: 'string' },
+      column: { type: 'string' },
+      'no-progress': { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (!values.out) throw new UnforgetError('tokenizer train: --out DIR is required');
+  if (positionals.length === 0) throw new UnforgetError('tokenizer train: no input files given (usage: unforget tokenizer train --out DIR FILES...)');
+  const vocabSize = intArg(values['vocab-size'], 'vocab-size', 4096, 1);
+  const reserved = intArg(values.reserved, 'reserved', 10, 0);
+  const meter = makeMeter(!values['no-progress']);
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await trainTokenizerFromFiles(positionals, { vocabSize, reserved, field: values.field, column: values.column, onProgress: progressTo(meter) });
+  } finally {
+    meter.stop();
+  }
+  const file = writeTokenizerJson(values.out, r.json);
+  const seconds = (performance.now() - t0) / 1000;
+  process.stdout.write(
+    JSON.stringify({
+      tokenizer: file,
+      vocab_size: r.model.vocab.length,
+      reserved_ids: reserved,
+      eos_token_id: r.model.eosId,
+      merges: r.model.merges.length,
+      files: r.files,
+      distinct_words: r.model.distinctWords,
+      seconds: Number(seconds.toFixed(2)),
+    }) + '\n',
+  );
+}
+
+export async function cmdTokenize(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      tokenizer: { type: 'string' },
+      out: { type: 'string' },
+      'dataset-token-id': { type: 'string' },
+      field: { type: 'string' },
+      column: { type: 'string' },
+      seed: { type: 'string' },
+      'no-progress': { type: 'boolean' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (!values.tokenizer) throw new UnforgetError('tokenize: --tokenizer FILE (a tokenizer.json) is required');
+  if (!values.out) throw new UnforgetError('tokenize: --out FILE.bin is required');
+  if (positionals.length === 0) throw new UnforgetError('tokenize: no input files given (usage: unforget tokenize --tokenizer FILE --out X.bin INPUTS...)');
+  if (fs.existsSync(values.out) && fs.statSync(values.out).isDirectory()) throw new UnforgetError(`tokenize: --out ${values.out} is a folder; give a file name like ${values.out}/train.bin`);
+  const datasetTokenId = values['dataset-token-id'] === undefined ? undefined : intArg(values['dataset-token-id'], 'dataset-token-id', 0, 0);
+  const seed = intArg(values.seed, 'seed', 0, 0);
+
+  // Ctrl-C: remove the temporary output before exiting, so nothing partial is left behind.
+  let temps: string[] = [];
+  const onSignal = (signal: NodeJS.Signals) => {
+    for (const t of temps) fs.rmSync(t, { force: true });
+    process.stderr.write(`\ninterrupted (${signal}): no output written\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const meter = makeMeter(!values['no-progress']);
+  let r;
+  try {
+    r = await tokenizeCorpus({
+      tokenizerFile: values.tokenizer,
+      out: values.out,
+      inputs: positionals,
+      datasetTokenId,
+      field: values.field,
+      column: values.column,
+      seed,
+      onProgress: progressTo(meter),
+      onTempFiles: (t) => (temps = t),
+    });
+  } finally {
+    meter.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const mbPerS = r.textBytes / 1e6 / r.seconds;
+  process.stderr.write(
+    `tokenized ${r.documents} documents, ${(r.textBytes / 1e6).toFixed(1)} MB of text → ${r.tokens} tokens in ${r.seconds.toFixed(1)} s ` +
+      `(${mbPerS.toFixed(2)} MB/s, ${(r.textBytes / Math.max(1, r.tokens)).toFixed(2)} bytes/token)\n`,
+  );
+  process.stdout.write(
+    JSON.stringify({
+      file: r.out,
+      documents: r.documents,
+      tokens: r.tokens,
+      vocab_size: r.sidecar.vocab_size,
+      dataset_token_id: r.sidecar.dataset_token_id,
+      text_bytes: r.textBytes,
+      seconds: Number(r.seconds.toFixed(2)),
+      mb_per_s: Number(mbPerS.toFixed(2)),
+    }) + '\n',
+  );
+}
