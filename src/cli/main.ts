@@ -15,6 +15,10 @@ import { loadModel, readCheckpointConfig, checkpointPaths } from '../model/check
 import { sample } from '../model/sample.js';
 import { TOY_PRESETS, runToyContinual, toySections } from '../experiments/toy/continual.js';
 import { accuracyTable, runDemo } from '../experiments/toy/demo.js';
+import { SHIFT_PRESETS, runLanguageShift, shiftSections } from '../experiments/language/shift.js';
+import { CAPACITY_PRESETS, capacitySections, runCapacity } from '../experiments/language/capacity.js';
+import { LR_PRESETS, lrSections, runLrTradeoff } from '../experiments/language/lrtradeoff.js';
+import type { ExtraSections } from '../config/schema.js';
 import { evaluate } from '../train/losses.js';
 import { train } from '../train/train.js';
 import { Rng } from '../util/rng.js';
@@ -35,6 +39,8 @@ usage:
                   [--top-k K] [--max-tokens K] [--seed S]
   unforget export --model DIR --format npz|safetensors [--out DIR2]   convert a checkpoint (weights.npz ⇄ model.safetensors)
   unforget experiment toy-continual [--preset reference|demo] [--out DIR] [key=value ...]
+  unforget experiment language-shift|capacity|lr-tradeoff [--preset small|paper] [--out DIR] [key=value ...]
+                  English → Spanish: method comparison, capacity sweeps, learning-rate trade-off
   unforget demo [--out DIR] [key=value ...]          the toy experiment without and with self-generated replay
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
@@ -243,22 +249,44 @@ function interruptFlag(): { stop: () => boolean; dispose: () => void } {
   return { stop: () => interrupted, dispose: () => process.off('SIGINT', onSigint) };
 }
 
+interface ExperimentEntry {
+  presets: Record<string, Record<string, unknown>>;
+  defaultPreset: string;
+  sections: ExtraSections;
+  run: (cfg: never, opts: { reporter: ReturnType<typeof makeReporter>; shouldStop: () => boolean }) => Promise<{ runDir: string; summary: Record<string, unknown>; table?: string }>;
+  print?: (r: { summary: Record<string, unknown>; table?: string }) => string;
+}
+
+const EXPERIMENTS: Record<string, ExperimentEntry> = {
+  'toy-continual': {
+    presets: TOY_PRESETS,
+    defaultPreset: 'reference',
+    sections: toySections,
+    run: runToyContinual as ExperimentEntry['run'],
+    print: (r) => accuracyTable(r.summary.tasks as string[], [['final accuracy', r.summary.final_accuracy as Record<string, number>]]),
+  },
+  'language-shift': { presets: SHIFT_PRESETS, defaultPreset: 'small', sections: shiftSections, run: runLanguageShift as ExperimentEntry['run'] },
+  capacity: { presets: CAPACITY_PRESETS, defaultPreset: 'small', sections: capacitySections, run: runCapacity as ExperimentEntry['run'] },
+  'lr-tradeoff': { presets: LR_PRESETS, defaultPreset: 'small', sections: lrSections, run: runLrTradeoff as ExperimentEntry['run'] },
+};
+
 async function cmdExperiment(args: string[]): Promise<void> {
   const [name, ...rest] = args;
   const { values, positionals } = parseArgs({ args: rest, options: { preset: { type: 'string' }, out: { type: 'string' } }, strict: true, allowPositionals: true });
-  if (name !== 'toy-continual') throw new UnforgetError(`experiment: unknown experiment '${name ?? ''}' (available: toy-continual)`);
-  const presetName = values.preset ?? 'reference';
-  const preset = TOY_PRESETS[presetName];
-  if (!preset) throw new UnforgetError(`experiment toy-continual: unknown preset '${presetName}' (presets: ${Object.keys(TOY_PRESETS).join(', ')})`);
+  const entry = name !== undefined && Object.hasOwn(EXPERIMENTS, name) ? EXPERIMENTS[name]! : null;
+  if (!entry) throw new UnforgetError(`experiment: unknown experiment '${name ?? ''}' (available: ${Object.keys(EXPERIMENTS).join(', ')})`);
+  const presetName = values.preset ?? entry.defaultPreset;
+  const preset = entry.presets[presetName];
+  if (!preset) throw new UnforgetError(`experiment ${name}: unknown preset '${presetName}' (presets: ${Object.keys(entry.presets).join(', ')})`);
   const { files, overrides } = splitArgs(positionals);
   if (values.out) overrides.push(`log.dir=${path.dirname(values.out)}`, `run.id=${path.basename(values.out)}`);
-  const cfg = loadConfig(files, overrides, preset as never, { sections: toySections, requireStop: false });
+  const cfg = loadConfig(files, overrides, preset as never, { sections: entry.sections, requireStop: false });
   const flag = interruptFlag();
   try {
-    const r = await runToyContinual(cfg, { reporter: makeReporter(cfg.log.progress), shouldStop: flag.stop });
-    const tasks = r.summary.tasks as string[];
+    const r = await entry.run(cfg as never, { reporter: makeReporter(cfg.log.progress), shouldStop: flag.stop });
     process.stderr.write(`run folder: ${r.runDir}\n`);
-    process.stdout.write(accuracyTable(tasks, [['final accuracy', r.summary.final_accuracy as Record<string, number>]]) + '\n');
+    const text = entry.print ? entry.print(r) : r.table;
+    if (text) process.stdout.write(text + '\n');
   } finally {
     flag.dispose();
   }
@@ -303,6 +331,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'corpus':
       cmdCorpus(args);
+      return 0;
     case 'tokenizer':
       await cmdTokenizer(args);
       return 0;

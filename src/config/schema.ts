@@ -202,6 +202,22 @@ export function strList(allowed?: readonly string[]) {
   });
 }
 
+/** A non-empty list of finite numbers in range (integers if `int`); a single number is a one-element list. */
+export function numList(r: RangeOpts & { int?: boolean } = {}) {
+  const what = `a non-empty list of ${r.int ? 'integers' : 'numbers'}${rangeText(r)}`;
+  return field<number[]>(what, (v) => {
+    const list = Array.isArray(v) ? v : [v];
+    if (list.length === 0) return INVALID;
+    const out: number[] = [];
+    for (const x of list) {
+      const n = toNumber(x);
+      if (n === INVALID || !Number.isFinite(n) || !inRange(n, r) || (r.int && !Number.isSafeInteger(n))) return INVALID;
+      out.push(n);
+    }
+    return out;
+  });
+}
+
 /** A config section: a strict object (unknown keys are errors) that is filled with defaults when absent. */
 export function section<S extends z.ZodRawShape>(shape: S) {
   const obj = z.strictObject(shape);
