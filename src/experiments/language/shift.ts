@@ -54,10 +54,10 @@ export const SHIFT_PRESETS: Record<string, Record<string, unknown>> = {
   small: {
     model: { D: 128, L: 4, H: 32, T: 128 },
     opt: { batch_size: 32, lr: 3e-3, b2: 0.99, warmup_tokens: 100_000, lr_decay: 'cosine' },
-    data: { num_tokens_valid: 65_536 },
+    data: { num_tokens_valid: 32_768 },
     reg: { coeff: 1, temperature: 1, buffer: 8 },
     log: { every_tokens: 500_000 },
-    shift: { pretrain_tokens: 3_000_000, finetune_tokens: 600_000, finetune_lr: 1e-3, finetune_every_tokens: 40_000 },
+    shift: { pretrain_tokens: 3_000_000, finetune_tokens: 600_000, finetune_lr: 1e-3, lora_lr: 3e-3, finetune_every_tokens: 60_000 },
   },
   /**
    * The study's layout at a larger scale (a 12-layer, 768-wide model, longer sequences, more

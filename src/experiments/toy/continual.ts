@@ -55,10 +55,10 @@ export const TOY_PRESETS: Record<string, Record<string, unknown>> = {
   },
   /** Small enough for a 2-core laptop: `unforget demo` runs it with and without replay. */
   demo: {
-    model: { D: 128, L: 2, H: 16 },
-    opt: { batch_size: 128, lr: 2e-3, b2: 0.99, weight_decay: 0, lr_decay: 'cosine' },
-    toy: { steps_per_task: 800, warmup_steps: 30, eval_every: 50, num_train: 32768, num_valid: 1024, eval_examples: 256 },
-    reg: { method: 'ntp_pre', coeff: 10, synth: true, batch_size: 128, buffer: 8 },
+    model: { D: 128, L: 2, H: 8 },
+    opt: { batch_size: 128, lr: 2e-3, b2: 0.95, weight_decay: 0, lr_decay: 'cosine' },
+    toy: { steps_per_task: 800, warmup_steps: 100, eval_every: 50, num_train: 32768, num_valid: 1024, eval_examples: 256 },
+    reg: { method: 'ntp_pre', coeff: 1, synth: true, batch_size: 128, buffer: 8 },
   },
 };
 
