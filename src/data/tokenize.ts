@@ -14,7 +14,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Tokenizer, type Encoding } from 'tokenizers';
+import type { Encoding, Tokenizer } from 'tokenizers';
+import { readTokenizerJson } from './tokenizer.js';
 import { DataError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
@@ -81,13 +82,7 @@ export interface LoadedTokenizer {
 }
 
 export function loadTokenizerFile(file: string): LoadedTokenizer {
-  if (!fs.existsSync(file)) throw new DataError(`${file}: tokenizer file does not exist`);
-  let tokenizer: Tokenizer;
-  try {
-    tokenizer = Tokenizer.fromFile(file);
-  } catch (e) {
-    throw new DataError(`${file}: not a loadable tokenizer.json (${String((e as Error).message ?? e).split('\n')[0]})`);
-  }
+  const tokenizer = readTokenizerJson(file);
   const vocab = tokenizer.getVocab(true);
   const ids = Object.values(vocab);
   const vocabSize = ids.length === 0 ? 0 : Math.max(...ids) + 1;

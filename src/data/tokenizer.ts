@@ -15,14 +15,18 @@ export interface TextCodec {
   decode(ids: number[]): Promise<string>;
 }
 
-export function openTokenizer(file: string): TextCodec {
+/** The Hugging Face tokenizer in `file`; a missing or unloadable file is a DataError naming it. */
+export function readTokenizerJson(file: string): Tokenizer {
   if (!fs.existsSync(file)) throw new DataError(`${file}: tokenizer file does not exist`);
-  let tok: Tokenizer;
   try {
-    tok = Tokenizer.fromFile(file);
+    return Tokenizer.fromFile(file);
   } catch (e) {
     throw new DataError(`${file}: not a loadable tokenizer.json (${String((e as Error).message ?? e).split('\n')[0]})`);
   }
+}
+
+export function openTokenizer(file: string): TextCodec {
+  const tok = readTokenizerJson(file);
   return {
     file,
     async encode(text) {

@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { int, intOrNull, num, numOrNull, section, strList, strOrNull, type Config, type ConfigWith } from '../../config/schema.js';
+import { int, intOrNull, num, numOrNull, section, strList, strOrNull, type ConfigWith } from '../../config/schema.js';
 import { ConfigError, UnforgetError } from '../../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
 import { FONT_STACK, writeFigure } from '../../report/plot.js';
@@ -292,8 +292,4 @@ export function shiftFigureSpec(methods: ShiftMethod[], paths: Record<ShiftMetho
       },
     ],
   };
-}
-
-export function isShiftConfig(c: Config): c is ShiftConfig {
-  return (c as Partial<ShiftConfig>).shift !== undefined;
 }
