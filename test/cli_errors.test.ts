@@ -412,6 +412,18 @@ test('an unknown command', () => {
   expectError(['frobnicate'], ['frobnicate']);
 });
 
+test('CMD --help, CMD -h and help CMD print that command\'s usage and exit 0; help for an unknown command fails', () => {
+  const cwd = os.tmpdir();
+  for (const args of [['report', '--help'], ['report', 'x', '-h'], ['help', 'report']]) {
+    const r = cliOk(cwd, args);
+    assert.match(r.stdout, /^usage:\n {2}unforget report DIR\.\.\./, args.join(' '));
+    assert.doesNotMatch(r.stdout, /unforget train/, args.join(' '));
+  }
+  assert.match(cliOk(cwd, ['train', '--help']).stdout, /unforget train \[CONFIG\.yaml/);
+  assert.match(cliOk(cwd, ['tokenize', '--help']).stdout, /--tokenizer FILE[\s\S]*INPUTS/);
+  expectError(['help', 'frobnicate'], ['frobnicate']);
+});
+
 test('an unknown option', () => {
   expectError(['eval', '--model', 'runs/base', '--data', 'd.bin', '--bogus'], ['--bogus']);
 });

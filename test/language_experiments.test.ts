@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { writeCorpus } from '../src/data/corpora.js';
 import { atFirstCrossing } from '../src/experiments/language/common.js';
-import { timeAtForgetting } from '../src/experiments/language/lrtradeoff.js';
+import { lrTable, multiplierBound, timeAtForgetting } from '../src/experiments/language/lrtradeoff.js';
 import { cli, cliOk } from './helpers/cli.js';
 
 test('atFirstCrossing interpolates at the first crossing of a falling path', () => {
@@ -33,6 +33,22 @@ test('timeAtForgetting interpolates in log time', () => {
   // Halfway in forgetting → geometric mean of the times.
   assert.ok(Math.abs(timeAtForgetting(s, 0.6)! - 100) < 1e-9);
   assert.equal(timeAtForgetting(s, 0.1), null);
+});
+
+test('multiplierBound bounds the compute multiplier outside the no-replay range', () => {
+  const s = [
+    { time: 10, forgetting: 1.0 },
+    { time: 40, forgetting: 0.6 },
+    { time: 80, forgetting: 0.5 },
+  ];
+  // Forgets less than every no-replay run: the series needs more than its slowest run's 80 s.
+  assert.deepEqual(multiplierBound(s, 0.3, 20), { relation: '>', value: 4 });
+  // Forgets more than every no-replay run: the fastest run (10 s) already forgets less.
+  assert.deepEqual(multiplierBound(s, 1.2, 5), { relation: '<', value: 2 });
+  assert.equal(multiplierBound(s, 0.7, 20), null);
+  assert.equal(multiplierBound([], 0.3, 20), null);
+  const table = lrTable([], [{ replay_fraction: 0.25, compute_multiplier: null, lr_time_s_at_equal_forgetting: null, compute_multiplier_bound: { relation: '>', value: 4 } }], 4.5);
+  assert.match(table, /\| 0\.25 \| - \| > 4\.00× \(forgets less than every no-replay run that reached the target\) \|/);
 });
 
 /** Two made-up languages with different letter statistics, so finetuning visibly forgets. */

@@ -308,8 +308,29 @@ async function cmdDemo(args: string[]): Promise<void> {
   }
 }
 
+/** The usage lines of one command (its line and the continuation lines under it); null if unknown. */
+export function commandUsage(cmd: string): string | null {
+  const lines = USAGE.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i]!.startsWith(`  unforget ${cmd} `) && lines[i] !== `  unforget ${cmd}`) continue;
+    out.push(lines[i]!);
+    while (i + 1 < lines.length && /^ {4,}\S/.test(lines[i + 1]!)) out.push(lines[++i]!);
+  }
+  return out.length ? `usage:\n${out.join('\n')}` : null;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
+  // `unforget CMD --help` / `-h` (before any `--`) and `unforget help CMD`: that command's usage.
+  const beforeDashes = args.indexOf('--') < 0 ? args : args.slice(0, args.indexOf('--'));
+  const helpFor = cmd === 'help' && args.length > 0 ? args[0]! : cmd !== undefined && (beforeDashes.includes('--help') || beforeDashes.includes('-h')) ? cmd : null;
+  if (helpFor !== null) {
+    const usage = commandUsage(helpFor);
+    if (usage === null) throw new UnforgetError(`unknown command '${helpFor}' (try: unforget --help)`);
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
   switch (cmd) {
     case 'train':
       await cmdTrain(args);

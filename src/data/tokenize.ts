@@ -20,7 +20,7 @@ import { DataError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
 import { type BpeModel, EOS_TOKEN, MAX_VOCAB_SIZE, RESERVED_PATTERN, WordCounter, checkLayout, tokenizerJson, trainBpe } from './bpe.js';
-import { collectInputs, readDocuments, type InputFile } from './corpus.js';
+import { collectInputs, readDocuments, type InputFile, type Piece } from './corpus.js';
 import { sidecarPath, type Sidecar } from './tokens.js';
 
 /** Progress in on-disk input bytes (phase 'read'), merges (phase 'merge') or tokens written (phase 'write'). */
@@ -46,23 +46,30 @@ export interface TrainTokenizerResult {
   textChars: number;
 }
 
+/** The document pieces of every input file in order, reporting ('read', bytes done, total bytes). */
+async function* readAllDocuments(
+  files: readonly InputFile[],
+  opts: { field?: string; column?: string; onProgress?: ProgressFn },
+): AsyncGenerator<Piece> {
+  const totalBytes = files.reduce((s, f) => s + f.bytes, 0);
+  let doneBytes = 0;
+  for (const file of files) {
+    yield* readDocuments(file, {
+      field: opts.field,
+      column: opts.column,
+      onProgress: (b) => opts.onProgress?.('read', doneBytes + b, totalBytes),
+    });
+    doneBytes += file.bytes;
+    opts.onProgress?.('read', doneBytes, totalBytes);
+  }
+}
+
 /** Counts words in every input (text, JSONL, Parquet, gzip; folders recursively), then trains the BPE. */
 export async function trainTokenizerFromFiles(inputs: readonly string[], opts: TrainTokenizerOptions): Promise<TrainTokenizerResult> {
   checkLayout(opts);
   const { files } = collectInputs(inputs);
   const counter = new WordCounter();
-  const totalBytes = files.reduce((s, f) => s + f.bytes, 0);
-  let doneBytes = 0;
-  for (const file of files) {
-    for await (const piece of readDocuments(file, {
-      field: opts.field,
-      column: opts.column,
-      onProgress: (b) => opts.onProgress?.('read', doneBytes + b, totalBytes),
-    })) {
-      counter.add(piece.text);
-    }
-    doneBytes += file.bytes;
-  }
+  for await (const piece of readAllDocuments(files, opts)) counter.add(piece.text);
   if (counter.counts.size === 0) throw new DataError(`the input has no text: ${files.map((f) => f.path).join(', ')}`);
   const model = trainBpe(counter.counts, opts, (done, total) => opts.onProgress?.('merge', done, total));
   return { json: tokenizerJson(model), model, files: files.length, textChars: counter.textChars };
@@ -226,7 +233,6 @@ interface EncodedCorpus {
 /** Reads every input and appends the documents' ids (each + EOS) to `store`. */
 async function encodeInputs(tok: LoadedTokenizer, files: InputFile[], store: SpillStore, opts: TokenizeOptions): Promise<EncodedCorpus> {
   const docStarts = new GrowableF64();
-  const totalBytes = files.reduce((s, f) => s + f.bytes, 0);
   const batchChars = opts.batchChars ?? 1 << 17;
   let textBytes = 0;
 
@@ -267,21 +273,12 @@ async function encodeInputs(tok: LoadedTokenizer, files: InputFile[], store: Spi
     pending.catch(() => {});
   };
 
-  let doneBytes = 0;
-  for (const file of files) {
-    for await (const piece of readDocuments(file, {
-      field: opts.field,
-      column: opts.column,
-      onProgress: (b) => opts.onProgress?.('read', doneBytes + b, totalBytes),
-    })) {
-      texts.push(piece.text);
-      ends.push(piece.last);
-      chars += piece.text.length;
-      textBytes += Buffer.byteLength(piece.text, 'utf8');
-      if (chars >= batchChars) await flush();
-    }
-    doneBytes += file.bytes;
-    opts.onProgress?.('read', doneBytes, totalBytes);
+  for await (const piece of readAllDocuments(files, opts)) {
+    texts.push(piece.text);
+    ends.push(piece.last);
+    chars += piece.text.length;
+    textBytes += Buffer.byteLength(piece.text, 'utf8');
+    if (chars >= batchChars) await flush();
   }
   await flush();
   if (pending) await pending;
