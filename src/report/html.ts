@@ -3,7 +3,7 @@
  * download (data: URI) and their Vega-Lite spec. Nothing on the page refers to a file or a network
  * address, so it can be mailed or opened offline.
  */
-import { renderVegaLite } from './plot.js';
+import { renderVegaLite, renderVegaLiteSvg } from './plot.js';
 
 /** Escapes text for HTML element content and quoted attribute values. */
 export function esc(s: string): string {
@@ -80,9 +80,9 @@ export function pngLink(png: Uint8Array, fileName: string): string {
   return `<a class="dl" download="${esc(fileName)}" href="data:image/png;base64,${Buffer.from(png).toString('base64')}">PNG</a>`;
 }
 
-/** A figure from a Vega-Lite spec: inline SVG, PNG download, and the spec itself. */
-export async function figure(title: string, spec: object): Promise<string> {
-  const { svg, png } = await renderVegaLite(spec);
+/** A figure from a Vega-Lite spec: inline SVG, PNG download (unless `withPng` is false), and the spec itself. */
+export async function figure(title: string, spec: object, withPng = true): Promise<string> {
+  const { svg, png } = withPng ? await renderVegaLite(spec) : { svg: await renderVegaLiteSvg(spec), png: null };
   const safe = inlineableSvg(svg);
   // vega escapes text it draws; anything else reaching here is a bug, not user content to show.
   if (safe === null) throw new Error(`figure '${title}': vega produced SVG with active content`);
@@ -90,20 +90,25 @@ export async function figure(title: string, spec: object): Promise<string> {
   return [
     '<figure>',
     `<div class="svg">${scopeSvgIds(safe, id)}</div>`,
-    `<figcaption>${esc(title)} · ${pngLink(png, `${slug(title)}.png`)}</figcaption>`,
+    `<figcaption>${esc(title)}${png ? ` · ${pngLink(png, `${slug(title)}.png`)}` : ''}</figcaption>`,
     details('Vega-Lite spec', pre(JSON.stringify(spec, null, 1))),
     '</figure>',
   ].join('\n');
 }
 
-/** A figure file an experiment already wrote: its SVG inlined (with the PNG as a download), or the PNG shown. */
-export function existingFigure(title: string, svgText: string | null, png: Uint8Array | null, name: string): string {
+/**
+ * A figure file an experiment already wrote: its SVG inlined (with the PNG as a download unless
+ * `withPng` is false), or the PNG shown.
+ */
+export function existingFigure(title: string, svgText: string | null, png: Uint8Array | null, name: string, withPng = true): string {
   const parts = ['<figure>'];
   const svg = svgText === null ? null : inlineableSvg(svgText);
   if (svg !== null) parts.push(`<div class="svg">${scopeSvgIds(svg, `f${++figureCounter}-`)}</div>`);
   else if (png) parts.push(`<img alt="${esc(title)}" src="data:image/png;base64,${Buffer.from(png).toString('base64')}">`);
   else parts.push(`<p class="note">${esc(name)}.svg was not inlined: it holds script or external references.</p>`);
-  parts.push(`<figcaption>${esc(title)}${png ? ` · ${pngLink(png, `${name}.png`)}` : ''}</figcaption>`, '</figure>');
+  // The PNG shown as the image needs no second copy as a link.
+  const link = png && withPng && svg !== null;
+  parts.push(`<figcaption>${esc(title)}${link ? ` · ${pngLink(png, `${name}.png`)}` : ''}</figcaption>`, '</figure>');
   return parts.join('\n');
 }
 

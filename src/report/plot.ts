@@ -63,15 +63,18 @@ const BASE_CONFIG = {
  * Compiles a Vega-Lite spec and renders it: SVG from vega's headless view, PNG from resvg on a white
  * background at twice the SVG's size. The spec's own `config` wins over the defaults above.
  */
-export async function renderVegaLite(spec: object): Promise<{ svg: string; png: Uint8Array }> {
+export async function renderVegaLiteSvg(spec: object): Promise<string> {
   const vegaSpec = compile(spec as TopLevelSpec, { config: BASE_CONFIG as TopLevelSpec['config'] }).spec;
   const view = new View(parseVega(vegaSpec), { renderer: 'none' });
-  let svg: string;
   try {
-    svg = await view.toSVG();
+    return await view.toSVG();
   } finally {
     view.finalize();
   }
+}
+
+export async function renderVegaLite(spec: object): Promise<{ svg: string; png: Uint8Array }> {
+  const svg = await renderVegaLiteSvg(spec);
   const image = await renderAsync(svg, {
     background: 'white',
     fitTo: { mode: 'zoom', value: PNG_SCALE },

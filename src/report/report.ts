@@ -22,6 +22,23 @@ type Plain = Record<string, unknown>;
 const isPlain = (v: unknown): v is Plain => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
+/**
+ * Which figures carry a PNG download (a data link of ~100 KB each): 'top' (default) those of the
+ * folders named on the command line, not of the runs nested in them; 'all'; or 'none'. Every
+ * figure is inline SVG either way.
+ */
+export type PngPolicy = 'all' | 'top' | 'none';
+export const PNG_POLICIES: readonly PngPolicy[] = ['all', 'top', 'none'];
+export interface ReportOptions {
+  png?: PngPolicy;
+}
+/** Heading level of a folder named on the command line; nested runs are deeper. */
+const TOP = 3;
+function pngAt(opts: ReportOptions, level: number): boolean {
+  const p = opts.png ?? 'top';
+  return p === 'all' || (p === 'top' && level <= TOP);
+}
+
 /** Figure files of a folder, by name without extension (plot.svg + plot.png → 'plot'). */
 function figureNames(dir: string): string[] {
   const names = new Set<string>();
@@ -119,7 +136,7 @@ function curveSpec(title: string, xTitle: string, yTitle: string, series: Array<
   return longest <= 60 ? { ...spec, mark: { type: 'line', point: { filled: true, size: 30 } } } : spec;
 }
 
-async function learningCurves(records: readonly Plain[]): Promise<string> {
+async function learningCurves(records: readonly Plain[], withPng: boolean): Promise<string> {
   if (records.length === 0) return '';
   const x = curveX(records);
   const keys: string[] = [];
@@ -132,7 +149,7 @@ async function learningCurves(records: readonly Plain[]): Promise<string> {
       // A regulariser that is 0 throughout (no reg.method) says nothing.
       .filter((s) => s.points.length > 0 && !(s.name === 'train_loss_reg' && s.points.every((p) => p.y === 0)));
     if (series.length === 0) continue;
-    parts.push(await figure(g.title, curveSpec(g.title, x.title, g.yTitle, series)));
+    parts.push(await figure(g.title, curveSpec(g.title, x.title, g.yTitle, series), withPng));
   }
   return parts.join('\n');
 }
@@ -177,19 +194,19 @@ function configBlock(dir: string): string {
   return fs.existsSync(file) ? details('config.yaml', pre(fs.readFileSync(file, 'utf8')), true) : '';
 }
 
-async function runSection(dir: string, level: number): Promise<string> {
+async function runSection(dir: string, level: number, opts: ReportOptions): Promise<string> {
   const h = `h${level}`;
   const summary = readJsonObject(path.join(dir, 'summary.json'));
   const records = readMetrics(path.join(dir, 'metrics.jsonl'));
   const parts: string[] = [];
   if (summary) parts.push(`<${h}>Summary</${h}>`, summaryTables(summary));
-  const curves = await learningCurves(records);
+  const curves = await learningCurves(records, pngAt(opts, level));
   if (curves) parts.push(`<${h}>Learning curves</${h}>`, curves);
   parts.push(configBlock(dir));
   return parts.join('\n');
 }
 
-async function experimentSection(dir: string, level: number): Promise<string> {
+async function experimentSection(dir: string, level: number, opts: ReportOptions): Promise<string> {
   const h = `h${level}`;
   const parts: string[] = [];
   for (const name of figureNames(dir)) {
@@ -197,17 +214,17 @@ async function experimentSection(dir: string, level: number): Promise<string> {
     const pngFile = path.join(dir, `${name}.png`);
     const svg = fs.existsSync(svgFile) ? fs.readFileSync(svgFile, 'utf8') : null;
     const png = fs.existsSync(pngFile) ? new Uint8Array(fs.readFileSync(pngFile)) : null;
-    parts.push(existingFigure(`${name} (${path.basename(dir)})`, svg, png, name));
+    parts.push(existingFigure(`${name} (${path.basename(dir)})`, svg, png, name, pngAt(opts, level)));
   }
   const summary = readJsonObject(path.join(dir, 'summary.json'));
   if (summary) parts.push(`<${h}>Summary</${h}>`, summaryTables(summary));
   const records = readMetrics(path.join(dir, 'metrics.jsonl'));
-  const curves = await learningCurves(records);
+  const curves = await learningCurves(records, pngAt(opts, level));
   if (curves) parts.push(`<${h}>Learning curves</${h}>`, curves);
   parts.push(configBlock(dir));
   for (const sub of runSubfolders(dir)) {
     const subDir = path.join(dir, sub);
-    const body = figureNames(subDir).length > 0 ? await experimentSection(subDir, level + 1) : await runSection(subDir, level + 1);
+    const body = figureNames(subDir).length > 0 ? await experimentSection(subDir, level + 1, opts) : await runSection(subDir, level + 1, opts);
     parts.push(`<${h}>${esc(sub)}/</${h}>`, `<div class="sub">${body}</div>`);
   }
   return parts.join('\n');
@@ -263,7 +280,7 @@ const goalOf = (metric: string, doc: SweepDoc): 'minimize' | 'maximize' =>
 
 const paramText = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
-async function sweepSection(dir: string, level: number): Promise<string> {
+async function sweepSection(dir: string, level: number, opts: ReportOptions): Promise<string> {
   const h = `h${level}`;
   const doc = readSweepDoc(path.join(dir, 'sweep.yaml'));
   const rows = readResults(path.join(dir, 'results.jsonl'));
@@ -324,7 +341,7 @@ async function sweepSection(dir: string, level: number): Promise<string> {
       const spec = curveSpec(title, p.key, m, series, logX) as { encoding: { x: Plain } };
       // Whole-number parameters (model.D, a seed) get whole-number ticks, not 16.0, 16.5, ...
       if (values.every(Number.isInteger)) spec.encoding.x.axis = { format: '~g', tickMinStep: 1 };
-      figs.push(await figure(title, spec));
+      figs.push(await figure(title, spec, pngAt(opts, level)));
     }
   }
   if (figs.length) parts.push(`<${h}>Metrics against the swept parameters</${h}>`, ...figs);
@@ -338,7 +355,7 @@ async function sweepSection(dir: string, level: number): Promise<string> {
       .map((c) => ({ name: c.id, points: c.records.filter((rec) => isNum(rec[x.key]) && isNum(rec[curveKey])).map((rec) => ({ x: rec[x.key] as number, y: rec[curveKey] as number })) }))
       .filter((s) => s.points.length > 0);
     const title = `${curveKey} of each run`;
-    parts.push(`<${h}>Learning curves</${h}>`, await figure(title, curveSpec(title, x.title, curveKey, series)));
+    parts.push(`<${h}>Learning curves</${h}>`, await figure(title, curveSpec(title, x.title, curveKey, series), pngAt(opts, level)));
     if (ok.length > 30) parts.push(`<p class="meta">The first 30 of ${ok.length} finished runs.</p>`);
   }
   if (failed.length) {
@@ -352,12 +369,12 @@ async function sweepSection(dir: string, level: number): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 
 /** The report of one or more folders as an HTML page. */
-export async function buildReport(dirs: readonly string[]): Promise<string> {
+export async function buildReport(dirs: readonly string[], opts: ReportOptions = {}): Promise<string> {
   const sections: string[] = [];
   const nav: string[] = [];
   for (const [i, dir] of dirs.entries()) {
     const kind = detectKind(dir);
-    const body = kind === 'sweep' ? await sweepSection(dir, 3) : kind === 'experiment' ? await experimentSection(dir, 3) : await runSection(dir, 3);
+    const body = kind === 'sweep' ? await sweepSection(dir, TOP, opts) : kind === 'experiment' ? await experimentSection(dir, TOP, opts) : await runSection(dir, TOP, opts);
     const id = `sec-${i + 1}`;
     nav.push(`<li><a href="#${id}">${esc(kind)}: ${esc(dir)}</a></li>`);
     sections.push(`<section id="${id}">\n<h2>${esc(kind)}: ${esc(dir)}</h2>\n${body}\n</section>`);
@@ -368,8 +385,8 @@ export async function buildReport(dirs: readonly string[]): Promise<string> {
   return page(title, [...head, ...sections].join('\n'));
 }
 
-export async function writeReport(dirs: readonly string[], outFile: string): Promise<void> {
-  const html = await buildReport(dirs);
+export async function writeReport(dirs: readonly string[], outFile: string, opts: ReportOptions = {}): Promise<void> {
+  const html = await buildReport(dirs, opts);
   fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
   writeFileAtomic(outFile, html);
 }
