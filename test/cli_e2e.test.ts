@@ -146,6 +146,18 @@ test('train prints the summary as JSON on stdout', () => {
   assert.deepEqual(s, readJson(path.join(dir, 'runs', 'small', 'summary.json')));
 });
 
+test('a run without a validation split says so on stderr and reports no valid_* metrics', () => {
+  const dir = freshDir();
+  const noValid = BASE.filter((o) => !o.startsWith('data.num_tokens_valid'));
+  const r = cliOk(dir, ['train', 'data.path=d.bin', ...noValid, 'stop.num_tokens_train=128', 'run.id=nv']);
+  assert.match(r.stderr, /^note: no validation split \(data\.num_tokens_valid=0 is under one sequence of T=8\), so valid_\* metrics are not reported$/m);
+  const s = JSON.parse(r.stdout.trim());
+  assert.ok(!Object.keys(s).some((k) => k.startsWith('valid_')), Object.keys(s).join(','));
+  // With a split there is no note.
+  const withValid = cliOk(dir, ['train', 'data.path=d.bin', ...BASE, 'stop.num_tokens_train=128', 'run.id=v']);
+  assert.doesNotMatch(withValid.stderr, /no validation split/);
+});
+
 // ---------------------------------------------------------------------------------------------
 // eval
 // ---------------------------------------------------------------------------------------------

@@ -260,6 +260,9 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
   };
 
   reporter.start(totalSteps, path.basename(runDir));
+  if (train.dataset.numValidBatches === 0) {
+    reporter.log(`note: no validation split (data.num_tokens_valid=${cfg.data.num_tokens_valid} is under one sequence of T=${T}), so valid_* metrics are not reported`);
+  }
   logEvent(false);
   let failure: NonFiniteLossError | null = null;
   try {
