@@ -72,9 +72,26 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), uf::get_num_threads());
 }
+Napi::Value SetGemmMode(const Napi::CallbackInfo& info) {
+  Args a(info, "setGemmMode");
+  if (!info[0].IsString()) a.fail(0, "must be 'auto', 'blas' or 'amx'");
+  std::string m = info[0].As<Napi::String>().Utf8Value();
+  if (m != "auto" && m != "blas" && m != "amx") a.fail(0, "must be 'auto', 'blas' or 'amx'");
+  uf::set_gemm_mode(m == "blas" ? 1 : m == "amx" ? 2 : 0);
+  return info.Env().Undefined();
+}
+Napi::Value GetGemmMode(const Napi::CallbackInfo& info) {
+  int m = uf::get_gemm_mode();
+  return Napi::String::New(info.Env(), m == 1 ? "blas" : m == 2 ? "amx" : "auto");
+}
+Napi::Value GemmAmxAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), uf::gemm_amx_available());
+}
 Napi::Value Info(const Napi::CallbackInfo& info) {
   std::string s = std::string("OpenBLAS ") + openblas_get_config() + "; core " + openblas_get_corename() +
-                  "; threads " + std::to_string(uf::get_num_threads());
+                  "; threads " + std::to_string(uf::get_num_threads()) + "; gemm " +
+                  (uf::get_gemm_mode() == 1 ? "blas" : uf::get_gemm_mode() == 2 ? "amx" : "auto") +
+                  (uf::gemm_amx_available() ? " (AMX-BF16 available)" : " (no AMX)");
   return Napi::String::New(info.Env(), s);
 }
 
@@ -299,6 +316,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setNumThreads", SetNumThreads},
       {"getNumThreads", GetNumThreads},
       {"info", Info},
+      {"setGemmMode", SetGemmMode},
+      {"getGemmMode", GetGemmMode},
+      {"gemmAmxAvailable", GemmAmxAvailable},
       {"gemm", Gemm},
       {"gemmBatched", GemmBatched},
       {"embeddingForward", EmbeddingForward},

@@ -12,6 +12,12 @@ void enable_flush_denormals();
 int get_num_threads();
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C);
+// Which engine gemm() uses: 0 auto (AMX-BF16 where available and faster, else cblas_sgemm), 1 cblas_sgemm
+// only, 2 AMX wherever possible. Initial value from UNFORGET_GEMM=auto|blas|amx (default auto).
+void set_gemm_mode(int mode);
+int get_gemm_mode();
+// True when gemm() can use the AMX kernel on this machine (build and OS support).
+bool gemm_amx_available();
 void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
                   const float* B, int64_t sB, float beta, float* C, int64_t sC);
 

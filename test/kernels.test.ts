@@ -107,6 +107,71 @@ for (const threads of [1, 2]) {
       });
     });
 
+    // The AMX-BF16 engine behind gemm (native/amx_gemm.cc), forced on for every shape: it must be as accurate
+    // as float32 sgemm. Error per element is |C − C64| / (|alpha|·Σ_k|a_ik·b_kj| + |beta·c_ij|), the scale
+    // float32 rounding of the sum is proportional to.
+    describe('gemm on AMX-BF16 (three bf16 pieces per float, six products)', { skip: !nk.gemmAmxAvailable() && 'this machine has no AMX' }, () => {
+      before(() => nk.setGemmMode('amx'));
+      after(() => nk.setGemmMode('auto'));
+      const scaledErr = (C: ArrayLike<number>, ref64: F64, scale: F64) => {
+        let worst = 0;
+        for (let i = 0; i < C.length; i++) {
+          const e = Math.abs(C[i]! - ref64[i]!) / scale[i]!;
+          if (!(e <= worst)) worst = e; // NaN → fails below
+        }
+        return worst;
+      };
+      const shapes: [number, number, number][] = [[1, 1, 1], [5, 13, 7], [17, 3, 33], [33, 47, 65], [64, 37, 129], [70, 100, 600], [31, 65, 1100]];
+      for (const [M, N, K] of shapes) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            it(`M=${M} N=${N} K=${K} transA=${transA} transB=${transB}: error at or below float32 sgemm's`, () => {
+              const rng = new Rng(900 + M * 7 + N * 3 + K + (transA ? 1000 : 0) + (transB ? 2000 : 0));
+              // Magnitudes over 8 decades, so the bf16 pieces of small and large values both matter.
+              const A = randn32(rng, M * K).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
+              const B = randn32(rng, K * N).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
+              const absA = A.map(Math.abs), absB = B.map(Math.abs);
+              for (const [alpha, beta] of [[1, 0], [0.7, 0.3], [-1.5, 1]]) {
+                const C0 = randn32(rng, M * N);
+                const expected = to64(C0);
+                ref.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
+                const scale = new Float64Array(M * N).map((_, i) => Math.abs(beta * C0[i]!));
+                ref.gemm(transA, transB, M, N, K, Math.abs(alpha), absA, absB, 1, scale);
+                const amx = Float32Array.from(C0);
+                nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, amx);
+                nk.setGemmMode('blas');
+                const blas = Float32Array.from(C0);
+                nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, blas);
+                nk.setGemmMode('amx');
+                const eAmx = scaledErr(amx, expected, scale), eBlas = scaledErr(blas, expected, scale);
+                assert.ok(eAmx <= 2 * eBlas + 1.2e-7, `alpha=${alpha} beta=${beta}: AMX error ${eAmx.toExponential(2)} vs sgemm ${eBlas.toExponential(2)}`);
+              }
+            });
+          }
+        }
+      }
+
+      it('honours subarray offsets, and beta = 0 ignores NaN already in C', () => {
+        const rng = new Rng(77);
+        const M = 40, N = 50, K = 70;
+        const bigA = randn32(rng, M * K + 11), bigB = randn32(rng, K * N + 5), bigC = randn32(rng, M * N + 8);
+        bigC.fill(NaN, 4, 4 + M * N);
+        const before = Float32Array.from(bigC);
+        const A = bigA.subarray(3, 3 + M * K), B = bigB.subarray(5), C = bigC.subarray(4, 4 + M * N);
+        const expected = new Float64Array(M * N);
+        ref.gemm(false, true, M, N, K, 1.25, A, B, 0, expected);
+        nk.gemm(false, true, M, N, K, 1.25, A, B, 0, C);
+        expectClose('AMX gemm on subarrays', C, expected);
+        for (let i = 0; i < 4; i++) assert.ok(Object.is(bigC[i], before[i]), `C prefix element ${i} changed`);
+        for (let i = 4 + M * N; i < bigC.length; i++) assert.ok(Object.is(bigC[i], before[i]), `C suffix element ${i} changed`);
+      });
+
+      it('setGemmMode rejects an unknown engine', () => {
+        assert.throws(() => nk.setGemmMode('gpu' as 'amx'), /setGemmMode: argument 0 must be 'auto', 'blas' or 'amx'/);
+        assert.equal(nk.getGemmMode(), 'amx');
+      });
+    });
+
     describe('gemmBatched', () => {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {

@@ -26,6 +26,15 @@ export interface NativeKernels {
   getNumThreads(): number;
   /** Human-readable build info: OpenBLAS config string, core name, OpenMP threads. */
   info(): string;
+  /**
+   * The engine behind gemm: 'auto' (default; AMX-BF16 where the CPU has it and it is faster, with
+   * float32 accuracy: each operand split into three bf16 pieces, six products), 'blas' (cblas_sgemm
+   * only) or 'amx' (AMX wherever possible; for tests). Initial value: env UNFORGET_GEMM.
+   */
+  setGemmMode(mode: 'auto' | 'blas' | 'amx'): void;
+  getGemmMode(): 'auto' | 'blas' | 'amx';
+  /** Whether this build and machine can run the AMX GEMM. */
+  gemmAmxAvailable(): boolean;
 
   // ---- matrix products (cblas_sgemm) ----
   /** C[M,N] = alpha * op(A) · op(B) + beta * C. op(A) is [M,K]: A is [M,K] (transA=false) or [K,M].
