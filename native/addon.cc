@@ -80,17 +80,17 @@ Napi::Value SetGemmMode(const Napi::CallbackInfo& info) {
   uf::set_gemm_mode(m == "blas" ? 1 : m == "amx" ? 2 : 0);
   return info.Env().Undefined();
 }
-Napi::Value GetGemmMode(const Napi::CallbackInfo& info) {
+const char* gemm_mode_name() {
   int m = uf::get_gemm_mode();
-  return Napi::String::New(info.Env(), m == 1 ? "blas" : m == 2 ? "amx" : "auto");
+  return m == 1 ? "blas" : m == 2 ? "amx" : "auto";
 }
+Napi::Value GetGemmMode(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), gemm_mode_name()); }
 Napi::Value GemmAmxAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), uf::gemm_amx_available());
 }
 Napi::Value Info(const Napi::CallbackInfo& info) {
   std::string s = std::string("OpenBLAS ") + openblas_get_config() + "; core " + openblas_get_corename() +
-                  "; threads " + std::to_string(uf::get_num_threads()) + "; gemm " +
-                  (uf::get_gemm_mode() == 1 ? "blas" : uf::get_gemm_mode() == 2 ? "amx" : "auto") +
+                  "; threads " + std::to_string(uf::get_num_threads()) + "; gemm " + gemm_mode_name() +
                   (uf::gemm_amx_available() ? " (AMX-BF16 available)" : " (no AMX)");
   return Napi::String::New(info.Env(), s);
 }

@@ -113,76 +113,67 @@ Dims dims_of(int M, int N, int K) {
   return d;
 }
 
-// One (16 x 32) A block for rows ib*16.., k = kt*32.. -> P tiles.
+// Both operands are packed from one of two source shapes into 16 rows of 16 dwords (32 bf16) per piece:
+//   lines:  16 lines (rows of A, or columns of a transposed B) with k contiguous, 32 consecutive k per line;
+//           each dword holds the bf16 of k and k+1 of one line.
+//   kpairs: 16 pairs of k rows (A transposed, or B) of 16 consecutive lines; each dword holds the bf16 of
+//           k and k+1 of one line (the VNNI pair).
+// A tile wants the lines layout, a B (VNNI) tile the kpairs layout; a 16x16 dword transpose turns one into
+// the other. Lines ≥ n_lines and k ≥ K are zero.
 template <int P>
-void pack_A_tile(bool ta, const float* A, int lda, const Dims& d, int ib, int kt, uint16_t* out) {
-  __m512i rows[P][16];
-  int i0 = ib * 16, k0 = kt * 32;
-  if (!ta) {  // A[M][lda]: row i has k contiguous
-    __mmask16 m0 = mask_n(d.K - k0), m1 = mask_n(d.K - k0 - 16);
-    for (int r = 0; r < 16; r++) {
-      int i = i0 + r;
-      __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
-      if (i < d.M) {
-        x0 = _mm512_maskz_loadu_ps(m0, A + (size_t)i * lda + k0);
-        x1 = _mm512_maskz_loadu_ps(m1, A + (size_t)i * lda + k0 + 16);
-      }
-      __m512 s0[3], s1[3];
-      split<P>(x0, s0);
-      split<P>(x1, s1);
-      for (int p = 0; p < P; p++) rows[p][r] = pack_contig(s0[p], s1[p]);
+inline void gather_lines(const float* X, int ld, int line0, int n_lines, int K, int k0, __m512i (*rows)[16]) {
+  __mmask16 m0 = mask_n(K - k0), m1 = mask_n(K - k0 - 16);
+  for (int r = 0; r < 16; r++) {
+    int line = line0 + r;
+    __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+    if (line < n_lines) {
+      x0 = _mm512_maskz_loadu_ps(m0, X + (size_t)line * ld + k0);
+      x1 = _mm512_maskz_loadu_ps(m1, X + (size_t)line * ld + k0 + 16);
     }
-  } else {  // A stored [K][lda], op(A)[i][k] = A[k*lda + i]: pair rows k, k+1, then transpose
-    __mmask16 mi = mask_n(d.M - i0);
-    for (int kp = 0; kp < 16; kp++) {
-      int ka = k0 + 2 * kp, kb = ka + 1;
-      __m512 xe = ka < d.K ? _mm512_maskz_loadu_ps(mi, A + (size_t)ka * lda + i0) : _mm512_setzero_ps();
-      __m512 xo = kb < d.K ? _mm512_maskz_loadu_ps(mi, A + (size_t)kb * lda + i0) : _mm512_setzero_ps();
-      __m512 se[3], so[3];
-      split<P>(xe, se);
-      split<P>(xo, so);
-      for (int p = 0; p < P; p++) rows[p][kp] = pack_pair(se[p], so[p]);
-    }
-    for (int p = 0; p < P; p++) transpose16(rows[p]);
+    __m512 s0[3], s1[3];
+    split<P>(x0, s0);
+    split<P>(x1, s1);
+    for (int p = 0; p < P; p++) rows[p][r] = pack_contig(s0[p], s1[p]);
   }
+}
+template <int P>
+inline void gather_kpairs(const float* X, int ld, int line0, int n_lines, int K, int k0, __m512i (*rows)[16]) {
+  __mmask16 ml = mask_n(n_lines - line0);
+  for (int kp = 0; kp < 16; kp++) {
+    int ka = k0 + 2 * kp, kb = ka + 1;
+    __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)ka * ld + line0) : _mm512_setzero_ps();
+    __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)kb * ld + line0) : _mm512_setzero_ps();
+    __m512 se[3], so[3];
+    split<P>(xe, se);
+    split<P>(xo, so);
+    for (int p = 0; p < P; p++) rows[p][kp] = pack_pair(se[p], so[p]);
+  }
+}
+
+// One tile group (P pieces): 16 lines from line0, k = k0 .. k0+31 of a matrix stored with k contiguous
+// (`k_contiguous`) or k-major; `want_lines`: the A layout, else the B (VNNI) layout.
+template <int P>
+inline void pack_tile(const float* X, int ld, bool k_contiguous, bool want_lines, int line0, int n_lines, int K, int k0,
+                      uint16_t* out) {
+  __m512i rows[P][16];
+  if (k_contiguous) gather_lines<P>(X, ld, line0, n_lines, K, k0, rows);
+  else gather_kpairs<P>(X, ld, line0, n_lines, K, k0, rows);
+  if (k_contiguous != want_lines)
+    for (int p = 0; p < P; p++) transpose16(rows[p]);
   for (int p = 0; p < P; p++)
     for (int r = 0; r < 16; r++) _mm512_store_si512((void*)(out + p * 512 + r * 32), rows[p][r]);
 }
 
-// One (32 k x 16 n) B block -> P VNNI tiles.
+// One (16 x 32) A block for rows ib*16.., k = kt*32.. -> P tiles. A is [M][lda], or [K][lda] when transposed.
+template <int P>
+void pack_A_tile(bool ta, const float* A, int lda, const Dims& d, int ib, int kt, uint16_t* out) {
+  pack_tile<P>(A, lda, !ta, true, ib * 16, d.M, d.K, kt * 32, out);
+}
+
+// One (32 k x 16 n) B block -> P VNNI tiles. B is [K][ldb], or [N][ldb] when transposed.
 template <int P>
 void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt, uint16_t* out) {
-  __m512i rows[P][16];
-  int j0 = jb * 16, k0 = kt * 32;
-  if (!tb) {  // B[K][ldb]: pair rows k, k+1 directly give VNNI rows
-    __mmask16 mj = mask_n(d.N - j0);
-    for (int kp = 0; kp < 16; kp++) {
-      int ka = k0 + 2 * kp, kb = ka + 1;
-      __m512 xe = ka < d.K ? _mm512_maskz_loadu_ps(mj, B + (size_t)ka * ldb + j0) : _mm512_setzero_ps();
-      __m512 xo = kb < d.K ? _mm512_maskz_loadu_ps(mj, B + (size_t)kb * ldb + j0) : _mm512_setzero_ps();
-      __m512 se[3], so[3];
-      split<P>(xe, se);
-      split<P>(xo, so);
-      for (int p = 0; p < P; p++) rows[p][kp] = pack_pair(se[p], so[p]);
-    }
-  } else {  // B stored [N][ldb], op(B)[k][n] = B[n*ldb + k]: column n has k contiguous, then transpose
-    __mmask16 m0 = mask_n(d.K - k0), m1 = mask_n(d.K - k0 - 16);
-    for (int c = 0; c < 16; c++) {
-      int j = j0 + c;
-      __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
-      if (j < d.N) {
-        x0 = _mm512_maskz_loadu_ps(m0, B + (size_t)j * ldb + k0);
-        x1 = _mm512_maskz_loadu_ps(m1, B + (size_t)j * ldb + k0 + 16);
-      }
-      __m512 s0[3], s1[3];
-      split<P>(x0, s0);
-      split<P>(x1, s1);
-      for (int p = 0; p < P; p++) rows[p][c] = pack_contig(s0[p], s1[p]);
-    }
-    for (int p = 0; p < P; p++) transpose16(rows[p]);
-  }
-  for (int p = 0; p < P; p++)
-    for (int r = 0; r < 16; r++) _mm512_store_si512((void*)(out + p * 512 + r * 32), rows[p][r]);
+  pack_tile<P>(B, ldb, tb, false, jb * 16, d.N, d.K, kt * 32, out);
 }
 
 // ------------------------------------------------------------------------------------------------
