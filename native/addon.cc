@@ -205,7 +205,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionForward");
   int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6);
   int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
-  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T * T), a.f32(2, BT * 3 * D), B, T, N, H);
+  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * 3 * D), B, T, N, H);
   return info.Env().Undefined();
 }
 
@@ -213,7 +213,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionBackward");
   int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7);
   int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
-  uf::attention_backward(a.f32(0, BT * 3 * D), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T * T),
+  uf::attention_backward(a.f32(0, BT * 3 * D), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T),
                          a.f32(3, BT * 3 * D), B, T, N, H);
   return info.Env().Undefined();
 }

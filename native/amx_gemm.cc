@@ -257,6 +257,29 @@ inline void writeback(const float* cbuf, float alpha, float beta, float* C, int 
   }
 }
 
+// The same for a block of Cᵀ (the operands were swapped): cbuf row r is column i0+r of C, cbuf column c is
+// row j0+c of C (d is the swapped problem's: d.M counts C's columns, d.N its rows).
+inline void writeback_t(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int hb = 0; hb < 2; hb++) {
+    const __mmask16 mc = mask_n(d.M - i0 - 16 * hb);
+    if (!mc) break;
+    for (int cb = 0; cb < 2; cb++) {
+      __m512i r[16];
+      for (int t = 0; t < 16; t++) r[t] = _mm512_castps_si512(_mm512_load_ps(cbuf + (16 * hb + t) * 32 + 16 * cb));
+      transpose16(r);
+      for (int u = 0; u < 16; u++) {
+        const int row = j0 + 16 * cb + u;
+        if (row >= d.N) break;
+        float* c = C + (size_t)row * ldc + i0 + 16 * hb;
+        __m512 x = _mm512_mul_ps(va, _mm512_castsi512_ps(r[u]));
+        if (beta != 0.f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mc, c), x);
+        _mm512_mask_storeu_ps(c, mc, x);
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Workspace: packed B for the whole call, packed A chunks per thread; grown on demand and reused. Only
 // gemm() calls from outside an OpenMP parallel region come here (see kernels.cc), one at a time.
@@ -276,6 +299,8 @@ uint16_t* grow(uint16_t*& p, size_t& cap, size_t n) {
 }
 uint16_t* g_pb = nullptr;
 size_t g_pb_n = 0;
+uint16_t* g_pa = nullptr;  // A packed in full (column-split calls)
+size_t g_pa_n = 0;
 constexpr int kMaxThreads = 64;
 uint16_t* g_pa_local[kMaxThreads];
 size_t g_pa_local_n[kMaxThreads];
@@ -284,17 +309,21 @@ constexpr int kKct = 16;                  // k chunk: 16 tiles of 32 = 512
 constexpr int kMcBytes = 512 * 1024;      // packed A chunk per thread (L2)
 constexpr int kNcBytes = 1024 * 1024;     // packed B chunk swept per A row pair (L2)
 
+// Threads split the rows of C (each packs its own rows of A, chunk by chunk) when there are enough row
+// pairs; otherwise they split the columns, and A is packed in full first, once, shared.
+inline bool split_m(const Dims& d, int nth) { return d.Mt / 2 >= 4 * nth || d.Mt / 2 >= d.Nt / 2; }
+
 // Per thread (inside a parallel region). B is packed in full (pb). A is either packed in full (pa_full != null,
 // "excluding packing" timing) or packed here chunk by chunk into a thread-local L2-sized buffer (fused).
 template <int P>
 void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint16_t* pa_full, const uint16_t* pb,
-                           float alpha, float beta, float* C, int ldc, int tid, int nth) {
+                           float alpha, float beta, float* C, int ldc, bool trans_c, int tid, int nth) {
   int nIp = d.Mt / 2, nJp = d.Nt / 2;
   int ip0 = 0, ip1 = nIp, jp0 = 0, jp1 = nJp;
-  if (nIp >= 4 * nth || nIp >= nJp) {  // split M (pairs of 16-row blocks)
+  if (split_m(d, nth)) {  // split M (pairs of 16-row blocks)
     ip0 = (int)((int64_t)nIp * tid / nth);
     ip1 = (int)((int64_t)nIp * (tid + 1) / nth);
-  } else {                              // split N; each thread packs the (small) A itself
+  } else {                // split N; A was packed in full, once, by all threads together
     jp0 = (int)((int64_t)nJp * tid / nth);
     jp1 = (int)((int64_t)nJp * (tid + 1) / nth);
   }
@@ -333,11 +362,12 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             // alpha = 1, beta = 0 (first k chunk), full block: store the tiles straight into C. Accumulating onto C
             // (loading C into the tiles) would also work but lengthens the serial fp32 sum: measured 2x worse max
             // error at K = 4096, so later k chunks / beta != 0 go through cbuf and add the chunk's partial sum.
-            if (full && alpha == 1.f && beta_eff == 0.f) {
+            if (full && !trans_c && alpha == 1.f && beta_eff == 0.f) {
               kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, C + (size_t)ip * 32 * ldc + jp * 32, ldc, false);
             } else {
               kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, cbuf, 32, false);
-              writeback(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
+              if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
+              else writeback(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
             }
           }
         }
@@ -350,6 +380,11 @@ template <int P>
 void pack_B_all(bool tb, const Dims& d, const float* B, int ldb, uint16_t* pb) {
 #pragma omp for schedule(static) nowait
   for (int t = 0; t < d.Nt * d.Kt; t++) pack_B_tile<P>(tb, B, ldb, d, t / d.Kt, t % d.Kt, pb + (size_t)t * P * 512);
+}
+template <int P>
+void pack_A_all(bool ta, const Dims& d, const float* A, int lda, uint16_t* pa) {
+#pragma omp for schedule(static) nowait
+  for (int t = 0; t < d.Mt * d.Kt; t++) pack_A_tile<P>(ta, A, lda, d, t / d.Kt, t % d.Kt, pa + (size_t)t * P * 512);
 }
 void scale_only(int M, int N, float beta, float* C, int ldc) {
   for (int i = 0; i < M; i++)
@@ -371,16 +406,31 @@ bool amx_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
     scale_only(M, N, beta, C, N);
     return true;
   }
+  const int ldc = N;
+  // B is packed in full and streamed once per chunk of A rows, A in L2-sized chunks: B should be the smaller
+  // side. When N > M, compute Cᵀ = op(B)ᵀ op(A)ᵀ instead and write the blocks back transposed.
+  const bool trans_c = N > M;
+  if (trans_c) {
+    std::swap(A, B);
+    std::swap(M, N);
+    const bool t = ta;
+    ta = !tb;
+    tb = !t;
+  }
   Dims d = dims_of(M, N, K);
   uint16_t* pb = grow(g_pb, g_pb_n, (size_t)d.Nt * d.Kt * P * 512);
   if (!pb) return false;
+  const bool full_a = !split_m(d, omp_get_max_threads());
+  uint16_t* pa = full_a ? grow(g_pa, g_pa_n, (size_t)d.Mt * d.Kt * P * 512) : nullptr;
+  if (full_a && !pa) return false;
   int lda = ta ? M : K, ldb = tb ? K : N;
 #pragma omp parallel
   {
     pack_B_all<P>(tb, d, B, ldb, pb);
+    if (full_a) pack_A_all<P>(ta, d, A, lda, pa);
     load_tile_config();
 #pragma omp barrier
-    compute_thread<P>(ta, A, lda, d, nullptr, pb, alpha, beta, C, N, omp_get_thread_num(), omp_get_num_threads());
+    compute_thread<P>(ta, A, lda, d, pa, pb, alpha, beta, C, ldc, trans_c, omp_get_thread_num(), omp_get_num_threads());
     _tile_release();
   }
   return true;

@@ -3,6 +3,7 @@
 // calling thread instead of oversubscribing the two cores).
 #include "kernels.h"
 #include "amx_gemm.h"
+#include "vmath.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -36,29 +37,6 @@ void set_num_threads(int n) {
 int get_num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
 // ---------------------------------------------------------------------------------------------
-// Vectorisable exp: Cephes range reduction + degree-6 polynomial (max rel. error 8e-8 on [-87, 88]).
-// Written so GCC vectorises loops over it: rounding by the 1.5·2^23 trick instead of floor (no
-// vector floor without SSE4 rounding in GCC's cost model) and the exponent built with integer ops
-// on the bit pattern instead of a float→int conversion. The clamps keep NaN (comparisons with NaN
-// are false), so NaN propagates; inputs below -87 give ~1.6e-38 rather than 0.
-static inline float fast_exp(float x) {
-  x = x > 88.0f ? 88.0f : x;
-  x = x < -87.0f ? -87.0f : x;
-  float k = x * 1.44269504088896341f + 12582912.f;  // round(x·log2 e) lands in the low mantissa bits
-  int32_t ki = __builtin_bit_cast(int32_t, k) - 0x4B400000;
-  float n = k - 12582912.f;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  float y = p * r * r + r + 1.0f;
-  return y * __builtin_bit_cast(float, (ki + 127) << 23);
-}
-
 static inline bool is_nan(float x) { return x != x; }
 
 // Split [0, n) into one contiguous chunk per OpenMP thread and run f(lo, hi) on each; the body's
@@ -87,16 +65,21 @@ int get_gemm_mode() {
 void set_gemm_mode(int mode) { g_gemm_mode = mode < 0 || mode > 2 ? 0 : mode; }
 bool gemm_amx_available() { return amx_available(); }
 
-// AMX repacks B (the weights, in the model's products) on every call, O(KN), so it pays off only with many
-// rows of A. Measured in `unforget bench`: with AMX on activation × weight products (M = tokens) training
-// is 10–19% faster; on the decoder's M = 64 products sampling was 5–10% slower, and on the weight
-// gradients Xᵀ·dY (K = tokens ≫ M, N: long transposed panels) training was 5–7% slower.
+// AMX repacks both operands on every call, O(K(M+N)), so it pays off only when the product is long on both
+// sides. Measured (AVX-512 OpenBLAS as the alternative): activation × weight products (M = tokens) 1.5–2.3×
+// sgemm; the decoder's M = 64 products made sampling 5–10% slower; weight gradients Xᵀ·dY (K = tokens),
+// since amx_gemm swaps operands to keep the wider side in L2-sized chunks, 1.05–1.3× with sides 256..1024,
+// but 0.8× for 4096 × 128.
 static bool want_amx(bool ta, int M, int N, int K) {
   int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel()) return false;
   if (mode == 2) return true;
-  if (M < 256 || 2.0 * M * N * K < 4e6) return false;
-  if (ta && K >= 4 * std::max(M, N)) return false;
+  if (2.0 * M * N * K < 4e6) return false;
+  // Activation products need many rows (M tokens); few rows (decoding) stay on sgemm, where AMX measured slower.
+  if (!ta && M < 256) return false;
+  // Weight gradients (A transposed, K tokens): AMX packs both operands whole, so it pays when the long side is
+  // long and the short side not too short; with sides 4096 and 128 (an lm-head gradient) packing dominates.
+  if (ta && (std::max(M, N) < 256 || std::max(M, N) >= 16 * std::min(M, N))) return false;
   return true;
 }
 
@@ -285,198 +268,6 @@ void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const flo
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attention. For each (b, n) head: S = scale·Q Kᵀ (causal), P = softmax(S), O = P V.
-// Long sequences use single-threaded sgemm per head (parallel over heads); short ones plain loops,
-// where cblas call overhead would dominate.
-
-// In-place causal softmax of row i (length T) of scores; entries j > i are set to 0.
-static inline void causal_softmax_row(float* s, int i, int T) {
-  float m = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int j = 0; j <= i; j++) m = s[j] > m ? s[j] : m;
-  float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-  for (int j = 0; j <= i; j++) {
-    float e = fast_exp(s[j] - m);
-    s[j] = e;
-    sum += e;
-  }
-  float inv = 1.f / sum;
-#pragma omp simd
-  for (int j = 0; j <= i; j++) s[j] *= inv;
-  for (int j = i + 1; j < T; j++) s[j] = 0.f;
-}
-
-static inline float dot(const float* a, const float* b, int n) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-static inline bool use_blas_attention(int T, int H) { return T >= 48 && H >= 16; }
-
-void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int N, int H) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const bool blas = use_blas_attention(T, H);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-  for (int b = 0; b < B; b++)
-    for (int n = 0; n < N; n++) {
-      const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
-      const float* k = q + D;
-      const float* v = q + 2 * D;
-      float* P = probs + ((int64_t)b * N + n) * T * T;
-      float* o = out + (int64_t)b * T * D + (int64_t)n * H;
-      if (blas) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, H, scale, q, ld, k, ld, 0.f, P, T);
-        for (int i = 0; i < T; i++) causal_softmax_row(P + (int64_t)i * T, i, T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, H, T, 1.f, P, T, v, ld, 0.f, o, D);
-      } else {
-        for (int i = 0; i < T; i++) {
-          float* Pi = P + (int64_t)i * T;
-          for (int j = 0; j <= i; j++) Pi[j] = scale * dot(q + i * ld, k + j * ld, H);
-          causal_softmax_row(Pi, i, T);
-          float* oi = o + i * D;
-          for (int h = 0; h < H; h++) oi[h] = 0.f;
-          for (int j = 0; j <= i; j++) {
-            float p = Pi[j];
-            const float* vj = v + j * ld;
-#pragma omp simd
-            for (int h = 0; h < H; h++) oi[h] += p * vj[h];
-          }
-        }
-      }
-    }
-}
-
-// Short sequences: gradients of one head through contiguous local copies, so the per-row loops
-// over the head dimension vectorise (the strided qkv rows would alias as far as GCC can tell).
-// dS (in dp) already holds P ⊙ (dP − rowsum) · scale.
-static void small_head_backward(float* dq, float* dk, float* dv, const float* dS, const float* P, const float* q,
-                                const float* k, const float* v, const float* dO, int T, int H, int64_t ld,
-                                int64_t ldo, float* scratch) {
-  (void)v;
-  float* __restrict Q = scratch;
-  float* __restrict Kc = Q + (size_t)T * H;
-  float* __restrict G = Kc + (size_t)T * H;  // dO
-  float* __restrict dQ = G + (size_t)T * H;
-  float* __restrict dK = dQ + (size_t)T * H;
-  float* __restrict dV = dK + (size_t)T * H;
-  for (int i = 0; i < T; i++) {
-    std::memcpy(Q + i * H, q + i * ld, sizeof(float) * H);
-    std::memcpy(Kc + i * H, k + i * ld, sizeof(float) * H);
-    std::memcpy(G + i * H, dO + i * ldo, sizeof(float) * H);
-  }
-  std::memset(dQ, 0, sizeof(float) * 3 * T * H);
-  for (int i = 0; i < T; i++) {
-    const float* di = dS + (int64_t)i * T;
-    const float* Pi = P + (int64_t)i * T;
-    float* __restrict dqi = dQ + i * H;
-    const float* __restrict qi = Q + i * H;
-    const float* __restrict gi = G + i * H;
-    for (int j = 0; j <= i; j++) {
-      const float g = di[j], p = Pi[j];
-      const float* __restrict kj = Kc + j * H;
-      float* __restrict dkj = dK + j * H;
-      float* __restrict dvj = dV + j * H;
-#pragma omp simd
-      for (int h = 0; h < H; h++) dqi[h] += g * kj[h];
-#pragma omp simd
-      for (int h = 0; h < H; h++) dkj[h] += g * qi[h];
-#pragma omp simd
-      for (int h = 0; h < H; h++) dvj[h] += p * gi[h];
-    }
-  }
-  for (int i = 0; i < T; i++) {
-    std::memcpy(dq + i * ld, dQ + i * H, sizeof(float) * H);
-    std::memcpy(dk + i * ld, dK + i * H, sizeof(float) * H);
-    std::memcpy(dv + i * ld, dV + i * H, sizeof(float) * H);
-  }
-}
-
-void attention_backward(float* dqkv, const float* dout, const float* probs, const float* qkv, int B, int T, int N,
-                        int H) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const bool blas = use_blas_attention(T, H);
-#pragma omp parallel
-  {
-    std::vector<float> dS((size_t)T * T);
-    std::vector<float> local(blas ? 0 : (size_t)7 * T * H);
-#pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++)
-      for (int n = 0; n < N; n++) {
-        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
-        const float* k = q + D;
-        const float* v = q + 2 * D;
-        float* dq = dqkv + (int64_t)b * T * ld + (int64_t)n * H;
-        float* dk = dq + D;
-        float* dv = dq + 2 * D;
-        const float* P = probs + ((int64_t)b * N + n) * T * T;
-        const float* dO = dout + (int64_t)b * T * D + (int64_t)n * H;
-        float* dp = dS.data();
-        // dP = dO Vᵀ
-        if (blas) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, H, 1.f, dO, D, v, ld, 0.f, dp, T);
-        } else {
-          for (int i = 0; i < T; i++)
-            for (int j = 0; j <= i; j++) dp[(int64_t)i * T + j] = dot(dO + i * D, v + j * ld, H);
-        }
-        // dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, causal
-        for (int i = 0; i < T; i++) {
-          const float* Pi = P + (int64_t)i * T;
-          float* di = dp + (int64_t)i * T;
-          float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-          for (int j = 0; j <= i; j++) acc += Pi[j] * di[j];
-#pragma omp simd
-          for (int j = 0; j <= i; j++) di[j] = Pi[j] * (di[j] - acc) * scale;
-          for (int j = i + 1; j < T; j++) di[j] = 0.f;
-        }
-        if (blas) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, H, T, 1.f, dp, T, k, ld, 0.f, dq, ld);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, H, T, 1.f, dp, T, q, ld, 0.f, dk, ld);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, H, T, 1.f, P, T, dO, D, 0.f, dv, ld);
-        } else {
-          small_head_backward(dq, dk, dv, dp, P, q, k, v, dO, T, H, ld, D, local.data());
-        }
-      }
-  }
-}
-
-void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, int B, int Tq, int N,
-                      int H, int Tmax, int pos0) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const int Tk = pos0 + Tq;
-#pragma omp parallel
-  {
-    std::vector<float> s((size_t)Tk);
-#pragma omp for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-      for (int n = 0; n < N; n++) {
-        const float* kc = kcache + (int64_t)b * Tmax * D + (int64_t)n * H;
-        const float* vc = vcache + (int64_t)b * Tmax * D + (int64_t)n * H;
-        for (int i = 0; i < Tq; i++) {
-          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + (int64_t)n * H;
-          int last = pos0 + i;
-          for (int j = 0; j <= last; j++) s[j] = scale * dot(qi, kc + (int64_t)j * D, H);
-          causal_softmax_row(s.data(), last, last + 1);
-          float* oi = out + ((int64_t)b * Tq + i) * D + (int64_t)n * H;
-          for (int h = 0; h < H; h++) oi[h] = 0.f;
-          for (int j = 0; j <= last; j++) {
-            const float p = s[j];
-            const float* vj = vc + (int64_t)j * D;
-#pragma omp simd
-            for (int h = 0; h < H; h++) oi[h] += p * vj[h];
-          }
-        }
-      }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 static constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
 static constexpr float kGeluA = 0.044715f;
 
@@ -485,6 +276,45 @@ static inline float tanh_fast(float u) {
   return 1.f - 2.f / (fast_exp(2.f * u) + 1.f);
 }
 
+#if defined(__AVX512F__)
+// AVX-512 forms: with e = exp(2u) and r = 1/(e+1), tanh(u) = 1 − 2r, so gelu(x) = x(1 − r) and
+// gelu'(x) = (1 − r)(1 + 2·C·x·r·(1 + 3A x²)). r comes from rcp14 and one Newton step (relative
+// error ~1e-7) instead of a division, whose throughput bounded the old loop.
+static inline __m512 gelu_r(__m512 x, __m512 x2) {
+  const __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(2.f * kGeluC)),
+                                  _mm512_fmadd_ps(x2, _mm512_set1_ps(kGeluA), _mm512_set1_ps(1.f)));
+  const __m512 d = _mm512_add_ps(fast_exp512(u2), _mm512_set1_ps(1.f));
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
+}
+
+void gelu_forward(float* y, const float* x, int64_t n) {
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i += 16) {
+      const __mmask16 m = hi - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (hi - i)) - 1);
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+      const __m512 r = gelu_r(xv, _mm512_mul_ps(xv, xv));
+      _mm512_mask_storeu_ps(y + i, m, _mm512_fnmadd_ps(xv, r, xv));
+    }
+  });
+}
+
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) {
+    const __m512 one = _mm512_set1_ps(1.f);
+    for (int64_t i = lo; i < hi; i += 16) {
+      const __mmask16 m = hi - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (hi - i)) - 1);
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + i), x2 = _mm512_mul_ps(xv, xv);
+      const __m512 r = gelu_r(xv, x2);
+      const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);
+      const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.f * kGeluC), xv), r), poly, one);
+      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, r), inner);
+      const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), d, _mm512_maskz_loadu_ps(m, dx + i));
+      _mm512_mask_storeu_ps(dx + i, m, g);
+    }
+  });
+}
+#else
 void gelu_forward(float* y, const float* x, int64_t n) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) {
 #pragma omp simd
@@ -508,6 +338,7 @@ void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
     }
   });
 }
+#endif
 
 // ---------------------------------------------------------------------------------------------
 static inline float row_max(const float* x, int V) {
@@ -665,6 +496,7 @@ void sample_rows(const float* logits, int64_t R, int V, float temperature, int t
 #pragma omp parallel
   {
     std::vector<float> buf((size_t)V), tmp;
+    std::vector<double> bsum((size_t)V / 64 + 1);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
       const float* x = logits + r * V;
@@ -683,15 +515,38 @@ void sample_rows(const float* logits, int64_t R, int V, float temperature, int t
       }
       float m = row_max(x, V);
       const float it = 1.f / temperature;
+#pragma omp simd
+      for (int v = 0; v < V; v++) buf[v] = x[v] >= thresh ? fast_exp((x[v] - m) * it) : 0.f;
+      // Sums of blocks of 64 (float64), so the inverse-CDF search skips whole blocks.
+      constexpr int kBlock = 64;
+      const int nb = (V + kBlock - 1) / kBlock;
       double total = 0.0;
-      for (int v = 0; v < V; v++) {
-        float e = x[v] >= thresh ? fast_exp((x[v] - m) * it) : 0.f;
-        buf[v] = e;
-        total += e;
+      for (int bi = 0; bi < nb; bi++) {
+        double sb = 0.0;
+        const int hi = std::min(V, (bi + 1) * kBlock);
+#pragma omp simd reduction(+ : sb)
+        for (int v = bi * kBlock; v < hi; v++) sb += buf[v];
+        bsum[bi] = sb;
+        total += sb;
       }
-      double target = u[r] * total, cum = 0.0;
+      const double target = u[r] * total;
+      double cum = 0.0;
+      int start = -1, lastNonzero = -1;
+      for (int bi = 0; bi < nb; bi++) {
+        if (bsum[bi] <= 0.0) continue;
+        lastNonzero = bi;
+        if (cum + bsum[bi] > target) {
+          start = bi;
+          break;
+        }
+        cum += bsum[bi];
+      }
+      if (start < 0 && lastNonzero >= 0) {  // rounding left the target at the total: the last nonzero entry
+        start = lastNonzero;
+        cum = total - bsum[lastNonzero];
+      }
       int pick = -1;
-      for (int v = 0; v < V; v++) {
+      for (int v = start < 0 ? V : start * kBlock; v < V; v++) {
         if (buf[v] == 0.f) continue;
         cum += buf[v];
         pick = v;

@@ -35,8 +35,9 @@ void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, i
 void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
                            int pos0);
 
-void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int N, int H);
-void attention_backward(float* dqkv, const float* dout, const float* probs, const float* qkv, int B, int T, int N,
+// lse [B, N, T]: each score row's log-sum-exp (scaled scores), saved for the backward pass.
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H);
+void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
                         int H);
 void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, int B, int Tq, int N,
                       int H, int Tmax, int pos0);

@@ -73,11 +73,12 @@ export interface NativeKernels {
   qkNormRopeBackward(dx: F32, dy: F32, y: F32, rstd: F32, B: number, T: number, N: number, H: number, pos0: number): void;
 
   // ---- causal softmax attention (scale 1/sqrt(H)), fused ----
-  /** Training form: qkv [B, T, 3, N, H] (q,k,v per token), out [B, T, N, H], probs [B, N, T, T]
-   *  (softmax rows saved for backward; entries above the diagonal are 0). */
-  attentionForward(out: F32, probs: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
-  /** dqkv [B, T, 3, N, H] written (not accumulated). */
-  attentionBackward(dqkv: F32, dout: F32, probs: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
+  /** Training form: qkv [B, T, 3, N, H] (q,k,v per token), out [B, T, N, H], lse [B, N, T]: the
+   *  log-sum-exp of each row of scaled scores, saved for backward (which recomputes the softmax rows
+   *  from it instead of storing B·N·T² probabilities). */
+  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
+  /** dqkv [B, T, 3, N, H] written (not accumulated); lse from the forward on the same qkv. */
+  attentionBackward(dqkv: F32, dout: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
   /** Decoding form: Tq new queries at absolute positions pos0..pos0+Tq-1 attend to cached keys and
    *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] already hold the new
    *  keys/values at their positions; out [B, Tq, N, H]. */

@@ -125,12 +125,12 @@ export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number
 export function attention(qkv: Tensor, B: number, T: number, N: number, H: number): Tensor {
   check(qkv.size === B * T * 3 * N * H, 'attention: shape mismatch');
   const out = Tensor.empty([B * T, N * H]);
-  const probs = alloc(B * N * T * T, false);
-  K().attentionForward(out.data, probs, qkv.data, B, T, N, H);
+  const lse = alloc(B * N * T, false);
+  K().attentionForward(out.data, lse, qkv.data, B, T, N, H);
   if (!needsGrad(qkv)) return out;
   return record(out, [qkv], (g) => {
     const dqkv = alloc(qkv.size, false);
-    K().attentionBackward(dqkv, g, probs, qkv.data, B, T, N, H);
+    K().attentionBackward(dqkv, g, lse, qkv.data, B, T, N, H);
     accumulate(qkv, dqkv);
   });
 }

@@ -248,10 +248,12 @@ export function qkNormRope(x: ArrayLike<number>, B: number, T: number, N: number
 // ---------------------------------------------------------------------------------------------------
 // attention
 
-/** Causal softmax attention with scale 1/sqrt(H). qkv [B, T, 3, N, H]; out [B, T, N, H]; probs [B, N, T, T]. */
-export function attention(qkv: ArrayLike<number>, B: number, T: number, N: number, H: number): { out: F64; probs: F64 } {
+/** Causal softmax attention with scale 1/sqrt(H). qkv [B, T, 3, N, H]; out [B, T, N, H]; probs [B, N, T, T];
+ *  lse [B, N, T] the log-sum-exp of each row of scaled scores. */
+export function attention(qkv: ArrayLike<number>, B: number, T: number, N: number, H: number): { out: F64; probs: F64; lse: F64 } {
   const out = new Float64Array(B * T * N * H);
   const probs = new Float64Array(B * N * T * T);
+  const lse = new Float64Array(B * N * T);
   const scale = 1 / Math.sqrt(H);
   const q = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 0) * N + n) * H + i];
   const k = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 1) * N + n) * H + i];
@@ -270,6 +272,7 @@ export function attention(qkv: ArrayLike<number>, B: number, T: number, N: numbe
         let z = 0;
         for (let s = 0; s <= t; s++) z += Math.exp(score[s] - mx);
         const prow = ((b * N + n) * T + t) * T;
+        lse[(b * N + n) * T + t] = mx + Math.log(z);
         for (let s = 0; s <= t; s++) probs[prow + s] = Math.exp(score[s] - mx) / z;
         for (let i = 0; i < H; i++) {
           let o = 0;
@@ -279,7 +282,7 @@ export function attention(qkv: ArrayLike<number>, B: number, T: number, N: numbe
       }
     }
   }
-  return { out, probs };
+  return { out, probs, lse };
 }
 
 /** Decoding form: Tq queries at positions pos0+i attend to cached keys/values 0..pos0+i.

@@ -1,0 +1,436 @@
+// Causal softmax attention (scale 1/sqrt(H)), fused per (batch, head), parallel over heads.
+//
+// Each head is copied into zero-padded local buffers (T and H rounded up to 16), so the three
+// products it needs are register-blocked AVX-512 micro-kernels without edge cases:
+//   rows_abt:  C[i, j]  = α Σ_h X[i, h] Yᵀ[h, j]     (S = Q Kᵀ, dP = dO Vᵀ)       j vectorised
+//   rows_ab:   C[i, :]  =   Σ_j P[i, j] Z[j, :]      (O = P V, dQ = dS K)          h vectorised
+//   rows_atb:  C[j, :]  =   Σ_i P[i, j] Z[i, :]      (dK = dSᵀ Q, dV = Pᵀ dO)      h vectorised
+// Each works on a block of 8 rows and only over the causal part: row block [i0, i0+8) of S needs
+// columns j < i0+8, and column j of P or dS is zero above row j. That halves the work of the
+// full-matrix products the previous version made through sgemm, and avoids per-head cblas calls
+// for short sequences. Builds without AVX-512 get the same loops in plain C++.
+#include "kernels.h"
+#include "vmath.h"
+
+// GCC 12 flags its own _mm512_reduce_* helpers as maybe-uninitialized (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace uf {
+
+namespace {
+
+constexpr int kRows = 8;  // rows per micro-kernel block
+
+inline int round16(int x) { return (x + 15) & ~15; }
+
+// C[r, j] = alpha Σ_{h<H} X[r, h] Yt[h, j] for r < 8, j < jEnd (jEnd a multiple of 16).
+void rows_abt(float* C, int ldc, const float* X, int ldx, const float* Yt, int ldy, int H, int jEnd, float alpha) {
+#if defined(__AVX512F__)
+  int j = 0;
+  const __m512 va = _mm512_set1_ps(alpha);
+  for (; j + 32 <= jEnd; j += 32) {
+    __m512 c0[kRows], c1[kRows];
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int h = 0; h < H; h++) {
+      const __m512 y0 = _mm512_loadu_ps(Yt + (int64_t)h * ldy + j);
+      const __m512 y1 = _mm512_loadu_ps(Yt + (int64_t)h * ldy + j + 16);
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; r++) {
+        const __m512 x = _mm512_set1_ps(X[(int64_t)r * ldx + h]);
+        c0[r] = _mm512_fmadd_ps(x, y0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(x, y1, c1[r]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) {
+      _mm512_storeu_ps(C + (int64_t)r * ldc + j, _mm512_mul_ps(va, c0[r]));
+      _mm512_storeu_ps(C + (int64_t)r * ldc + j + 16, _mm512_mul_ps(va, c1[r]));
+    }
+  }
+  if (j < jEnd) {
+    __m512 c0[kRows];
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) c0[r] = _mm512_setzero_ps();
+    for (int h = 0; h < H; h++) {
+      const __m512 y0 = _mm512_loadu_ps(Yt + (int64_t)h * ldy + j);
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; r++) c0[r] = _mm512_fmadd_ps(_mm512_set1_ps(X[(int64_t)r * ldx + h]), y0, c0[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) _mm512_storeu_ps(C + (int64_t)r * ldc + j, _mm512_mul_ps(va, c0[r]));
+  }
+#else
+  for (int r = 0; r < kRows; r++)
+    for (int j = 0; j < jEnd; j++) {
+      float s = 0.f;
+      for (int h = 0; h < H; h++) s += X[(int64_t)r * ldx + h] * Yt[(int64_t)h * ldy + j];
+      C[(int64_t)r * ldc + j] = alpha * s;
+    }
+#endif
+}
+
+// C[r, :Hp] = Σ_{j in [lo, hi)} P(r, j) Z[j, :Hp] for r < 8, where P(r, j) = P[r·ldp + j] or, when
+// Transposed, P[j·ldp + r] (the "column r" form). Hp is a multiple of 16.
+template <bool Transposed>
+void rows_ab(float* C, int ldc, const float* P, int ldp, const float* Z, int ldz, int lo, int hi, int Hp) {
+  auto p = [&](int r, int j) -> float { return Transposed ? P[(int64_t)j * ldp + r] : P[(int64_t)r * ldp + j]; };
+#if defined(__AVX512F__)
+  int h = 0;
+  for (; h + 32 <= Hp; h += 32) {
+    __m512 c0[kRows], c1[kRows];
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int j = lo; j < hi; j++) {
+      const __m512 z0 = _mm512_loadu_ps(Z + (int64_t)j * ldz + h);
+      const __m512 z1 = _mm512_loadu_ps(Z + (int64_t)j * ldz + h + 16);
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; r++) {
+        const __m512 x = _mm512_set1_ps(p(r, j));
+        c0[r] = _mm512_fmadd_ps(x, z0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(x, z1, c1[r]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) {
+      _mm512_storeu_ps(C + (int64_t)r * ldc + h, c0[r]);
+      _mm512_storeu_ps(C + (int64_t)r * ldc + h + 16, c1[r]);
+    }
+  }
+  if (h < Hp) {
+    __m512 c0[kRows];
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) c0[r] = _mm512_setzero_ps();
+    for (int j = lo; j < hi; j++) {
+      const __m512 z0 = _mm512_loadu_ps(Z + (int64_t)j * ldz + h);
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; r++) c0[r] = _mm512_fmadd_ps(_mm512_set1_ps(p(r, j)), z0, c0[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; r++) _mm512_storeu_ps(C + (int64_t)r * ldc + h, c0[r]);
+  }
+#else
+  for (int r = 0; r < kRows; r++) {
+    float* c = C + (int64_t)r * ldc;
+    for (int h = 0; h < Hp; h++) c[h] = 0.f;
+    for (int j = lo; j < hi; j++) {
+      const float pj = p(r, j);
+      const float* z = Z + (int64_t)j * ldz;
+      for (int h = 0; h < Hp; h++) c[h] += pj * z[h];
+    }
+  }
+#endif
+}
+
+// In-place causal softmax of row i of scores (row length n ≥ i+1); entries j > i are set to 0.
+// Used by decoding, where rows have any length.
+inline void causal_softmax_row(float* s, int i, int n) {
+  float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int j = 0; j <= i; j++) m = s[j] > m ? s[j] : m;
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j <= i; j++) {
+    float e = fast_exp(s[j] - m);
+    s[j] = e;
+    sum += e;
+  }
+  float inv = 1.f / sum;
+#pragma omp simd
+  for (int j = 0; j <= i; j++) s[j] *= inv;
+  for (int j = i + 1; j < n; j++) s[j] = 0.f;
+}
+
+// The same on a padded row of length Tp (a multiple of 16), 16 lanes at a time with a mask for
+// j ≤ i (short rows: a scalar loop's exp would dominate the whole head). Returns the row's
+// log-sum-exp, from which the backward pass recomputes the row: P[j] = exp(s[j] − lse).
+inline float causal_softmax_padded(float* s, int i, int Tp) {
+#if defined(__AVX512F__)
+  const int chunks = i / 16 + 1;  // chunks holding some j ≤ i
+  const __mmask16 last = (__mmask16)(0xFFFFu >> (15 - i % 16));
+  auto mask = [&](int c) -> __mmask16 { return c == chunks - 1 ? last : (__mmask16)0xFFFF; };
+  __m512 vm = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int c = 0; c < chunks; c++) vm = _mm512_mask_max_ps(vm, mask(c), vm, _mm512_loadu_ps(s + 16 * c));
+  const float mx = _mm512_reduce_max_ps(vm);
+  const __m512 m = _mm512_set1_ps(mx);
+  __m512 vs = _mm512_setzero_ps();
+  for (int c = 0; c < chunks; c++) {
+    __m512 e = _mm512_maskz_mov_ps(mask(c), fast_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * c), m)));
+    _mm512_storeu_ps(s + 16 * c, e);
+    vs = _mm512_add_ps(vs, e);
+  }
+  const float sum = _mm512_reduce_add_ps(vs);
+  const __m512 inv = _mm512_set1_ps(1.f / sum);
+  for (int c = 0; c < chunks; c++) _mm512_storeu_ps(s + 16 * c, _mm512_mul_ps(inv, _mm512_loadu_ps(s + 16 * c)));
+  for (int c = chunks; c < Tp / 16; c++) _mm512_storeu_ps(s + 16 * c, _mm512_setzero_ps());
+  return mx + std::log(sum);
+#else
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
+  float sum = 0.f;
+  for (int j = 0; j <= i; j++) sum += (s[j] = fast_exp(s[j] - mx));
+  for (int j = 0; j <= i; j++) s[j] *= 1.f / sum;
+  for (int j = i + 1; j < Tp; j++) s[j] = 0.f;
+  return mx + std::log(sum);
+#endif
+}
+
+// Row i of P from its scores and log-sum-exp: exp(s[j] − lse) for j ≤ i, 0 up to Tp.
+inline void softmax_from_lse_padded(float* s, int i, int Tp, float lse) {
+#if defined(__AVX512F__)
+  const int chunks = i / 16 + 1;
+  const __mmask16 last = (__mmask16)(0xFFFFu >> (15 - i % 16));
+  const __m512 l = _mm512_set1_ps(lse);
+  for (int c = 0; c < chunks; c++) {
+    const __mmask16 k = c == chunks - 1 ? last : (__mmask16)0xFFFF;
+    _mm512_storeu_ps(s + 16 * c, _mm512_maskz_mov_ps(k, fast_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * c), l))));
+  }
+  for (int c = chunks; c < Tp / 16; c++) _mm512_storeu_ps(s + 16 * c, _mm512_setzero_ps());
+#else
+  for (int j = 0; j <= i; j++) s[j] = fast_exp(s[j] - lse);
+  for (int j = i + 1; j < Tp; j++) s[j] = 0.f;
+#endif
+}
+
+// dS row i = P ⊙ (dP − Σ_j P dP) · scale over a padded row whose P is 0 for j > i; columns
+// [0, jEnd) hold dP, columns from jEnd on are already 0 (jEnd a multiple of 16).
+inline void softmax_grad_padded(float* di, const float* Pi, int jEnd, float scale) {
+#if defined(__AVX512F__)
+  __m512 va = _mm512_setzero_ps();
+  for (int j = 0; j < jEnd; j += 16) va = _mm512_fmadd_ps(_mm512_loadu_ps(Pi + j), _mm512_loadu_ps(di + j), va);
+  const __m512 acc = _mm512_set1_ps(_mm512_reduce_add_ps(va)), vsc = _mm512_set1_ps(scale);
+  for (int j = 0; j < jEnd; j += 16) {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(di + j), acc);
+    _mm512_storeu_ps(di + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(Pi + j), d), vsc));
+  }
+#else
+  float acc = 0.f;
+  for (int j = 0; j < jEnd; j++) acc += Pi[j] * di[j];
+  for (int j = 0; j < jEnd; j++) di[j] = Pi[j] * (di[j] - acc) * scale;
+#endif
+}
+
+// Copy rows [0, T) of a strided [T, H] head into a zeroed [Tp, Hp] buffer.
+inline void load_head(float* dst, int Hp, const float* src, int64_t ld, int T, int H) {
+  for (int t = 0; t < T; t++) std::memcpy(dst + (int64_t)t * Hp, src + (int64_t)t * ld, sizeof(float) * H);
+}
+
+// dst[h, t] = src[t, h] for t < Tp, h < H, from a padded [Tp, Hp] buffer into a [H, Tp] one. Blocks
+// of 16 rows: each output line is written whole while the 16 source rows stay in L1.
+inline void transpose_head(float* __restrict dst, int Tp, const float* __restrict src, int Hp, int H) {
+  for (int t0 = 0; t0 < Tp; t0 += 16)
+    for (int h = 0; h < H; h++) {
+      float* d = dst + (int64_t)h * Tp + t0;
+      const float* s = src + (int64_t)t0 * Hp + h;
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; t++) d[t] = s[(int64_t)t * Hp];
+    }
+}
+
+inline void store_head(float* dst, int64_t ld, const float* src, int Hp, int T, int H) {
+  for (int t = 0; t < T; t++) std::memcpy(dst + (int64_t)t * ld, src + (int64_t)t * Hp, sizeof(float) * H);
+}
+
+// Per-thread scratch: `count` zero-initialised [Tp, max(Tp, Hp)]-sized slots.
+struct Scratch {
+  std::vector<float> buf;
+  size_t slot;
+  Scratch(int Tp, int Hp, int count) : slot((size_t)Tp * std::max(Tp, Hp)) { buf.assign(slot * count, 0.f); }
+  float* at(int i) { return buf.data() + slot * i; }
+};
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H) {
+  const int64_t D = (int64_t)N * H, ld = 3 * D;
+  const float scale = 1.0f / std::sqrt((float)H);
+  const int Tp = round16(T), Hp = round16(H);
+#pragma omp parallel
+  {
+    Scratch sc(Tp, Hp, 5);
+    float *Q = sc.at(0), *K = sc.at(1), *Kt = sc.at(2), *V = sc.at(3), *O = sc.at(4);
+    std::vector<float> Sbuf((size_t)kRows * Tp, 0.f);
+    float* S = Sbuf.data();  // one block of 8 score rows
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+      for (int n = 0; n < N; n++) {
+        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
+        // Padded rows and columns stay zero from the allocation: only [0,T)×[0,H) is ever written.
+        load_head(Q, Hp, q, ld, T, H);
+        load_head(K, Hp, q + D, ld, T, H);
+        transpose_head(Kt, Tp, K, Hp, H);
+        load_head(V, Hp, q + 2 * D, ld, T, H);
+        float* L = lse + ((int64_t)b * N + n) * T;
+        for (int i0 = 0; i0 < T; i0 += kRows) {
+          const int jEnd = std::min(round16(i0 + kRows), Tp);
+          rows_abt(S, Tp, Q + (int64_t)i0 * Hp, Hp, Kt, Tp, H, jEnd, scale);
+          const int iEnd = std::min(i0 + kRows, T);
+          for (int i = i0; i < iEnd; i++) L[i] = causal_softmax_padded(S + (int64_t)(i - i0) * Tp, i, Tp);
+          rows_ab<false>(O + (int64_t)i0 * Hp, Hp, S, Tp, V, Hp, 0, iEnd, Hp);
+        }
+        store_head(out + (int64_t)b * T * D + (int64_t)n * H, D, O, Hp, T, H);
+      }
+  }
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
+                        int H) {
+  const int64_t D = (int64_t)N * H, ld = 3 * D;
+  const float scale = 1.0f / std::sqrt((float)H);
+  const int Tp = round16(T), Hp = round16(H);
+#pragma omp parallel
+  {
+    Scratch sc(Tp, Hp, 11);
+    float *Q = sc.at(0), *K = sc.at(1), *Kt = sc.at(2), *V = sc.at(3), *Vt = sc.at(4), *G = sc.at(5), *P = sc.at(6);
+    float *dS = sc.at(7), *dQ = sc.at(8), *dK = sc.at(9), *dV = sc.at(10);
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+      for (int n = 0; n < N; n++) {
+        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
+        load_head(Q, Hp, q, ld, T, H);
+        load_head(K, Hp, q + D, ld, T, H);
+        transpose_head(Kt, Tp, K, Hp, H);
+        load_head(V, Hp, q + 2 * D, ld, T, H);
+        transpose_head(Vt, Tp, V, Hp, H);
+        load_head(G, Hp, dout + (int64_t)b * T * D + (int64_t)n * H, D, T, H);
+        const float* L = lse + ((int64_t)b * N + n) * T;
+        for (int i0 = 0; i0 < T; i0 += kRows) {
+          const int jEnd = std::min(round16(i0 + kRows), Tp);
+          const int iEnd = std::min(i0 + kRows, T);
+          // P recomputed from the scores and the forward's log-sum-exp (rows past T stay 0).
+          rows_abt(P + (int64_t)i0 * Tp, Tp, Q + (int64_t)i0 * Hp, Hp, Kt, Tp, H, jEnd, scale);
+          for (int i = i0; i < iEnd; i++) softmax_from_lse_padded(P + (int64_t)i * Tp, i, Tp, L[i]);
+          // dP = dO Vᵀ on the causal block, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale.
+          rows_abt(dS + (int64_t)i0 * Tp, Tp, G + (int64_t)i0 * Hp, Hp, Vt, Tp, H, jEnd, 1.f);
+          for (int i = i0; i < iEnd; i++) softmax_grad_padded(dS + (int64_t)i * Tp, P + (int64_t)i * Tp, jEnd, scale);
+          for (int i = iEnd; i < i0 + kRows; i++) {
+            std::memset(P + (int64_t)i * Tp, 0, sizeof(float) * Tp);
+            std::memset(dS + (int64_t)i * Tp, 0, sizeof(float) * Tp);
+          }
+          // dQ rows of this block: dS K over j ≤ i.
+          rows_ab<false>(dQ + (int64_t)i0 * Hp, Hp, dS + (int64_t)i0 * Tp, Tp, K, Hp, 0, iEnd, Hp);
+        }
+        // dK = dSᵀ Q and dV = Pᵀ dO: column block j0 only meets rows i ≥ j0.
+        for (int j0 = 0; j0 < T; j0 += kRows) {
+          rows_ab<true>(dK + (int64_t)j0 * Hp, Hp, dS + j0, Tp, Q, Hp, j0, T, Hp);
+          rows_ab<true>(dV + (int64_t)j0 * Hp, Hp, P + j0, Tp, G, Hp, j0, T, Hp);
+        }
+        float* dq = dqkv + (int64_t)b * T * ld + (int64_t)n * H;
+        store_head(dq, ld, dQ, Hp, T, H);
+        store_head(dq + D, ld, dK, Hp, T, H);
+        store_head(dq + 2 * D, ld, dV, Hp, T, H);
+      }
+  }
+}
+
+namespace {
+
+inline float dot(const float* a, const float* b, int n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+// One query row against cached rows 0..last of one head (rows `stride` floats apart): out = softmax(scale·q·Kᵀ)·V.
+// s: scratch of at least round16(last+1) floats. Generic form (any H).
+void decode_row(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int H, int last,
+                float scale, float* s) {
+  for (int j = 0; j <= last; j++) s[j] = scale * dot(q, kc + (int64_t)j * stride, H);
+  causal_softmax_row(s, last, last + 1);
+  for (int h = 0; h < H; h++) out[h] = 0.f;
+  for (int j = 0; j <= last; j++) {
+    const float p = s[j];
+    const float* vj = vc + (int64_t)j * stride;
+#pragma omp simd
+    for (int h = 0; h < H; h++) out[h] += p * vj[h];
+  }
+}
+
+#if defined(__AVX512F__)
+// The same for H = 16·NC: q and the output accumulator live in registers, four cached rows per step.
+template <int NC>
+void decode_row_v(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int last, float scale,
+                  float* s) {
+  __m512 qv[NC];
+  for (int c = 0; c < NC; c++) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_set1_ps(scale));
+  int j = 0;
+  for (; j + 4 <= last + 1; j += 4) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float* k0 = kc + (int64_t)j * stride;
+    for (int c = 0; c < NC; c++) {
+      a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 16 * c), a0);
+      a1 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + stride + 16 * c), a1);
+      a2 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 2 * stride + 16 * c), a2);
+      a3 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 3 * stride + 16 * c), a3);
+    }
+    s[j] = _mm512_reduce_add_ps(a0);
+    s[j + 1] = _mm512_reduce_add_ps(a1);
+    s[j + 2] = _mm512_reduce_add_ps(a2);
+    s[j + 3] = _mm512_reduce_add_ps(a3);
+  }
+  for (; j <= last; j++) {
+    __m512 a0 = _mm512_setzero_ps();
+    for (int c = 0; c < NC; c++) a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kc + (int64_t)j * stride + 16 * c), a0);
+    s[j] = _mm512_reduce_add_ps(a0);
+  }
+  causal_softmax_padded(s, last, round16(last + 1));
+  __m512 acc[NC];
+  for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+  for (j = 0; j <= last; j++) {
+    const __m512 p = _mm512_set1_ps(s[j]);
+    const float* vj = vc + (int64_t)j * stride;
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16 * c), acc[c]);
+  }
+  for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+#endif
+
+}  // namespace
+
+void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, int B, int Tq, int N,
+                      int H, int Tmax, int pos0) {
+  const int64_t D = (int64_t)N * H, ld = 3 * D;
+  const float scale = 1.0f / std::sqrt((float)H);
+  const int Tk = pos0 + Tq;
+#if defined(__AVX512F__)
+  using RowFn = void (*)(float*, const float*, const float*, const float*, int64_t, int, float, float*);
+  static const RowFn kVec[9] = {nullptr, decode_row_v<1>, decode_row_v<2>, decode_row_v<3>, decode_row_v<4>,
+                                decode_row_v<5>, decode_row_v<6>, decode_row_v<7>, decode_row_v<8>};
+  const RowFn vec = H % 16 == 0 && H / 16 <= 8 ? kVec[H / 16] : nullptr;
+#endif
+#pragma omp parallel
+  {
+    std::vector<float> s((size_t)round16(Tk));
+#pragma omp for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+      for (int n = 0; n < N; n++) {
+        const float* kc = kcache + (int64_t)b * Tmax * D + (int64_t)n * H;
+        const float* vc = vcache + (int64_t)b * Tmax * D + (int64_t)n * H;
+        for (int i = 0; i < Tq; i++) {
+          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + (int64_t)n * H;
+          float* oi = out + ((int64_t)b * Tq + i) * D + (int64_t)n * H;
+#if defined(__AVX512F__)
+          if (vec) {
+            vec(oi, qi, kc, vc, D, pos0 + i, scale, s.data());
+            continue;
+          }
+#endif
+          decode_row(oi, qi, kc, vc, D, H, pos0 + i, scale, s.data());
+        }
+      }
+  }
+}
+
+}  // namespace uf
