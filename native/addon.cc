@@ -289,6 +289,13 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  Args a(info, "add");
+  int64_t n = (int64_t)a.num(0);
+  uf::add(n, a.f32(1, n), a.f32(2, n), a.f32(3, n));
+  return info.Env().Undefined();
+}
+
 Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   Args a(info, "sumSquares");
   int64_t n = (int64_t)a.num(1);
@@ -339,6 +346,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"adamwStep", AdamwStep},
       {"sgdStep", SgdStep},
       {"axpy", Axpy},
+      {"add", Add},
       {"sumSquares", SumSquares},
       {"diffSumSquares", DiffSumSquares},
       {"sampleRows", SampleRows},

@@ -474,6 +474,11 @@ void axpy(int64_t n, float a, const float* x, float* y) {
   for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+void add(int64_t n, const float* x, const float* y, float* out) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; i++) out[i] = x[i] + y[i];
+}
+
 double sum_squares(const float* x, int64_t n) {
   double s = 0.0;
 #pragma omp parallel for simd reduction(+ : s) schedule(static)

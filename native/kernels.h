@@ -56,6 +56,8 @@ void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, float l
 void sgd_step(float* p, const float* g, int64_t n, float lr, float wd);
 
 void axpy(int64_t n, float a, const float* x, float* y);
+// out = x + y (out may alias x or y)
+void add(int64_t n, const float* x, const float* y, float* out);
 double sum_squares(const float* x, int64_t n);
 double diff_sum_squares(const float* x, const float* y, int64_t n);
 

@@ -105,6 +105,30 @@ for (const threads of [1, 2]) {
         for (let i = 0; i < 4; i++) assert.equal(bigC[i], before[i], `C prefix element ${i} changed`);
         for (let i = 4 + M * N; i < bigC.length; i++) assert.equal(bigC[i], before[i], `C suffix element ${i} changed`);
       });
+
+      // Autograd writes a fresh input gradient with beta = 0 into a pooled buffer holding old values.
+      it('beta = 0 ignores NaN already in C (every engine, every transpose)', () => {
+        const rng = new Rng(8);
+        try {
+          for (const mode of ['blas', 'auto'] as const) {
+            nk.setGemmMode(mode);
+            for (const [M, N, K] of [[5, 7, 3], [300, 64, 40], [512, 256, 64]] as const) {
+              for (const transA of [false, true]) {
+                for (const transB of [false, true]) {
+                  const A = randn32(rng, M * K), B = randn32(rng, K * N);
+                  const C = filled(M * N, NaN);
+                  const expected = new Float64Array(M * N);
+                  ref.gemm(transA, transB, M, N, K, 1, A, B, 0, expected);
+                  nk.gemm(transA, transB, M, N, K, 1, A, B, 0, C);
+                  expectClose(`gemm ${mode} ${M}x${N}x${K} transA=${transA} transB=${transB} beta=0 over NaN`, C, expected);
+                }
+              }
+            }
+          }
+        } finally {
+          nk.setGemmMode('auto');
+        }
+      });
     });
 
     // The AMX-BF16 engine behind gemm (native/amx_gemm.cc), forced on for every shape: it must be as accurate
@@ -715,6 +739,18 @@ for (const threads of [1, 2]) {
 
     // ------------------------------------------------------------------------------------------------
     describe('vector helpers', () => {
+      it('add: out = x + y, also in place', () => {
+        const rng = new Rng(1201);
+        const n = 1003;
+        const x = randn32(rng, n), y = randn32(rng, n);
+        const sum64 = new Float64Array(n).map((_, i) => x[i]! + y[i]!);
+        const out = filled(n, NaN);
+        nk.add(n, x, y, out);
+        expectClose('add', out, sum64);
+        nk.add(n, x, y, x); // out aliases x
+        expectClose('add in place', x, sum64);
+      });
+
       it('axpy, sumSquares, diffSumSquares', () => {
         const rng = new Rng(1200);
         const n = 1003;

@@ -114,6 +114,8 @@ export interface NativeKernels {
   // ---- small vector helpers ----
   /** y += a * x */
   axpy(n: number, a: number, x: F32, y: F32): void;
+  /** out = x + y (out may be x or y). */
+  add(n: number, x: F32, y: F32, out: F32): void;
   /** sum of squares in float64; NaN/Inf propagate. */
   sumSquares(x: F32, n: number): number;
   /** sum of squares of (x - y) in float64. */

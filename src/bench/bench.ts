@@ -27,9 +27,19 @@ export function forwardFlops(c: GPTConfig, B: number, T: number): number {
   return matmuls + attention;
 }
 
-/** GFLOP/s of cblas_sgemm on 1024³, the machine's reference speed. */
+/** GFLOP/s of cblas_sgemm on 1024³, the machine's reference speed (OpenBLAS itself, whatever engine gemm() uses). */
 export function sgemmReference(n = 1024, reps = 10): number {
   const k = native();
+  const mode = k.getGemmMode();
+  k.setGemmMode('blas');
+  try {
+    return timeGemm(k, n, reps);
+  } finally {
+    k.setGemmMode(mode);
+  }
+}
+
+function timeGemm(k: ReturnType<typeof native>, n: number, reps: number): number {
   const rng = new Rng(1);
   const A = rng.fillNormal(new Float32Array(n * n), 1) as Float32Array;
   const B = rng.fillNormal(new Float32Array(n * n), 1) as Float32Array;

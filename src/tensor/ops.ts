@@ -52,7 +52,12 @@ export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
   K().gemm(false, transW, M, N, Kx, 1, x.data, w.data, 0, out.data);
   if (!needsGrad(x, w)) return out;
   return record(out, [x, w], (g) => {
-    if (x.requiresGrad) K().gemm(false, !transW, M, Kx, N, 1, g, w.data, 1, x.gradBuffer());
+    if (x.requiresGrad) {
+      // Written (beta 0) into a fresh buffer when x has no gradient yet, else added.
+      const fresh = !x.grad;
+      if (fresh) x.grad = alloc(x.size, false);
+      K().gemm(false, !transW, M, Kx, N, 1, g, w.data, fresh ? 0 : 1, x.grad!);
+    }
     if (w.requiresGrad) {
       // dW = xᵀ g ([K,N]) or, transposed, gᵀ x ([N,K])
       if (transW) K().gemm(true, false, N, Kx, M, 1, g, x.data, 1, w.gradBuffer());
@@ -65,12 +70,16 @@ export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
 export function add(a: Tensor, b: Tensor): Tensor {
   check(a.size === b.size, `add: sizes differ (${a.size} vs ${b.size})`);
   const out = new Tensor(alloc(a.size, false), a.shape);
-  out.data.set(a.data);
-  K().axpy(out.size, 1, b.data, out.data);
+  K().add(out.size, a.data, b.data, out.data);
   if (!needsGrad(a, b)) return out;
   return record(out, [a, b], (g) => {
-    if (a.requiresGrad) K().axpy(g.length, 1, g, a.gradBuffer());
-    if (b.requiresGrad) K().axpy(g.length, 1, g, b.gradBuffer());
+    // b gets a copy of g (or adds it); then a takes g itself when it has no gradient yet (the residual
+    // stream: no copy), which backward() sees and does not hand g back to the pool.
+    if (b.requiresGrad) {
+      if (b.grad) K().axpy(g.length, 1, g, b.grad);
+      else (b.grad = alloc(g.length, false)).set(g);
+    }
+    if (a.requiresGrad) accumulate(a, g);
   });
 }
 
