@@ -170,6 +170,17 @@ int main(int argc, char** argv) {
     run_bench(argc > 2 ? atoi(argv[2]) : 7, argc > 3 ? atof(argv[3]) : 0.15);
     return 0;
   }
-  fprintf(stderr, "usage: %s test|acc|bench [rounds] [min_seconds_per_batch]\n", argv[0]);
+  if (mode == "one" && argc >= 7) {  // one shape, AMX only, for a profiler: one M N K ta tb [seconds]
+    int M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
+    bool ta = atoi(argv[5]), tb = atoi(argv[6]);
+    std::mt19937 g(3);
+    std::vector<float> A((size_t)M * K), B((size_t)K * N), C((size_t)M * N, 0.f);
+    fill(A, 0, g), fill(B, 0, g);
+    double t = time_batch([&] { amx_gemm(ta, tb, M, N, K, 1.f, A.data(), B.data(), 0.f, C.data()); },
+                          argc > 7 ? atof(argv[7]) : 2.0);
+    printf("%d x %d x %d %s: %.0f GFLOP/s\n", M, N, K, ta ? (tb ? "T,T" : "T,N") : (tb ? "N,T" : "N,N"), 2.0 * M * N * K / t / 1e9);
+    return 0;
+  }
+  fprintf(stderr, "usage: %s test|acc|bench [rounds] [min_seconds_per_batch] | one M N K ta tb [seconds]\n", argv[0]);
   return 2;
 }
