@@ -58,6 +58,7 @@ struct Args {
   float* f32n(int i, int64_t need) const { return typed<float, napi_float32_array>(i, need, true, "Float32Array"); }
   int32_t* i32(int i, int64_t need) const { return typed<int32_t, napi_int32_array>(i, need, false, "Int32Array"); }
   double* f64(int i, int64_t need) const { return typed<double, napi_float64_array>(i, need, false, "Float64Array"); }
+  uint16_t* u16n(int i, int64_t need) const { return typed<uint16_t, napi_uint16_array>(i, need, true, "Uint16Array"); }
 };
 
 using Fn = Napi::Value (*)(const Napi::CallbackInfo&);
@@ -105,6 +106,37 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   float beta = (float)a.num(8);
   float* C = a.f32(9, (int64_t)M * N);
   uf::gemm(ta, tb, M, N, K, alpha, A, B, beta, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value GemmPackSize(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmPackSize");
+  return Napi::Number::New(info.Env(), (double)uf::gemm_pack_size(a.dim(0), a.dim(1)));
+}
+
+Napi::Value GemmPackB(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmPackB");
+  bool tb = a.boolean(0);
+  int N = a.dim(1), K = a.dim(2);
+  const float* B = a.f32(3, (int64_t)K * N);
+  const size_t words = uf::gemm_pack_size(N, K);
+  if (words == 0) a.fail(4, "cannot be filled: this machine or build has no AMX engine (gemmPackSize is 0)");
+  uint16_t* P = a.u16n(4, (int64_t)words);
+  if (!P) a.fail(4, "must be a Uint16Array");
+  return Napi::Boolean::New(info.Env(), uf::gemm_pack_b(tb, N, K, B, P));
+}
+
+Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmPacked");
+  bool ta = a.boolean(0), tb = a.boolean(1);
+  int M = a.dim(2), N = a.dim(3), K = a.dim(4);
+  float alpha = (float)a.num(5);
+  const float* A = a.f32(6, (int64_t)M * K);
+  const float* B = a.f32(7, (int64_t)K * N);
+  const uint16_t* P = a.u16n(8, (int64_t)uf::gemm_pack_size(N, K));
+  float beta = (float)a.num(9);
+  float* C = a.f32(10, (int64_t)M * N);
+  uf::gemm_packed(ta, tb, M, N, K, alpha, A, B, P, beta, C);
   return info.Env().Undefined();
 }
 
@@ -346,6 +378,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"adamwStep", AdamwStep},
       {"sgdStep", SgdStep},
       {"axpy", Axpy},
+      {"gemmPackSize", GemmPackSize},
+      {"gemmPackB", GemmPackB},
+      {"gemmPacked", GemmPacked},
       {"add", Add},
       {"sumSquares", SumSquares},
       {"diffSumSquares", DiffSumSquares},

@@ -161,7 +161,7 @@ inline void pack_tile(const float* X, int ld, bool k_contiguous, bool want_lines
   if (k_contiguous != want_lines)
     for (int p = 0; p < P; p++) transpose16(rows[p]);
   for (int p = 0; p < P; p++)
-    for (int r = 0; r < 16; r++) _mm512_store_si512((void*)(out + p * 512 + r * 32), rows[p][r]);
+    for (int r = 0; r < 16; r++) _mm512_storeu_si512((void*)(out + p * 512 + r * 32), rows[p][r]);
 }
 
 // One (16 x 32) A block for rows ib*16.., k = kt*32.. -> P tiles. A is [M][lda], or [K][lda] when transposed.
@@ -436,9 +436,49 @@ bool amx_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
   return true;
 }
 
+size_t amx_packed_b_size(int N, int K) {
+  Dims d = dims_of(1, N, K);
+  return (size_t)d.Nt * d.Kt * 3 * 512;
+}
+
+bool amx_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed) {
+  constexpr int P = 3;
+  if (!amx_available() || N <= 0 || K <= 0) return false;
+  Dims d = dims_of(1, N, K);
+#pragma omp parallel
+  pack_B_all<P>(tb, d, B, tb ? K : N, packed);
+  return true;
+}
+
+bool amx_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, const uint16_t* packed, float beta,
+                     float* C) {
+  constexpr int P = 3;
+  if (!amx_available() || omp_get_max_threads() > kMaxThreads || K <= 0 || alpha == 0.f) return false;
+  if (M <= 0 || N <= 0) return true;
+  Dims d = dims_of(M, N, K);
+  const bool full_a = !split_m(d, omp_get_max_threads());
+  uint16_t* pa = full_a ? grow(g_pa, g_pa_n, (size_t)d.Mt * d.Kt * P * 512) : nullptr;
+  if (full_a && !pa) return false;
+  const int lda = ta ? M : K;
+#pragma omp parallel
+  {
+    if (full_a) {
+      pack_A_all<P>(ta, d, A, lda, pa);
+#pragma omp barrier
+    }
+    load_tile_config();
+    compute_thread<P>(ta, A, lda, d, pa, packed, alpha, beta, C, N, false, omp_get_thread_num(), omp_get_num_threads());
+    _tile_release();
+  }
+  return true;
+}
+
 #else  // no AMX in this build
 
 bool amx_available() { return false; }
 bool amx_gemm(bool, bool, int, int, int, float, const float*, const float*, float, float*) { return false; }
+size_t amx_packed_b_size(int, int) { return 0; }
+bool amx_pack_b(bool, int, int, const float*, uint16_t*) { return false; }
+bool amx_gemm_packed(bool, int, int, int, float, const float*, const uint16_t*, float, float*) { return false; }
 
 #endif

@@ -7,3 +7,13 @@ bool amx_available();
 // C = alpha·op(A)·op(B) + beta·C, row-major. Returns false (and does nothing) when AMX cannot be used.
 // Must not be called from inside an OpenMP parallel region or concurrently with itself.
 bool amx_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C);
+
+// Pre-packed right operand, for a B used by many calls (frozen weights while sampling). amx_packed_b_size
+// gives the number of uint16 words of op(B) [K, N] packed; amx_pack_b fills them (false without AMX).
+// amx_gemm_packed is amx_gemm with that packing of op(B) instead of B (no operand swap).
+#include <cstddef>
+#include <cstdint>
+size_t amx_packed_b_size(int N, int K);
+bool amx_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
+bool amx_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, const uint16_t* packed, float beta,
+                     float* C);

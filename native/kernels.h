@@ -2,6 +2,7 @@
 // shapes spelled in the arguments (llm.c style). No allocation visible to the caller, no state.
 // Semantics of every function are documented in src/backend/native.ts (the seam).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace uf {
@@ -18,6 +19,14 @@ void set_gemm_mode(int mode);
 int get_gemm_mode();
 // True when gemm() can use the AMX kernel on this machine (build and OS support).
 bool gemm_amx_available();
+// A right operand used by many products (frozen weights while decoding), packed once for the AMX engine:
+// gemm_pack_size gives its uint16 words (0 without AMX), gemm_pack_b fills them from op(B) [K, N] (transposed
+// when tb). gemm_packed is gemm(ta, tb, ...) that uses `packed` (when not null, the engine allows AMX and
+// M ≥ 8) or else B itself; packed must come from gemm_pack_b with the same tb, N, K and B.
+size_t gemm_pack_size(int N, int K);
+bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
+void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B,
+                 const uint16_t* packed, float beta, float* C);
 void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
                   const float* B, int64_t sB, float beta, float* C, int64_t sC);
 

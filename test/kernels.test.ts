@@ -106,6 +106,20 @@ for (const threads of [1, 2]) {
         for (let i = 4 + M * N; i < bigC.length; i++) assert.equal(bigC[i], before[i], `C suffix element ${i} changed`);
       });
 
+      it('gemmPacked without a packing (machines without AMX) is gemm on B', () => {
+        const rng = new Rng(9);
+        const M = 12, N = 9, K = 17;
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const A = randn32(rng, M * K), B = randn32(rng, K * N), C = randn32(rng, M * N);
+            const expected = to64(C);
+            ref.gemm(transA, transB, M, N, K, 0.5, A, B, 2, expected);
+            nk.gemmPacked(transA, transB, M, N, K, 0.5, A, B, null, 2, C);
+            expectClose(`gemmPacked null transA=${transA} transB=${transB}`, C, expected);
+          }
+        }
+      });
+
       // Autograd writes a fresh input gradient with beta = 0 into a pooled buffer holding old values.
       it('beta = 0 ignores NaN already in C (every engine, every transpose)', () => {
         const rng = new Rng(8);
@@ -174,6 +188,48 @@ for (const threads of [1, 2]) {
           }
         }
       }
+
+      // Packed right operand (decoding's frozen weights): same accuracy bound, packed once, used by
+      // products with different rows; fewer than 8 rows fall back to sgemm on B.
+      for (const [N, K] of [[37, 70], [100, 33], [64, 600]] as const) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            it(`packed B: N=${N} K=${K} transA=${transA} transB=${transB}, rows 3, 8, 45`, () => {
+              const rng = new Rng(950 + N + K + (transA ? 1000 : 0) + (transB ? 2000 : 0));
+              const B = randn32(rng, K * N).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
+              const packed = new Uint16Array(nk.gemmPackSize(N, K));
+              assert.ok(packed.length > 0);
+              assert.equal(nk.gemmPackB(transB, N, K, B, packed), true);
+              const absB = B.map(Math.abs);
+              for (const M of [3, 8, 45]) {
+                const A = randn32(rng, M * K).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
+                for (const [alpha, beta] of [[1, 0], [-1.5, 1]]) {
+                  const C0 = randn32(rng, M * N);
+                  const expected = to64(C0);
+                  ref.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
+                  const scale = new Float64Array(M * N).map((_, i) => Math.abs(beta * C0[i]!));
+                  ref.gemm(transA, transB, M, N, K, Math.abs(alpha), A.map(Math.abs), absB, 1, scale);
+                  const C = Float32Array.from(C0);
+                  nk.gemmPacked(transA, transB, M, N, K, alpha, A, B, packed, beta, C);
+                  nk.setGemmMode('blas');
+                  const blas = Float32Array.from(C0);
+                  nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, blas);
+                  nk.setGemmMode('amx');
+                  const e = scaledErr(C, expected, scale), eBlas = scaledErr(blas, expected, scale);
+                  assert.ok(e <= 2 * eBlas + 1.2e-7, `M=${M} alpha=${alpha} beta=${beta}: packed error ${e.toExponential(2)} vs sgemm ${eBlas.toExponential(2)}`);
+                }
+              }
+            });
+          }
+        }
+      }
+
+      it('packed B: a packing of the wrong size is refused, naming the argument', () => {
+        const B = new Float32Array(20 * 30);
+        assert.throws(() => nk.gemmPackB(false, 20, 30, B, new Uint16Array(10)), /gemmPackB.*argument 4|Uint16Array|elements/);
+        const A = new Float32Array(16 * 30), C = new Float32Array(16 * 20);
+        assert.throws(() => nk.gemmPacked(false, false, 16, 20, 30, 1, A, B, new Uint16Array(10), 0, C), /elements/);
+      });
 
       it('honours subarray offsets, and beta = 0 ignores NaN already in C', () => {
         const rng = new Rng(77);

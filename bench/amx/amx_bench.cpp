@@ -170,6 +170,42 @@ int main(int argc, char** argv) {
     run_bench(argc > 2 ? atoi(argv[2]) : 7, argc > 3 ? atof(argv[3]) : 0.15);
     return 0;
   }
+  if (mode == "packed" && argc >= 7) {  // sgemm vs AMX vs AMX with op(B) packed beforehand: packed M N K ta tb
+    int M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
+    bool ta = atoi(argv[5]), tb = atoi(argv[6]);
+    std::mt19937 g(3);
+    std::vector<float> A((size_t)M * K), B((size_t)K * N), C((size_t)M * N, 0.f), C2((size_t)M * N, 0.f);
+    fill(A, 0, g), fill(B, 0, g);
+    std::vector<uint16_t> pb(amx_packed_b_size(N, K));
+    amx_pack_b(tb, N, K, B.data(), pb.data());
+    auto fs = [&] { sgemm(ta, tb, M, N, K, 1.f, A.data(), B.data(), 0.f, C.data()); };
+    auto fa = [&] { amx_gemm(ta, tb, M, N, K, 1.f, A.data(), B.data(), 0.f, C.data()); };
+    auto fp = [&] { amx_gemm_packed(ta, M, N, K, 1.f, A.data(), pb.data(), 0.f, C2.data()); };
+    fs(), fa(), fp();
+    double fl = 2.0 * M * N * K;
+    for (int r = 0; r < 3; r++)
+      printf("%d x %d x %d: sgemm %.0f  amx %.0f  amx packed-B %.0f GFLOP/s\n", M, N, K, fl / time_batch(fs, 0.2) / 1e9,
+             fl / time_batch(fa, 0.2) / 1e9, fl / time_batch(fp, 0.2) / 1e9);
+    // error per element against float64, scaled by sum_k |a||b| (as in the tests), for the three engines
+    auto err = [&](const std::vector<float>& X) {
+      double worst = 0;
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          double s = 0, sa = 0;
+          for (int k = 0; k < K; k++) {
+            double a = ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k], b = tb ? B[(size_t)j * K + k] : B[(size_t)k * N + j];
+            s += a * b, sa += std::fabs(a * b);
+          }
+          worst = std::max(worst, std::fabs(X[(size_t)i * N + j] - s) / sa);
+        }
+      return worst;
+    };
+    fa();
+    double e_amx = err(C);
+    fs();
+    printf("max scaled error: sgemm %.2e  amx %.2e  amx packed-B %.2e\n", err(C), e_amx, err(C2));
+    return 0;
+  }
   if (mode == "one" && argc >= 7) {  // one shape, AMX only, for a profiler: one M N K ta tb [seconds]
     int M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
     bool ta = atoi(argv[5]), tb = atoi(argv[6]);

@@ -41,6 +41,15 @@ export interface NativeKernels {
    *  op(B) is [K,N]: B is [K,N] (transB=false) or [N,K]. All contiguous row-major. */
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
        A: F32, B: F32, beta: number, C: F32): void;
+  /** Words (uint16) of op(B) [K, N] packed for the AMX engine; 0 where this machine or build has none. */
+  gemmPackSize(N: number, K: number): number;
+  /** Packs op(B) (B is [K,N], or [N,K] when transB) into `packed` (gemmPackSize(N, K) words) for
+   *  gemmPacked. For a right operand used by many products: the frozen weights while decoding. */
+  gemmPackB(transB: boolean, N: number, K: number, B: F32, packed: Uint16Array): boolean;
+  /** gemm with op(B) also given packed (or null): uses the packing on the AMX engine (from 8 rows), else
+   *  B. `packed` must hold gemmPackB(transB, N, K, B) of the same B, or the result is wrong. */
+  gemmPacked(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
+             packed: Uint16Array | null, beta: number, C: F32): void;
   /** `batch` independent gemms; matrix i of A starts at i*strideA (elements), likewise B and C. */
   gemmBatched(transA: boolean, transB: boolean, batch: number, M: number, N: number, K: number,
               alpha: number, A: F32, strideA: number, B: F32, strideB: number, beta: number,

@@ -62,6 +62,17 @@ export interface KVCache {
   Tmax: number;
   k: Float32Array[]; // per layer [B, Tmax, N, H]
   v: Float32Array[];
+  /** The weights packed for the AMX engine when the cache was made (null without AMX), so decoding does
+   *  not repack them every step. A cache must not outlive a change of the weights. */
+  packed: PackedDecodeWeights | null;
+}
+
+export interface PackedDecodeWeights {
+  qkv: Uint16Array[];
+  out: Uint16Array[];
+  up: Uint16Array[];
+  down: Uint16Array[];
+  embedOut: Uint16Array;
 }
 
 export class GPT {
@@ -143,7 +154,31 @@ export class GPT {
   newCache(B: number, Tmax = this.cfg.T): KVCache {
     const D = this.cfg.D;
     const mk = () => Array.from({ length: this.cfg.L }, () => new Float32Array(B * Tmax * D));
-    return { B, Tmax, k: mk(), v: mk() };
+    return { B, Tmax, k: mk(), v: mk(), packed: this.packDecodeWeights() };
+  }
+
+  /** Every decoder weight packed once for the AMX engine (about 1.5× their float32 size), or null. */
+  private packDecodeWeights(): PackedDecodeWeights | null {
+    const k = native();
+    const { D, L, V } = this.cfg;
+    const F = this.F;
+    if (k.gemmPackSize(D, D) === 0) return null;
+    const pack = (B: Float32Array, transB: boolean, N: number, K: number) => {
+      const p = new Uint16Array(k.gemmPackSize(N, K));
+      k.gemmPackB(transB, N, K, B, p);
+      return p;
+    };
+    return noGrad(() => {
+      const per = (name: 'qkv' | 'out' | 'up' | 'down', N: number, K: number) =>
+        Array.from({ length: L }, (_, l) => pack(this.w(name, l).data, false, N, K));
+      return {
+        qkv: per('qkv', 3 * D, D),
+        out: per('out', D, D),
+        up: per('up', F, D),
+        down: per('down', D, F),
+        embedOut: pack(this.embedOut.data, true, V, D),
+      };
+    });
   }
 
   /**
@@ -165,11 +200,12 @@ export class GPT {
       const a = alloc(B * D, false), rstd = alloc(B * 2 * N, false);
       const raw = alloc(B * 3 * D, false), qkv = alloc(B * 3 * D, false);
       const att = alloc(B * D, false), hidden = alloc(B * F, false), act = alloc(B * F, false);
+      const p = cache.packed;
       for (let l = 0; l < L; l++) {
         const wq = this.w('qkv', l).data, wo = this.w('out', l).data;
         const wu = this.w('up', l).data, wd = this.w('down', l).data;
         k.rmsnormForward(a, rstd, x, B, D);
-        k.gemm(false, false, B, 3 * D, D, 1, a, wq, 0, raw);
+        k.gemmPacked(false, false, B, 3 * D, D, 1, a, wq, p?.qkv[l] ?? null, 0, raw);
         k.qkNormRopeForward(qkv, rstd, raw, B, 1, N, H, pos);
         const kc = cache.k[l]!, vc = cache.v[l]!;
         for (let b = 0; b < B; b++) {
@@ -178,14 +214,14 @@ export class GPT {
           vc.set(qkv.subarray(src + 2 * D, src + 3 * D), dst);
         }
         k.attentionDecode(att, qkv, kc, vc, B, 1, N, H, Tmax, pos);
-        k.gemm(false, false, B, D, D, 1, att, wo, 1, x); // residual: x += att · out
+        k.gemmPacked(false, false, B, D, D, 1, att, wo, p?.out[l] ?? null, 1, x); // residual: x += att · out
         k.rmsnormForward(a, rstd, x, B, D);
-        k.gemm(false, false, B, F, D, 1, a, wu, 0, hidden);
+        k.gemmPacked(false, false, B, F, D, 1, a, wu, p?.up[l] ?? null, 0, hidden);
         k.geluForward(act, hidden, B * F);
-        k.gemm(false, false, B, D, F, 1, act, wd, 1, x); // residual: x += gelu(·) · down
+        k.gemmPacked(false, false, B, D, F, 1, act, wd, p?.down[l] ?? null, 1, x); // residual: x += gelu(·) · down
       }
       k.rmsnormForward(a, rstd, x, B, D);
-      k.gemm(false, true, B, V, D, 1, a, this.embedOut.data, 0, logits);
+      k.gemmPacked(false, true, B, V, D, 1, a, this.embedOut.data, p?.embedOut ?? null, 0, logits);
       return logits;
     }));
   }
