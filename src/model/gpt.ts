@@ -157,12 +157,13 @@ export class GPT {
     return { B, Tmax, k: mk(), v: mk(), packed: this.packDecodeWeights() };
   }
 
-  /** Every decoder weight packed once for the AMX engine (about 1.5× their float32 size), or null. */
+  /** Every decoder weight packed once for the AMX engine (about 1.5× their float32 size), or null (no AMX,
+   *  or the engine set to sgemm). */
   private packDecodeWeights(): PackedDecodeWeights | null {
     const k = native();
     const { D, L, V } = this.cfg;
     const F = this.F;
-    if (k.gemmPackSize(D, D) === 0) return null;
+    if (k.gemmPackSize(D, D) === 0 || k.getGemmMode() === 'blas') return null;
     const pack = (B: Float32Array, transB: boolean, N: number, K: number) => {
       const p = new Uint16Array(k.gemmPackSize(N, K));
       k.gemmPackB(transB, N, K, B, p);
