@@ -242,6 +242,16 @@ inline void store_head(float* dst, int64_t ld, const float* src, int Hp, int T, 
   for (int t = 0; t < T; t++) std::memcpy(dst + (int64_t)t * ld, src + (int64_t)t * Hp, sizeof(float) * H);
 }
 
+// q, k, v of one head (q points at its q; k and v follow D floats apart) into padded [Tp, Hp] buffers,
+// plus Kᵀ [H, Tp], the layout the score kernel wants.
+inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, int64_t D, int64_t ld, int T, int H,
+                     int Tp, int Hp) {
+  load_head(Q, Hp, q, ld, T, H);
+  load_head(K, Hp, q + D, ld, T, H);
+  transpose_head(Kt, Tp, K, Hp, H);
+  load_head(V, Hp, q + 2 * D, ld, T, H);
+}
+
 // Per-thread scratch: `count` zero-initialised [Tp, max(Tp, Hp)]-sized slots.
 struct Scratch {
   std::vector<float> buf;
@@ -267,10 +277,7 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
       for (int n = 0; n < N; n++) {
         const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
         // Padded rows and columns stay zero from the allocation: only [0,T)×[0,H) is ever written.
-        load_head(Q, Hp, q, ld, T, H);
-        load_head(K, Hp, q + D, ld, T, H);
-        transpose_head(Kt, Tp, K, Hp, H);
-        load_head(V, Hp, q + 2 * D, ld, T, H);
+        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp);
         float* L = lse + ((int64_t)b * N + n) * T;
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
@@ -298,10 +305,7 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
         const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
-        load_head(Q, Hp, q, ld, T, H);
-        load_head(K, Hp, q + D, ld, T, H);
-        transpose_head(Kt, Tp, K, Hp, H);
-        load_head(V, Hp, q + 2 * D, ld, T, H);
+        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp);
         transpose_head(Vt, Tp, V, Hp, H);
         load_head(G, Hp, dout + (int64_t)b * T * D + (int64_t)n * H, D, T, H);
         const float* L = lse + ((int64_t)b * N + n) * T;
