@@ -16,6 +16,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { native } from '../src/backend/native.js';
 import { loadModel, saveWeights } from '../src/model/checkpoint.js';
 import { gpt64Forward, gptShapes, randomGptWeights, weightsTo64 } from './helpers/gpt64.js';
 import type { Gpt64Config } from './helpers/gpt64.js';
@@ -104,16 +105,19 @@ for (const c of cases) {
       }
 
       // cached decoding, one token per step at absolute positions 0..T-1, equals the full forward
-      const B = 2;
-      const tokens = randInts(rng, B * T, V);
-      const expected = gpt64Forward(c.cfg, w64, tokens, B, T);
-      const cache = model.newCache(B, T);
-      for (let t = 0; t < T; t++) {
-        const step = Int32Array.from({ length: B }, (_, b) => tokens[b * T + t]);
-        const got = model.decode(cache, step, t);
-        const want = new Float64Array(B * V);
-        for (let b = 0; b < B; b++) want.set(expected.subarray((b * T + t) * V, (b * T + t + 1) * V), b * V);
-        compareLogits(`decode position ${t}`, got, want);
+      // (9 rows: the decoder's products use weights packed for AMX where the machine has it)
+      for (const B of [2, 9]) {
+        const tokens = randInts(rng, B * T, V);
+        const expected = gpt64Forward(c.cfg, w64, tokens, B, T);
+        const cache = model.newCache(B, T);
+        if (B >= 8 && native().gemmPackSize(c.cfg.D, c.cfg.D) > 0) assert.ok(cache.packed, 'weights packed for decoding');
+        for (let t = 0; t < T; t++) {
+          const step = Int32Array.from({ length: B }, (_, b) => tokens[b * T + t]);
+          const got = model.decode(cache, step, t);
+          const want = new Float64Array(B * V);
+          for (let b = 0; b < B; b++) want.set(expected.subarray((b * T + t) * V, (b * T + t + 1) * V), b * V);
+          compareLogits(`decode B=${B} position ${t}`, got, want);
+        }
       }
 
       // saving writes the SPEC layout back: the independent reader sees exactly the original tensors

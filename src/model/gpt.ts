@@ -154,7 +154,8 @@ export class GPT {
   newCache(B: number, Tmax = this.cfg.T): KVCache {
     const D = this.cfg.D;
     const mk = () => Array.from({ length: this.cfg.L }, () => new Float32Array(B * Tmax * D));
-    return { B, Tmax, k: mk(), v: mk(), packed: this.packDecodeWeights() };
+    // gemmPacked uses a packing only from 8 rows up; fewer rows would pack for nothing.
+    return { B, Tmax, k: mk(), v: mk(), packed: B >= 8 ? this.packDecodeWeights() : null };
   }
 
   /** Every decoder weight packed once for the AMX engine (about 1.5× their float32 size), or null (no AMX,
