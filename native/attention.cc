@@ -2,13 +2,15 @@
 //
 // Each head is copied into zero-padded local buffers (T and H rounded up to 16), so the three
 // products it needs are register-blocked AVX-512 micro-kernels without edge cases:
-//   rows_abt:  C[i, j]  = α Σ_h X[i, h] Yᵀ[h, j]     (S = Q Kᵀ, dP = dO Vᵀ)       j vectorised
-//   rows_ab:   C[i, :]  =   Σ_j P[i, j] Z[j, :]      (O = P V, dQ = dS K)          h vectorised
-//   rows_atb:  C[j, :]  =   Σ_i P[i, j] Z[i, :]      (dK = dSᵀ Q, dV = Pᵀ dO)      h vectorised
+//   rows_abt:        C[i, j] = α Σ_h X[i, h] Yᵀ[h, j]   (S = Q Kᵀ, dP = dO Vᵀ)    j vectorised
+//   rows_ab<false>:  C[i, :] =   Σ_j P[i, j] Z[j, :]    (O = P V, dQ = dS K)       h vectorised
+//   rows_ab<true>:   C[j, :] =   Σ_i P[i, j] Z[i, :]    (dK = dSᵀ Q, dV = Pᵀ dO)   h vectorised
 // Each works on a block of 8 rows and only over the causal part: row block [i0, i0+8) of S needs
 // columns j < i0+8, and column j of P or dS is zero above row j. That halves the work of the
 // full-matrix products the previous version made through sgemm, and avoids per-head cblas calls
-// for short sequences. Builds without AVX-512 get the same loops in plain C++.
+// for short sequences. The forward saves each score row's log-sum-exp; the backward recomputes
+// P = exp(S − lse) from Q and K (one product more) instead of reading B·N·T² stored probabilities.
+// Builds without AVX-512 get the same loops in plain C++.
 #include "kernels.h"
 #include "vmath.h"
 
