@@ -96,16 +96,23 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), s);
 }
 
+// The arguments gemm and gemmPacked share: (transA, transB, M, N, K, alpha, A, B, ...).
+struct GemmArgs {
+  bool ta, tb;
+  int M, N, K;
+  float alpha;
+  const float *A, *B;
+  explicit GemmArgs(const Args& a)
+      : ta(a.boolean(0)), tb(a.boolean(1)), M(a.dim(2)), N(a.dim(3)), K(a.dim(4)), alpha((float)a.num(5)),
+        A(a.f32(6, (int64_t)M * K)), B(a.f32(7, (int64_t)K * N)) {}
+};
+
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Args a(info, "gemm");
-  bool ta = a.boolean(0), tb = a.boolean(1);
-  int M = a.dim(2), N = a.dim(3), K = a.dim(4);
-  float alpha = (float)a.num(5);
-  const float* A = a.f32(6, (int64_t)M * K);
-  const float* B = a.f32(7, (int64_t)K * N);
+  GemmArgs g(a);
   float beta = (float)a.num(8);
-  float* C = a.f32(9, (int64_t)M * N);
-  uf::gemm(ta, tb, M, N, K, alpha, A, B, beta, C);
+  float* C = a.f32(9, (int64_t)g.M * g.N);
+  uf::gemm(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.A, g.B, beta, C);
   return info.Env().Undefined();
 }
 
@@ -128,15 +135,11 @@ Napi::Value GemmPackB(const Napi::CallbackInfo& info) {
 
 Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
   Args a(info, "gemmPacked");
-  bool ta = a.boolean(0), tb = a.boolean(1);
-  int M = a.dim(2), N = a.dim(3), K = a.dim(4);
-  float alpha = (float)a.num(5);
-  const float* A = a.f32(6, (int64_t)M * K);
-  const float* B = a.f32(7, (int64_t)K * N);
-  const uint16_t* P = a.u16n(8, (int64_t)uf::gemm_pack_size(N, K));
+  GemmArgs g(a);
+  const uint16_t* P = a.u16n(8, (int64_t)uf::gemm_pack_size(g.N, g.K));
   float beta = (float)a.num(9);
-  float* C = a.f32(10, (int64_t)M * N);
-  uf::gemm_packed(ta, tb, M, N, K, alpha, A, B, P, beta, C);
+  float* C = a.f32(10, (int64_t)g.M * g.N);
+  uf::gemm_packed(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.A, g.B, P, beta, C);
   return info.Env().Undefined();
 }
 
