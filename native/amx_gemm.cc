@@ -9,6 +9,7 @@
 // Built only where the compiler targets AMX (-march=native on such a CPU); elsewhere amx_gemm() returns false
 // and gemm() uses cblas_sgemm. The prototype, its accuracy and speed tables: bench/amx/.
 #include "amx_gemm.h"
+#include "vmath.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__)
 // GCC 12 reports a false "may be used uninitialized" inside its own _mm512_srli_epi32.
@@ -72,28 +73,6 @@ inline __m512i pack_contig(__m512 lo16, __m512 hi16) {
 // two rows (k even, k odd) of 16 values -> 16 dwords, each (bf16 even | bf16 odd << 16): the VNNI pair
 inline __m512i pack_pair(__m512 even, __m512 odd) {
   return _mm512_or_si512(_mm512_castps_si512(odd), _mm512_srli_epi32(_mm512_castps_si512(even), 16));
-}
-// in-register 16x16 dword transpose
-inline void transpose16(__m512i* r) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; g++) {  // R[4g+j], lane l = rows 4g..4g+3 of column 4l+j
-    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g + 0], t[4 * g + 2]);
-    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g + 0], t[4 * g + 2]);
-    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-  }
-  for (int j = 0; j < 4; j++) {
-    __m512i p01 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), p23 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-    __m512i q01 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), q23 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-    r[0 + j] = _mm512_shuffle_i32x4(p01, q01, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4(p01, q01, 0xDD);
-    r[8 + j] = _mm512_shuffle_i32x4(p23, q23, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(p23, q23, 0xDD);
-  }
 }
 inline __mmask16 mask_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
 
@@ -159,7 +138,7 @@ inline void pack_tile(const float* X, int ld, bool k_contiguous, bool want_lines
   if (k_contiguous) gather_lines<P>(X, ld, line0, n_lines, K, k0, rows);
   else gather_kpairs<P>(X, ld, line0, n_lines, K, k0, rows);
   if (k_contiguous != want_lines)
-    for (int p = 0; p < P; p++) transpose16(rows[p]);
+    for (int p = 0; p < P; p++) uf::transpose16(rows[p]);
   for (int p = 0; p < P; p++)
     for (int r = 0; r < 16; r++) _mm512_storeu_si512((void*)(out + p * 512 + r * 32), rows[p][r]);
 }
@@ -267,7 +246,7 @@ inline void writeback_t(const float* cbuf, float alpha, float beta, float* C, in
     for (int cb = 0; cb < 2; cb++) {
       __m512i r[16];
       for (int t = 0; t < 16; t++) r[t] = _mm512_castps_si512(_mm512_load_ps(cbuf + (16 * hb + t) * 32 + 16 * cb));
-      transpose16(r);
+      uf::transpose16(r);
       for (int u = 0; u < 16; u++) {
         const int row = j0 + 16 * cb + u;
         if (row >= d.N) break;

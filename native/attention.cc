@@ -223,25 +223,47 @@ inline void softmax_grad_padded(float* di, const float* Pi, int jEnd, float scal
 #endif
 }
 
-// Copy rows [0, T) of a strided [T, H] head into a zeroed [Tp, Hp] buffer.
-inline void load_head(float* dst, int Hp, const float* src, int64_t ld, int T, int H) {
-  for (int t = 0; t < T; t++) std::memcpy(dst + (int64_t)t * Hp, src + (int64_t)t * ld, sizeof(float) * H);
+// n floats; inline, since per-head rows are 16–64 floats and a memcpy call per row was a tenth of
+// the attention time.
+inline void copy_row(float* __restrict dst, const float* __restrict src, int n) {
+#if defined(__AVX512F__)
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+  if (i < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+  }
+#else
+  std::memcpy(dst, src, sizeof(float) * n);
+#endif
 }
 
-// dst[h, t] = src[t, h] for t < Tp, h < H, from a padded [Tp, Hp] buffer into a [H, Tp] one. Blocks
-// of 16 rows: each output line is written whole while the 16 source rows stay in L1.
+// Copy rows [0, T) of a strided [T, H] head into a zeroed [Tp, Hp] buffer.
+inline void load_head(float* dst, int Hp, const float* src, int64_t ld, int T, int H) {
+  for (int t = 0; t < T; t++) copy_row(dst + (int64_t)t * Hp, src + (int64_t)t * ld, H);
+}
+
+// dst[h, t] = src[t, h] for t < Tp, from a padded [Tp, Hp] buffer into a [Hp, Tp] one (rows h ≥ H come
+// out as the source's zero padding). 16×16 blocks transposed in registers: reading single floats back
+// from lines just written by vector stores stalled on store forwarding.
 inline void transpose_head(float* __restrict dst, int Tp, const float* __restrict src, int Hp, int H) {
+#if defined(__AVX512F__)
+  (void)H;
   for (int t0 = 0; t0 < Tp; t0 += 16)
-    for (int h = 0; h < H; h++) {
-      float* d = dst + (int64_t)h * Tp + t0;
-      const float* s = src + (int64_t)t0 * Hp + h;
-#pragma GCC unroll 16
-      for (int t = 0; t < 16; t++) d[t] = s[(int64_t)t * Hp];
+    for (int h0 = 0; h0 < Hp; h0 += 16) {
+      __m512i r[16];
+      for (int i = 0; i < 16; i++) r[i] = _mm512_castps_si512(_mm512_loadu_ps(src + (int64_t)(t0 + i) * Hp + h0));
+      transpose16(r);
+      for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (int64_t)(h0 + i) * Tp + t0, _mm512_castsi512_ps(r[i]));
     }
+#else
+  for (int t = 0; t < Tp; t++)
+    for (int h = 0; h < H; h++) dst[(int64_t)h * Tp + t] = src[(int64_t)t * Hp + h];
+#endif
 }
 
 inline void store_head(float* dst, int64_t ld, const float* src, int Hp, int T, int H) {
-  for (int t = 0; t < T; t++) std::memcpy(dst + (int64_t)t * ld, src + (int64_t)t * Hp, sizeof(float) * H);
+  for (int t = 0; t < T; t++) copy_row(dst + (int64_t)t * ld, src + (int64_t)t * Hp, H);
 }
 
 // q, k, v of one head (q points at its q; k and v follow D floats apart) into padded [Tp, Hp] buffers,

@@ -52,6 +52,29 @@ inline __m512 fast_exp512(__m512 x) {
   __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ki, _mm512_set1_epi32(127)), 23));
   return _mm512_mul_ps(y, scale);
 }
+
+// In-register 16×16 transpose of 32-bit lanes: r[i] lane j ↔ r[j] lane i.
+inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; g++) {  // R[4g+j], lane l = rows 4g..4g+3 of column 4l+j
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g + 0], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g + 0], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; j++) {
+    __m512i p01 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), p23 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
+    __m512i q01 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), q23 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+    r[0 + j] = _mm512_shuffle_i32x4(p01, q01, 0x88);
+    r[4 + j] = _mm512_shuffle_i32x4(p01, q01, 0xDD);
+    r[8 + j] = _mm512_shuffle_i32x4(p23, q23, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(p23, q23, 0xDD);
+  }
+}
 #endif
 
 }  // namespace uf
