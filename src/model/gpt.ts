@@ -64,7 +64,7 @@ export interface KVCache {
   v: Float32Array[];
   /** The weights packed for the AMX engine when the cache was made (null without AMX), so decoding does
    *  not repack them every step. A cache must not outlive a change of the weights. */
-  packed: PackedDecodeWeights | null;
+  packed?: PackedDecodeWeights | null;
 }
 
 export interface PackedDecodeWeights {
