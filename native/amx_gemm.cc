@@ -54,7 +54,7 @@ inline __m512 bfround(__m512 x) {
   u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
   return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
 }
-// x -> P pieces (fp32 values exactly representable in bf16). P = 3: hi, mid, lo; P = 2: hi, mid.
+// x -> P pieces (fp32 values exactly representable in bf16): hi, mid, lo (the kernel uses P = 3).
 template <int P>
 inline void split(__m512 x, __m512* out) {
   __m512 h = bfround(x);
@@ -74,7 +74,6 @@ inline __m512i pack_contig(__m512 lo16, __m512 hi16) {
 inline __m512i pack_pair(__m512 even, __m512 odd) {
   return _mm512_or_si512(_mm512_castps_si512(odd), _mm512_srli_epi32(_mm512_castps_si512(even), 16));
 }
-inline __mmask16 mask_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
 
 // ------------------------------------------------------------------------------------------------
 // Packed layouts (uint16 bf16 words, every tile = 16 rows x 32 words = 1 KiB, contiguous):
@@ -101,7 +100,7 @@ Dims dims_of(int M, int N, int K) {
 // the other. Lines ≥ n_lines and k ≥ K are zero.
 template <int P>
 inline void gather_lines(const float* X, int ld, int line0, int n_lines, int K, int k0, __m512i (*rows)[16]) {
-  __mmask16 m0 = mask_n(K - k0), m1 = mask_n(K - k0 - 16);
+  __mmask16 m0 = uf::mask_n(K - k0), m1 = uf::mask_n(K - k0 - 16);
   for (int r = 0; r < 16; r++) {
     int line = line0 + r;
     __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
@@ -117,7 +116,7 @@ inline void gather_lines(const float* X, int ld, int line0, int n_lines, int K, 
 }
 template <int P>
 inline void gather_kpairs(const float* X, int ld, int line0, int n_lines, int K, int k0, __m512i (*rows)[16]) {
-  __mmask16 ml = mask_n(n_lines - line0);
+  __mmask16 ml = uf::mask_n(n_lines - line0);
   for (int kp = 0; kp < 16; kp++) {
     int ka = k0 + 2 * kp, kb = ka + 1;
     __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)ka * ld + line0) : _mm512_setzero_ps();
@@ -163,56 +162,38 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
   _tile_dpbf16ps(2, 5, 6);     \
   _tile_dpbf16ps(3, 5, 7)
 
+// The sum over Kt k-tiles into c (a 32x32 block of cbuf or of C itself), overwritten.
 template <int P>
 inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int Kt,
-                                float* c, int ldc, bool load_c) {  // c: 32x32 block (cbuf or C itself)
-  if (load_c) {  // accumulate onto C (alpha = 1, beta = 1 or a later k chunk)
-    _tile_loadd(0, c, ldc * 4);
-    _tile_loadd(1, c + 16, ldc * 4);
-    _tile_loadd(2, c + (size_t)16 * ldc, ldc * 4);
-    _tile_loadd(3, c + (size_t)16 * ldc + 16, ldc * 4);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  }
+                         float* c, int ldc) {
+  static_assert(P == 3, "the tile schedule below is for three pieces");
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
   const int S = P * 512;  // words per kt step
   for (int kt = 0; kt < Kt; kt++, a0 += S, a1 += S, b0 += S, b1 += S) {
-    if (P == 3) {  // 14 tile loads for 24 TDPBF16PS; small products first
-      _tile_loadd(4, a0, 64);            // A hi
-      _tile_loadd(5, a1, 64);
-      _tile_loadd(6, b0 + 1024, 64);     // B lo
-      _tile_loadd(7, b1 + 1024, 64);
-      DP4();                             // hi*lo
-      _tile_loadd(6, b0 + 512, 64);      // B mid
-      _tile_loadd(7, b1 + 512, 64);
-      DP4();                             // hi*mid
-      _tile_loadd(4, a0 + 512, 64);      // A mid
-      _tile_loadd(5, a1 + 512, 64);
-      DP4();                             // mid*mid
-      _tile_loadd(6, b0, 64);            // B hi
-      _tile_loadd(7, b1, 64);
-      DP4();                             // mid*hi
-      _tile_loadd(4, a0 + 1024, 64);     // A lo
-      _tile_loadd(5, a1 + 1024, 64);
-      DP4();                             // lo*hi
-      _tile_loadd(4, a0, 64);            // A hi
-      _tile_loadd(5, a1, 64);
-      DP4();                             // hi*hi
-    } else {  // P == 2: hi*mid, hi*hi, mid*hi
-      _tile_loadd(4, a0, 64);
-      _tile_loadd(5, a1, 64);
-      _tile_loadd(6, b0 + 512, 64);
-      _tile_loadd(7, b1 + 512, 64);
-      DP4();
-      _tile_loadd(6, b0, 64);
-      _tile_loadd(7, b1, 64);
-      DP4();
-      _tile_loadd(4, a0 + 512, 64);
-      _tile_loadd(5, a1 + 512, 64);
-      DP4();
-    }
+    // 14 tile loads for 24 TDPBF16PS; small products first
+    _tile_loadd(4, a0, 64);            // A hi
+    _tile_loadd(5, a1, 64);
+    _tile_loadd(6, b0 + 1024, 64);     // B lo
+    _tile_loadd(7, b1 + 1024, 64);
+    DP4();                             // hi*lo
+    _tile_loadd(6, b0 + 512, 64);      // B mid
+    _tile_loadd(7, b1 + 512, 64);
+    DP4();                             // hi*mid
+    _tile_loadd(4, a0 + 512, 64);      // A mid
+    _tile_loadd(5, a1 + 512, 64);
+    DP4();                             // mid*mid
+    _tile_loadd(6, b0, 64);            // B hi
+    _tile_loadd(7, b1, 64);
+    DP4();                             // mid*hi
+    _tile_loadd(4, a0 + 1024, 64);     // A lo
+    _tile_loadd(5, a1 + 1024, 64);
+    DP4();                             // lo*hi
+    _tile_loadd(4, a0, 64);            // A hi
+    _tile_loadd(5, a1, 64);
+    DP4();                             // hi*hi
   }
   _tile_stored(0, c, ldc * 4);
   _tile_stored(1, c + 16, ldc * 4);
@@ -222,7 +203,7 @@ inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t*
 
 inline void writeback(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
   int mr = std::min(32, d.M - i0);
-  __mmask16 m0 = mask_n(d.N - j0), m1 = mask_n(d.N - j0 - 16);
+  __mmask16 m0 = uf::mask_n(d.N - j0), m1 = uf::mask_n(d.N - j0 - 16);
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int r = 0; r < mr; r++) {
     float* c = C + (size_t)(i0 + r) * ldc + j0;
@@ -241,7 +222,7 @@ inline void writeback(const float* cbuf, float alpha, float beta, float* C, int 
 inline void writeback_t(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int hb = 0; hb < 2; hb++) {
-    const __mmask16 mc = mask_n(d.M - i0 - 16 * hb);
+    const __mmask16 mc = uf::mask_n(d.M - i0 - 16 * hb);
     if (!mc) break;
     for (int cb = 0; cb < 2; cb++) {
       __m512i r[16];
@@ -342,9 +323,9 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             // (loading C into the tiles) would also work but lengthens the serial fp32 sum: measured 2x worse max
             // error at K = 4096, so later k chunks / beta != 0 go through cbuf and add the chunk's partial sum.
             if (full && !trans_c && alpha == 1.f && beta_eff == 0.f) {
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, C + (size_t)ip * 32 * ldc + jp * 32, ldc, false);
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, C + (size_t)ip * 32 * ldc + jp * 32, ldc);
             } else {
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, cbuf, 32, false);
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, cbuf, 32);
               if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
               else writeback(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
             }

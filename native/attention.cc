@@ -136,7 +136,7 @@ void rows_ab(float* C, int ldc, const float* P, int ldp, const float* Z, int ldz
 }
 
 // In-place causal softmax of row i of scores (row length n ≥ i+1); entries j > i are set to 0.
-// Used by decoding, where rows have any length.
+// Used by the generic decoding path (rows of any length, any H).
 inline void causal_softmax_row(float* s, int i, int n) {
   float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
@@ -160,8 +160,7 @@ inline void causal_softmax_row(float* s, int i, int n) {
 inline float causal_softmax_padded(float* s, int i, int Tp) {
 #if defined(__AVX512F__)
   const int chunks = i / 16 + 1;  // chunks holding some j ≤ i
-  const __mmask16 last = (__mmask16)(0xFFFFu >> (15 - i % 16));
-  auto mask = [&](int c) -> __mmask16 { return c == chunks - 1 ? last : (__mmask16)0xFFFF; };
+  auto mask = [&](int c) { return mask_n(i + 1 - 16 * c); };
   __m512 vm = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int c = 0; c < chunks; c++) vm = _mm512_mask_max_ps(vm, mask(c), vm, _mm512_loadu_ps(s + 16 * c));
   const float mx = _mm512_reduce_max_ps(vm);
@@ -192,12 +191,10 @@ inline float causal_softmax_padded(float* s, int i, int Tp) {
 inline void softmax_from_lse_padded(float* s, int i, int Tp, float lse) {
 #if defined(__AVX512F__)
   const int chunks = i / 16 + 1;
-  const __mmask16 last = (__mmask16)(0xFFFFu >> (15 - i % 16));
   const __m512 l = _mm512_set1_ps(lse);
-  for (int c = 0; c < chunks; c++) {
-    const __mmask16 k = c == chunks - 1 ? last : (__mmask16)0xFFFF;
-    _mm512_storeu_ps(s + 16 * c, _mm512_maskz_mov_ps(k, fast_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * c), l))));
-  }
+  for (int c = 0; c < chunks; c++)
+    _mm512_storeu_ps(s + 16 * c, _mm512_maskz_mov_ps(mask_n(i + 1 - 16 * c),
+                                                     fast_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * c), l))));
   for (int c = chunks; c < Tp / 16; c++) _mm512_storeu_ps(s + 16 * c, _mm512_setzero_ps());
 #else
   for (int j = 0; j <= i; j++) s[j] = fast_exp(s[j] - lse);
@@ -230,7 +227,7 @@ inline void copy_row(float* __restrict dst, const float* __restrict src, int n) 
   int i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
   if (i < n) {
-    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    const __mmask16 m = mask_n(n - i);
     _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
   }
 #else
@@ -267,7 +264,7 @@ inline void store_head(float* dst, int64_t ld, const float* src, int Hp, int T, 
 }
 
 // q, k, v of one head (q points at its q; k and v follow D floats apart) into padded [Tp, Hp] buffers,
-// plus Kᵀ [H, Tp], the layout the score kernel wants.
+// plus Kᵀ [Hp, Tp], the layout the score kernel wants.
 inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, int64_t D, int64_t ld, int T, int H,
                      int Tp, int Hp) {
   load_head(Q, Hp, q, ld, T, H);

@@ -83,11 +83,16 @@ static bool want_amx(bool ta, int M, int N, int K) {
   return true;
 }
 
+static void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+                  float* C) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+              ta ? M : K, B, tb ? K : N, beta, C, N);
+}
+
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C) {
   if (M == 0 || N == 0) return;
   if (want_amx(ta, M, N, K) && amx_gemm(ta, tb, M, N, K, alpha, A, B, beta, C)) return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-              ta ? M : K, B, tb ? K : N, beta, C, N);
+  sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 
 size_t gemm_pack_size(int N, int K) { return amx_available() ? amx_packed_b_size(N, K) : 0; }
@@ -102,8 +107,7 @@ void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float
   if (packed && mode != 1 && !omp_in_parallel() && (M >= 8 || mode == 2) &&
       amx_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C))
     return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-              ta ? M : K, B, tb ? K : N, beta, C, N);
+  sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 
 void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
@@ -184,7 +188,6 @@ void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* r
 }
 
 // ---------------------------------------------------------------------------------------------
-// cos/sin table [T, H/2] for absolute positions pos0..pos0+T-1, angles computed in double.
 // cos/sin of position · f_i for positions 0..n-1 of head size H, computed in double once and kept: a training
 // step asks for the same table in every layer (at T = 256, H = 64 it was 0.6 ms of sin/cos per call).
 // Kernels run on the JavaScript thread, one at a time, so a single cache needs no lock.
@@ -324,7 +327,7 @@ static inline __m512 gelu_r(__m512 x, __m512 x2) {
 void gelu_forward(float* y, const float* x, int64_t n) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i += 16) {
-      const __mmask16 m = hi - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (hi - i)) - 1);
+      const __mmask16 m = mask_n(hi - i);
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
       const __m512 r = gelu_r(xv, _mm512_mul_ps(xv, xv));
       _mm512_mask_storeu_ps(y + i, m, _mm512_fnmadd_ps(xv, r, xv));
@@ -336,7 +339,7 @@ void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) {
     const __m512 one = _mm512_set1_ps(1.f);
     for (int64_t i = lo; i < hi; i += 16) {
-      const __mmask16 m = hi - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (hi - i)) - 1);
+      const __mmask16 m = mask_n(hi - i);
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + i), x2 = _mm512_mul_ps(xv, xv);
       const __m512 r = gelu_r(xv, x2);
       const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);

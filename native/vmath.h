@@ -53,6 +53,11 @@ inline __m512 fast_exp512(__m512 x) {
   return _mm512_mul_ps(y, scale);
 }
 
+// Lanes [0, n) of 16: all for n ≥ 16, none for n ≤ 0 (the tail of a row of floats).
+inline __mmask16 mask_n(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
 // In-register 16×16 transpose of 32-bit lanes: r[i] lane j ↔ r[j] lane i.
 inline void transpose16(__m512i* r) {
   __m512i t[16], u[16];
