@@ -424,11 +424,19 @@ void decode_row_v(float* out, const float* q, const float* kc, const float* vc, 
 
 }  // namespace
 
-void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, int B, int Tq, int N,
+void attention_decode(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N,
                       int H, int Tmax, int pos0) {
   const int64_t D = (int64_t)N * H, ld = 3 * D;
   const float scale = 1.0f / std::sqrt((float)H);
   const int Tk = pos0 + Tq;
+  // Append the new keys and values (rows pos0 .. pos0+Tq-1 of each sequence's cache) first.
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < Tq; i++) {
+      const float* src = qkv + ((int64_t)b * Tq + i) * ld;
+      const int64_t dst = ((int64_t)b * Tmax + pos0 + i) * D;
+      memcpy(kcache + dst, src + D, D * sizeof(float));
+      memcpy(vcache + dst, src + 2 * D, D * sizeof(float));
+    }
 #if defined(__AVX512F__)
   using RowFn = void (*)(float*, const float*, const float*, const float*, int64_t, int, float, float*);
   static const RowFn kVec[9] = {nullptr, decode_row_v<1>, decode_row_v<2>, decode_row_v<3>, decode_row_v<4>,

@@ -1,6 +1,8 @@
 // Kernel implementations. Parallelism: OpenMP over independent rows/heads; matrix products go to
 // OpenBLAS (the OpenMP build, so a cblas call made inside one of our parallel regions runs on the
 // calling thread instead of oversubscribing the two cores).
+// GCC 12 reports a false "may be used uninitialized" inside its own AVX-512 intrinsics (as in amx_gemm.cc).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels.h"
 #include "amx_gemm.h"
 #include "vmath.h"

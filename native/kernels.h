@@ -48,8 +48,9 @@ void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const flo
 void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H);
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
                         int H);
-void attention_decode(float* out, const float* qkv, const float* kcache, const float* vcache, int B, int Tq, int N,
-                      int H, int Tmax, int pos0);
+// Decoding: appends the Tq new keys/values of qkv to the caches at pos0.., then attends (see native.ts).
+void attention_decode(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N, int H,
+                      int Tmax, int pos0);
 
 void gelu_forward(float* y, const float* x, int64_t n);
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);

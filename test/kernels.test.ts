@@ -548,8 +548,18 @@ for (const threads of [1, 2]) {
               kc.fill(NaN, (b * Tmax + pos0 + Tq) * N * H, (b + 1) * Tmax * N * H);
               vc.fill(NaN, (b * Tmax + pos0 + Tq) * N * H, (b + 1) * Tmax * N * H);
             }
+            // the kernel appends the new keys/values itself: poison their rows as well
+            for (let b = 0; b < B; b++) {
+              kc.fill(NaN, (b * Tmax + pos0) * N * H, (b * Tmax + pos0 + Tq) * N * H);
+              vc.fill(NaN, (b * Tmax + pos0) * N * H, (b * Tmax + pos0 + Tq) * N * H);
+            }
             const out = filled(B * Tq * N * H, NaN);
             nk.attentionDecode(out, q, kc, vc, B, Tq, N, H, Tmax, pos0);
+            for (let b = 0; b < B; b++) { // positions 0 .. pos0+Tq-1 of each cache now hold k and v exactly
+              const start = b * Tmax * N * H, end = (b * Tmax + pos0 + Tq) * N * H;
+              assert.deepStrictEqual(kc.subarray(start, end), kCache.subarray(start, end), 'appended keys');
+              assert.deepStrictEqual(vc.subarray(start, end), vCache.subarray(start, end), 'appended values');
+            }
             const expectedRows = new Float32Array(B * Tq * N * H);
             for (let b = 0; b < B; b++) {
               expectedRows.set(full.subarray((b * T + pos0) * N * H, (b * T + pos0 + Tq) * N * H), b * Tq * N * H);

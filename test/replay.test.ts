@@ -96,3 +96,20 @@ test('sampling is reproducible for a seed and differs across seeds; temperature 
     assert.equal(g[t], row.indexOf(Math.max(...row)));
   }
 });
+
+test('sampling again reuses the model\'s cache storage and packed weights, and draws what a fresh model draws', () => {
+  // 12 rows: the decoder takes the packed-weight path where the CPU has AMX. Sequence i of each call is
+  // compared with a fresh clone's (no cache to reuse), after a larger earlier sample left stale rows, and
+  // after the weights changed (the packing must follow them).
+  const c = { D: 32, L: 2, H: 16, T: 10, V: 11 };
+  const model = GPT.init(c, 21);
+  const draw = (m: GPT, rows: number, length: number, seed: number) =>
+    sample(m, { prompts: Int32Array.from({ length: rows }, (_, i) => i % c.V), promptLength: 1, length, temperature: 1, rng: new Rng(seed) });
+  draw(model, 16, c.T, 1); // leaves stale keys/values in 16 rows × 10 positions
+  const storage = model.samplerCache(12, 8).k;
+  assert.equal(model.samplerCache(9, 7).k, storage, 'a smaller cache reuses the storage');
+  assert.deepEqual(draw(model, 12, 8, 2), draw(model.clone(), 12, 8, 2));
+  for (let i = 0; i < model.params.data.length; i += 3) model.params.data[i]! *= -1.5;
+  assert.deepEqual(draw(model, 12, 8, 3), draw(model.clone(), 12, 8, 3));
+  assert.notDeepEqual(draw(model, 12, 8, 3), draw(GPT.init(c, 21), 12, 8, 3), 'the changed weights are used');
+});

@@ -89,8 +89,8 @@ export interface NativeKernels {
   /** dqkv [B, T, 3, N, H] written (not accumulated); lse from the forward on the same qkv. */
   attentionBackward(dqkv: F32, dout: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
   /** Decoding form: Tq new queries at absolute positions pos0..pos0+Tq-1 attend to cached keys and
-   *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] already hold the new
-   *  keys/values at their positions; out [B, Tq, N, H]. */
+   *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] hold positions < pos0,
+   *  and the kernel first writes the new keys/values of qkv at pos0..pos0+Tq-1; out [B, Tq, N, H]. */
   attentionDecode(out: F32, qkv: F32, kCache: F32, vCache: F32, B: number, Tq: number, N: number, H: number,
                   Tmax: number, pos0: number): void;
 

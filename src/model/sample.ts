@@ -36,7 +36,7 @@ export function sample(model: GPT, o: SampleOptions): Int32Array {
   const Bmax = Math.max(1, Math.min(o.batchSize ?? rows, rows));
   for (let r0 = 0; r0 < rows; r0 += Bmax) {
     const B = Math.min(Bmax, rows - r0);
-    const cache = model.newCache(B, o.length);
+    const cache = model.samplerCache(B, o.length);
     const ids = new Int32Array(B);
     const u = new Float64Array(B);
     const logits = new Float32Array(B * V);
