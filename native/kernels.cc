@@ -70,8 +70,8 @@ bool gemm_amx_available() { return amx_available(); }
 // AMX repacks both operands on every call, O(K(M+N)), so it pays off only when the product is long on both
 // sides. Measured (AVX-512 OpenBLAS as the alternative): activation × weight products (M = tokens) 1.5–2.3×
 // sgemm; the decoder's M = 64 products made sampling 5–10% slower; weight gradients Xᵀ·dY (K = tokens),
-// since amx_gemm swaps operands to keep the wider side in L2-sized chunks, 1.05–1.3× with sides 256..1024,
-// but 0.8× for 4096 × 128.
+// since amx_gemm swaps operands to keep the wider side in L2-sized chunks and packs k-major sources along
+// their rows, 1.15–1.5× with sides from 20 × 256 to 4096 × 128 and 4096 × 256, equal at 4096 × 64.
 static bool want_amx(bool ta, int M, int N, int K) {
   int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel()) return false;
@@ -79,9 +79,9 @@ static bool want_amx(bool ta, int M, int N, int K) {
   if (2.0 * M * N * K < 4e6) return false;
   // Activation products need many rows (M tokens); few rows (decoding) stay on sgemm, where AMX measured slower.
   if (!ta && M < 256) return false;
-  // Weight gradients (A transposed, K tokens): AMX packs both operands whole, so it pays when the long side is
-  // long and the short side not too short; with sides 4096 and 128 (an lm-head gradient) packing dominates.
-  if (ta && (std::max(M, N) < 256 || std::max(M, N) >= 16 * std::min(M, N))) return false;
+  // Weight gradients (A transposed, K tokens): the packing of the long side dominates once the short side is
+  // 64 times shorter.
+  if (ta && std::max(M, N) >= 64 * std::min(M, N)) return false;
   return true;
 }
 
