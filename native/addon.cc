@@ -273,7 +273,7 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   Args a(info, "geluBackward");
   int64_t n = (int64_t)a.num(3);
-  uf::gelu_backward(a.f32(0, n), a.f32(1, n), a.f32(2, n), n);
+  uf::gelu_backward(a.f32(0, n), a.f32(1, n), a.f32(2, n), n, a.boolean(4));
   return info.Env().Undefined();
 }
 

@@ -337,7 +337,7 @@ void gelu_forward(float* y, const float* x, int64_t n) {
   });
 }
 
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) {
     const __m512 one = _mm512_set1_ps(1.f);
     for (int64_t i = lo; i < hi; i += 16) {
@@ -347,7 +347,8 @@ void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
       const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);
       const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.f * kGeluC), xv), r), poly, one);
       const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, r), inner);
-      const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), d, _mm512_maskz_loadu_ps(m, dx + i));
+      const __m512 prev = accumulate ? _mm512_maskz_loadu_ps(m, dx + i) : _mm512_setzero_ps();
+      const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), d, prev);
       _mm512_mask_storeu_ps(dx + i, m, g);
     }
   });
@@ -364,7 +365,7 @@ void gelu_forward(float* y, const float* x, int64_t n) {
   });
 }
 
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) {
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
@@ -372,7 +373,7 @@ void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
       float u = kGeluC * (xi + kGeluA * xi * xi * xi);
       float t = tanh_fast(u);
       float d = 0.5f * (1.f + t) + 0.5f * xi * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * xi * xi);
-      dx[i] += dy[i] * d;
+      dx[i] = (accumulate ? dx[i] : 0.f) + dy[i] * d;
     }
   });
 }

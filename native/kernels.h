@@ -53,7 +53,8 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
                       int Tmax, int pos0);
 
 void gelu_forward(float* y, const float* x, int64_t n);
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
+// dx = dy·gelu'(x), added to dx when accumulate (a fresh gradient is written, with no zero-fill first).
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate);
 
 // return the weighted loss sum, or NaN-free; bad target → returns via *bad_row (>=0)
 double cross_entropy(const float* logits, const int32_t* targets, const float* w, int64_t R, int V, float* row_loss,

@@ -590,8 +590,11 @@ for (const threads of [1, 2]) {
         const dy = randn32(rng, n);
         const pre = randn32(rng, n);
         const dx = Float32Array.from(pre);
-        nk.geluBackward(dx, dy, x, n);
+        nk.geluBackward(dx, dy, x, n, true);
         expectGrad('gelu dx (minus pre-filled)', sub(dx, pre), (xx) => dot(dy, ref.gelu(xx)), x, rng, n);
+        const dxw = filled(n, NaN); // written: the old contents (NaN) must not be read
+        nk.geluBackward(dxw, dy, x, n, false);
+        expectGrad('gelu dx (written)', dxw, (xx) => dot(dy, ref.gelu(xx)), x, rng, n);
       });
     });
 
@@ -976,7 +979,7 @@ describe('1 thread and 2 threads agree on larger inputs', () => {
       nk.rmsnormBackward(dx, dout, y, rstd, rows, D);
       const g = new Float32Array(rows * D), gd = new Float32Array(rows * D);
       nk.geluForward(g, x, rows * D);
-      nk.geluBackward(gd, dout, x, rows * D);
+      nk.geluBackward(gd, dout, x, rows * D, true);
       return [y, rstd, dx, g, gd];
     });
     for (let i = 0; i < r1.length; i++) expectClose(`rmsnorm/gelu output ${i} 1 vs 2 threads`, r1[i], r2[i], AGREE);

@@ -96,8 +96,8 @@ export interface NativeKernels {
 
   // ---- GELU (tanh approximation) ----
   geluForward(y: F32, x: F32, n: number): void;
-  /** dx += dy * gelu'(x) (accumulate). */
-  geluBackward(dx: F32, dy: F32, x: F32, n: number): void;
+  /** dx += dy * gelu'(x) when accumulate, else dx = dy * gelu'(x) (dx's old contents are not read). */
+  geluBackward(dx: F32, dy: F32, x: F32, n: number, accumulate: boolean): void;
 
   // ---- losses over logits [R, V] ----
   /** Weighted cross-entropy: returns sum_r w[r] * (logsumexp(logits[r]) - logits[r, targets[r]]).

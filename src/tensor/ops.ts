@@ -149,7 +149,14 @@ export function gelu(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape);
   K().geluForward(out.data, x.data, x.size);
   if (!needsGrad(x)) return out;
-  return record(out, [x], (g) => K().geluBackward(x.gradBuffer(), g, x.data, x.size));
+  return record(out, [x], (g) => {
+    if (x.grad) return K().geluBackward(x.grad, g, x.data, x.size, true);
+    // The first gradient of x: written, not accumulated onto a zero-filled buffer (16 MB per layer of the
+    // largest benchmark model).
+    const dx = alloc(x.size, false);
+    K().geluBackward(dx, g, x.data, x.size, false);
+    accumulate(x, dx);
+  });
 }
 
 /**
