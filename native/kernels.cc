@@ -444,40 +444,60 @@ __attribute__((optimize("fp-contract=off")))
 double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V, float* row_loss, float* dlq,
               float grad_scale) {
   double total = 0.0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-  for (int64_t r = 0; r < R; r++) {
-    const float* P = lp + r * V;
-    const float* Q = lq + r * V;
-    float* g = dlq ? dlq + r * V : nullptr;
-    if (w[r] == 0.f) {
-      if (row_loss) row_loss[r] = 0.f;
-      if (g) std::memset(g, 0, sizeof(float) * V);
-      continue;
-    }
-    float mp = row_max(P, V), mq = row_max(Q, V);
-    // Both sums in one loop (one vectorisation, one summation order), so θ = π gives bit-identical
-    // normalisers: KL and its gradient are then exactly zero, as at the first finetuning step.
-    float spf = 0.f, sqf = 0.f;
+#pragma omp parallel reduction(+ : total)
+  {
+    // exp(P − max P) of the current row, computed once (five exponentials per element became two).
+    std::vector<float> ep_row((size_t)V);
+    float* ep = ep_row.data();
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+      const float* P = lp + r * V;
+      const float* Q = lq + r * V;
+      float* g = dlq ? dlq + r * V : nullptr;
+      if (w[r] == 0.f) {
+        if (row_loss) row_loss[r] = 0.f;
+        if (g) std::memset(g, 0, sizeof(float) * V);
+        continue;
+      }
+      float mp = row_max(P, V), mq = row_max(Q, V);
+      // Both sums in one loop (one vectorisation, one summation order), so θ = π gives bit-identical
+      // normalisers: KL and its gradient are then exactly zero, as at the first finetuning step. exp(Q − max Q)
+      // is kept in g when there is a gradient to write.
+      float spf = 0.f, sqf = 0.f;
+      if (g) {
 #pragma omp simd reduction(+ : spf, sqf)
-    for (int v = 0; v < V; v++) {
-      spf += fast_exp(P[v] - mp);
-      sqf += fast_exp(Q[v] - mq);
-    }
-    double sp = spf, sq = sqf;
-    // KL = Σ p (P − Q) − lse(P) + lse(Q)
-    float invp = (float)(1.0 / sp);
-    float acc = 0.f;
+        for (int v = 0; v < V; v++) {
+          const float a = fast_exp(P[v] - mp), b = fast_exp(Q[v] - mq);
+          ep[v] = a;
+          g[v] = b;
+          spf += a;
+          sqf += b;
+        }
+      } else {
+#pragma omp simd reduction(+ : spf, sqf)
+        for (int v = 0; v < V; v++) {
+          const float a = fast_exp(P[v] - mp);
+          ep[v] = a;
+          spf += a;
+          sqf += fast_exp(Q[v] - mq);
+        }
+      }
+      double sp = spf, sq = sqf;
+      // KL = Σ p (P − Q) − lse(P) + lse(Q)
+      float invp = (float)(1.0 / sp);
+      float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
-    for (int v = 0; v < V; v++) acc += fast_exp(P[v] - mp) * invp * (P[v] - Q[v]);
-    double kl = (double)acc - ((double)mp + std::log(sp)) + ((double)mq + std::log(sq));
-    if (kl < 0.0 && kl > -1e-6) kl = 0.0;  // float rounding of an exactly-zero divergence
-    if (row_loss) row_loss[r] = (float)kl;
-    total += (double)w[r] * kl;
-    if (g) {
-      float c = grad_scale * w[r];
-      float invq = (float)(1.0 / sq);
+      for (int v = 0; v < V; v++) acc += ep[v] * invp * (P[v] - Q[v]);
+      double kl = (double)acc - ((double)mp + std::log(sp)) + ((double)mq + std::log(sq));
+      if (kl < 0.0 && kl > -1e-6) kl = 0.0;  // float rounding of an exactly-zero divergence
+      if (row_loss) row_loss[r] = (float)kl;
+      total += (double)w[r] * kl;
+      if (g) {
+        float c = grad_scale * w[r];
+        float invq = (float)(1.0 / sq);
 #pragma omp simd
-      for (int v = 0; v < V; v++) g[v] = c * (fast_exp(Q[v] - mq) * invq - fast_exp(P[v] - mp) * invp);
+        for (int v = 0; v < V; v++) g[v] = c * (g[v] * invq - ep[v] * invp);
+      }
     }
   }
   return total;
