@@ -142,6 +142,12 @@ inline void pack_tile(const float* X, int ld, bool k_contiguous, bool want_lines
     for (int r = 0; r < 16; r++) _mm512_storeu_si512((void*)(out + p * 512 + r * 32), rows[p][r]);
 }
 
+// Rows r0..r1-1, columns c0..c1-1 of a row-major float matrix (leading dimension ld) into L2, a line at a time.
+inline void prefetch_l2(const float* X, int ld, int r0, int r1, int c0, int c1) {
+  for (int r = r0; r < r1; r++)
+    for (int c = c0; c < c1; c += 16) _mm_prefetch((const char*)(X + (size_t)r * ld + c), _MM_HINT_T1);
+}
+
 // One (16 x 32) A block for rows ib*16.., k = kt*32.. -> P tiles. A is [M][lda], or [K][lda] when transposed.
 template <int P>
 void pack_A_tile(bool ta, const float* A, int lda, const Dims& d, int ib, int kt, uint16_t* out) {
@@ -310,12 +316,20 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
         // Along the rows of the source: k inner when k is contiguous (op(A) = A), else 16-row blocks inner,
         // so consecutive tiles read adjacent 64-byte pieces of the same source rows (one stream per row
         // instead of a cache miss per row and tile: the weight-gradient products run 1.3x faster).
+        // While one strip is packed, the next strip's source lines are fetched into L2: the strips are short
+        // streams (a few lines per source row) that the hardware prefetcher barely starts on, so a cold
+        // operand (a training step's activations) otherwise stalls on every line.
+        const int k_end = std::min(d.K, (kt0 + nk) * 32), m_end = std::min(d.M, 2 * ice * 16);
         if (!ta) {
-          for (int ib = 2 * ic; ib < 2 * ice; ib++)
+          for (int ib = 2 * ic; ib < 2 * ice; ib++) {
+            prefetch_l2(A, lda, (ib + 1) * 16, std::min(m_end, (ib + 2) * 16), kt0 * 32, k_end);
             for (int k = 0; k < nk; k++) pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, loc + ((size_t)(ib - 2 * ic) * nk + k) * T);
+          }
         } else {
-          for (int k = 0; k < nk; k++)
+          for (int k = 0; k < nk; k++) {
+            prefetch_l2(A, lda, (kt0 + k + 1) * 32, std::min(k_end, (kt0 + k + 2) * 32), 2 * ic * 16, m_end);
             for (int ib = 2 * ic; ib < 2 * ice; ib++) pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, loc + ((size_t)(ib - 2 * ic) * nk + k) * T);
+          }
         }
         pa = loc;
         aS = (size_t)nk * T;
@@ -351,6 +365,8 @@ void pack_B_all(bool tb, const Dims& d, const float* B, int ldb, uint16_t* pb) {
 #pragma omp for schedule(static) nowait
   for (int t = 0; t < d.Nt * d.Kt; t++) {
     const int jb = tb ? t / d.Kt : t % d.Nt, kt = tb ? t % d.Kt : t / d.Nt;
+    if (tb && kt == 0) prefetch_l2(B, ldb, (jb + 1) * 16, std::min(d.N, (jb + 2) * 16), 0, d.K);      // next strip
+    if (!tb && jb == 0) prefetch_l2(B, ldb, (kt + 1) * 32, std::min(d.K, (kt + 2) * 32), 0, d.N);
     pack_B_tile<P>(tb, B, ldb, d, jb, kt, pb + ((size_t)jb * d.Kt + kt) * P * 512);
   }
 }
@@ -359,6 +375,8 @@ void pack_A_all(bool ta, const Dims& d, const float* A, int lda, uint16_t* pa) {
 #pragma omp for schedule(static) nowait
   for (int t = 0; t < d.Mt * d.Kt; t++) {
     const int ib = ta ? t % d.Mt : t / d.Kt, kt = ta ? t / d.Mt : t % d.Kt;
+    if (!ta && kt == 0) prefetch_l2(A, lda, (ib + 1) * 16, std::min(d.M, (ib + 2) * 16), 0, d.K);
+    if (ta && ib == 0) prefetch_l2(A, lda, (kt + 1) * 32, std::min(d.K, (kt + 2) * 32), 0, d.M);
     pack_A_tile<P>(ta, A, lda, d, ib, kt, pa + ((size_t)ib * d.Kt + kt) * P * 512);
   }
 }
