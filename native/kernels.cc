@@ -71,7 +71,8 @@ bool gemm_amx_available() { return amx_available(); }
 // sides. Measured (AVX-512 OpenBLAS as the alternative): activation × weight products (M = tokens) 1.5–2.3×
 // sgemm; the decoder's M = 64 products made sampling 5–10% slower; weight gradients Xᵀ·dY (K = tokens),
 // since amx_gemm swaps operands to keep the wider side in L2-sized chunks and packs k-major sources along
-// their rows, 1.15–1.5× with sides from 20 × 256 to 4096 × 128 and 4096 × 256, equal at 4096 × 64.
+// their rows, 1.15–1.5× with sides from 20 × 256 to 4096 × 128 and 4096 × 256, equal at 4096 × 64, and
+// 0.7–0.8× with a side of 8.
 static bool want_amx(bool ta, int M, int N, int K) {
   int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel()) return false;
@@ -80,8 +81,8 @@ static bool want_amx(bool ta, int M, int N, int K) {
   // Activation products need many rows (M tokens); few rows (decoding) stay on sgemm, where AMX measured slower.
   if (!ta && M < 256) return false;
   // Weight gradients (A transposed, K tokens): the packing of the long side dominates once the short side is
-  // 64 times shorter.
-  if (ta && std::max(M, N) >= 64 * std::min(M, N)) return false;
+  // 64 times shorter, and a side under 16 (a LoRA rank of 8: 256 × 8, 8 × 256) wastes most of each tile.
+  if (ta && (std::max(M, N) >= 64 * std::min(M, N) || std::min(M, N) < 16)) return false;
   return true;
 }
 
