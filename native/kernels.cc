@@ -405,6 +405,14 @@ static inline double row_sumexp(const float* x, int V, float m, float* store) {
   return s;
 }
 
+// A row of weight 0 contributes nothing: its loss and its gradient row are 0 (its target may be anything).
+static inline bool skipped_row(float w, float* row_loss, float* g, int V) {
+  if (w != 0.f) return false;
+  if (row_loss) *row_loss = 0.f;
+  if (g) std::memset(g, 0, sizeof(float) * V);
+  return true;
+}
+
 double cross_entropy(const float* logits, const int32_t* targets, const float* w, int64_t R, int V, float* row_loss,
                      float* dlogits, float grad_scale, int64_t* bad_row) {
   *bad_row = -1;
@@ -418,11 +426,7 @@ double cross_entropy(const float* logits, const int32_t* targets, const float* w
   for (int64_t r = 0; r < R; r++) {
     const float* x = logits + r * V;
     float* g = dlogits ? dlogits + r * V : nullptr;
-    if (w[r] == 0.f) {
-      if (row_loss) row_loss[r] = 0.f;
-      if (g) std::memset(g, 0, sizeof(float) * V);
-      continue;
-    }
+    if (skipped_row(w[r], row_loss ? row_loss + r : nullptr, g, V)) continue;
     float m = row_max(x, V);
     double s = row_sumexp(x, V, m, g);
     double lse = (double)m + std::log(s);
@@ -455,11 +459,7 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
       const float* P = lp + r * V;
       const float* Q = lq + r * V;
       float* g = dlq ? dlq + r * V : nullptr;
-      if (w[r] == 0.f) {
-        if (row_loss) row_loss[r] = 0.f;
-        if (g) std::memset(g, 0, sizeof(float) * V);
-        continue;
-      }
+      if (skipped_row(w[r], row_loss ? row_loss + r : nullptr, g, V)) continue;
       float mp = row_max(P, V), mq = row_max(Q, V);
       // Both sums in one loop (one vectorisation, one summation order), so θ = π gives bit-identical
       // normalisers: KL and its gradient are then exactly zero, as at the first finetuning step. exp(Q − max Q)
