@@ -303,27 +303,24 @@ inline __m512 row_dot_cols16(const float* a, const __m512i* Xt) {
   }
   return _mm512_add_ps(s0, s1);
 }
-// The same with the weights in a register (no store and reload of a row just computed).
-inline __m512 weighted_rows16_reg(__m512 w, const float* z, int64_t ld, int hi) {
-  __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps();
-  int j = 0;
-  for (; j + 1 < hi; j += 2) {
-    o0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_set1_epi32(j), w), _mm512_loadu_ps(z + (int64_t)j * ld), o0);
-    o1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_set1_epi32(j + 1), w), _mm512_loadu_ps(z + (int64_t)(j + 1) * ld), o1);
-  }
-  if (j < hi) o0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_set1_epi32(j), w), _mm512_loadu_ps(z + (int64_t)j * ld), o0);
-  return _mm512_add_ps(o0, o1);
-}
-// Σ_{j in [lo, hi)} w[j] · Z_j, rows Z_j = z + j·ld of 16 floats.
-inline __m512 weighted_rows16(const float* w, const float* z, int64_t ld, int lo, int hi) {
+// Σ_{j in [lo, hi)} w_j · Z_j, rows Z_j = z + j·ld of 16 floats; wj(j) gives w_j broadcast to all lanes.
+template <typename WeightAt>
+inline __m512 weighted_rows16(WeightAt wj, const float* z, int64_t ld, int lo, int hi) {
   __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps();
   int j = lo;
   for (; j + 1 < hi; j += 2) {
-    o0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(z + (int64_t)j * ld), o0);
-    o1 = _mm512_fmadd_ps(_mm512_set1_ps(w[j + 1]), _mm512_loadu_ps(z + (int64_t)(j + 1) * ld), o1);
+    o0 = _mm512_fmadd_ps(wj(j), _mm512_loadu_ps(z + (int64_t)j * ld), o0);
+    o1 = _mm512_fmadd_ps(wj(j + 1), _mm512_loadu_ps(z + (int64_t)(j + 1) * ld), o1);
   }
-  if (j < hi) o0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(z + (int64_t)j * ld), o0);
+  if (j < hi) o0 = _mm512_fmadd_ps(wj(j), _mm512_loadu_ps(z + (int64_t)j * ld), o0);
   return _mm512_add_ps(o0, o1);
+}
+// Weights from a row in memory, or from a register (a row just computed: no store and reload).
+inline auto weights_at(const float* w) {
+  return [w](int j) { return _mm512_set1_ps(w[j]); };
+}
+inline auto weights_in(__m512 w) {
+  return [w](int j) { return _mm512_permutexvar_ps(_mm512_set1_epi32(j), w); };
 }
 // A 16×16 block in place (row stride 16).
 inline void transpose_block16(float* a) {
@@ -347,7 +344,7 @@ void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t
     const float sum = _mm512_reduce_add_ps(e);
     L[i] = mx + std::log(sum);
     const __m512 p = _mm512_mul_ps(e, _mm512_set1_ps(1.f / sum));
-    _mm512_storeu_ps(out + (int64_t)i * D, weighted_rows16_reg(p, q + 2 * D, ld, i + 1));
+    _mm512_storeu_ps(out + (int64_t)i * D, weighted_rows16(weights_in(p), q + 2 * D, ld, 0, i + 1));
   }
 }
 
@@ -383,13 +380,13 @@ void small_head_backward(float* dq, const float* g, const float* L, const float*
     }
   }
   // dQ_i = Σ_{j ≤ i} dS_ij K_j
-  for (int i = 0; i < T; i++) _mm512_storeu_ps(dq + (int64_t)i * ld, weighted_rows16(dS + 16 * i, q + D, ld, 0, i + 1));
+  for (int i = 0; i < T; i++) _mm512_storeu_ps(dq + (int64_t)i * ld, weighted_rows16(weights_at(dS + 16 * i), q + D, ld, 0, i + 1));
   // dK_j = Σ_{i ≥ j} dS_ij Q_i and dV_j = Σ_{i ≥ j} P_ij dO_i: rows of the transposed blocks.
   transpose_block16(dS);
   transpose_block16(P);
   for (int j = 0; j < T; j++) {
-    _mm512_storeu_ps(dq + D + (int64_t)j * ld, weighted_rows16(dS + 16 * j, q, ld, j, T));
-    _mm512_storeu_ps(dq + 2 * D + (int64_t)j * ld, weighted_rows16(P + 16 * j, g, D, j, T));
+    _mm512_storeu_ps(dq + D + (int64_t)j * ld, weighted_rows16(weights_at(dS + 16 * j), q, ld, j, T));
+    _mm512_storeu_ps(dq + 2 * D + (int64_t)j * ld, weighted_rows16(weights_at(P + 16 * j), g, D, j, T));
   }
 }
 #endif
