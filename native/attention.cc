@@ -553,6 +553,62 @@ void decode_row_v(float* out, const float* q, const float* kc, const float* vc, 
 }
 #endif
 
+#if defined(__AVX512F__)
+// Sixteen heads of H = 16 at once (one query row; q, the cached key/value rows and the output are 256
+// contiguous floats each, head h at 16·h). Lanes are heads: the 16 dot products of a cached row come out of
+// one transpose-and-add tree as a vector of scores, the softmax is lane-wise (no horizontal reductions), and
+// the weighted sum broadcasts each head's weight from memory. Per cached row this is 16 multiplies, 30
+// shuffles and 16 FMAs for all sixteen heads, instead of a horizontal reduction per head and row, and the
+// per-head fixed cost (two reductions, an exp, a division) is shared sixteen ways.
+inline __m512 hsum16(const __m512* p) {
+  __m512 w[8], x[4], y[2];
+  for (int i = 0; i < 8; i++)
+    w[i] = _mm512_add_ps(_mm512_unpacklo_ps(p[2 * i], p[2 * i + 1]), _mm512_unpackhi_ps(p[2 * i], p[2 * i + 1]));
+  for (int i = 0; i < 4; i++) {
+    const __m512d a = _mm512_castps_pd(w[2 * i]), b = _mm512_castps_pd(w[2 * i + 1]);
+    x[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  for (int i = 0; i < 2; i++)
+    y[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // lane 4k+e of the result sums vector 4k+e: the four 128-bit lanes hold vectors 0-3, 4-7, 8-11, 12-15
+  return _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// s: scratch of at least 16·(last+1) floats.
+void decode_heads16(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int last,
+                    float scale, float* s) {
+  __m512 qv[16];
+  for (int h = 0; h < 16; h++) qv[h] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * h), _mm512_set1_ps(scale));
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int j = 0; j <= last; j++) {
+    const float* kj = kc + (int64_t)j * stride;
+    __m512 p[16];
+    for (int h = 0; h < 16; h++) p[h] = _mm512_mul_ps(qv[h], _mm512_loadu_ps(kj + 16 * h));
+    const __m512 sj = hsum16(p);
+    _mm512_storeu_ps(s + 16 * j, sj);
+    m = _mm512_max_ps(m, sj);
+  }
+  __m512 sum = _mm512_setzero_ps();
+  for (int j = 0; j <= last; j++) {
+    const __m512 e = fast_exp512(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * j), m));
+    _mm512_storeu_ps(s + 16 * j, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  __m512 acc[16];
+  for (int h = 0; h < 16; h++) acc[h] = _mm512_setzero_ps();
+  for (int j = 0; j <= last; j++) {
+    const float* vj = vc + (int64_t)j * stride;
+    const float* pj = s + 16 * j;
+    for (int h = 0; h < 16; h++) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(pj[h]), _mm512_loadu_ps(vj + 16 * h), acc[h]);
+  }
+  alignas(64) float inv[16];
+  _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.f), sum));
+  for (int h = 0; h < 16; h++) _mm512_storeu_ps(out + 16 * h, _mm512_mul_ps(acc[h], _mm512_set1_ps(inv[h])));
+}
+#endif
+
 }  // namespace
 
 void attention_decode(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N,
@@ -560,32 +616,44 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
   const int64_t D = (int64_t)N * H, ld = 3 * D;
   const float scale = 1.0f / std::sqrt((float)H);
   const int Tk = pos0 + Tq;
-  // Append the new keys and values (rows pos0 .. pos0+Tq-1 of each sequence's cache) first.
-  for (int b = 0; b < B; b++)
-    for (int i = 0; i < Tq; i++) {
-      const float* src = qkv + ((int64_t)b * Tq + i) * ld;
-      const int64_t dst = ((int64_t)b * Tmax + pos0 + i) * D;
-      memcpy(kcache + dst, src + D, D * sizeof(float));
-      memcpy(vcache + dst, src + 2 * D, D * sizeof(float));
-    }
 #if defined(__AVX512F__)
   using RowFn = void (*)(float*, const float*, const float*, const float*, int64_t, int, float, float*);
   static const RowFn kVec[9] = {nullptr, decode_row_v<1>, decode_row_v<2>, decode_row_v<3>, decode_row_v<4>,
                                 decode_row_v<5>, decode_row_v<6>, decode_row_v<7>, decode_row_v<8>};
   const RowFn vec = H % 16 == 0 && H / 16 <= 8 ? kVec[H / 16] : nullptr;
+  const bool heads16 = H == 16 && N % 16 == 0;  // sixteen heads at a time, lanes = heads
+#else
+  const bool heads16 = false;
 #endif
+  // Work items: (row, head) pairs, or (row, group of sixteen heads).
+  const int G = heads16 ? N / 16 : N;
 #pragma omp parallel
   {
-    std::vector<float> s((size_t)round16(Tk));
+    // Append the new keys and values (rows pos0 .. pos0+Tq-1 of each sequence's cache) first, split over
+    // the threads; the loop's closing barrier orders the appends before any read.
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < Tq; i++) {
+        const float* src = qkv + ((int64_t)b * Tq + i) * ld;
+        const int64_t dst = ((int64_t)b * Tmax + pos0 + i) * D;
+        memcpy(kcache + dst, src + D, D * sizeof(float));
+        memcpy(vcache + dst, src + 2 * D, D * sizeof(float));
+      }
+    std::vector<float> s((size_t)round16(Tk) * (heads16 ? 16 : 1));
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
-      for (int n = 0; n < N; n++) {
-        const float* kc = kcache + (int64_t)b * Tmax * D + (int64_t)n * H;
-        const float* vc = vcache + (int64_t)b * Tmax * D + (int64_t)n * H;
+      for (int g = 0; g < G; g++) {
+        const int64_t off = (int64_t)g * (heads16 ? 16 * H : H);
+        const float* kc = kcache + (int64_t)b * Tmax * D + off;
+        const float* vc = vcache + (int64_t)b * Tmax * D + off;
         for (int i = 0; i < Tq; i++) {
-          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + (int64_t)n * H;
-          float* oi = out + ((int64_t)b * Tq + i) * D + (int64_t)n * H;
+          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + off;
+          float* oi = out + ((int64_t)b * Tq + i) * D + off;
 #if defined(__AVX512F__)
+          if (heads16) {
+            decode_heads16(oi, qi, kc, vc, D, pos0 + i, scale, s.data());
+            continue;
+          }
           if (vec) {
             vec(oi, qi, kc, vc, D, pos0 + i, scale, s.data());
             continue;

@@ -515,8 +515,10 @@ for (const threads of [1, 2]) {
         assert.ok(dqkv.every(Number.isFinite), 'dqkv has non-finite entries');
       });
 
-      // H a multiple of 16 takes the vectorised row kernel (with 1, 2 and 3 chunks; cached rows in fours plus a tail).
-      for (const [B, T, N, H, Tmax] of [[2, 7, 2, 6, 10], [3, 5, 1, 4, 5], [1, 1, 2, 6, 3], [2, 11, 2, 16, 13], [1, 9, 1, 32, 9], [1, 6, 2, 48, 8]]) {
+      // H a multiple of 16 takes the vectorised row kernel (with 1, 2 and 3 chunks; cached rows in fours plus a tail);
+      // H = 16 with N a multiple of 16 the sixteen-heads kernel (N = 17 falls back to the row kernel).
+      for (const [B, T, N, H, Tmax] of [[2, 7, 2, 6, 10], [3, 5, 1, 4, 5], [1, 1, 2, 6, 3], [2, 11, 2, 16, 13], [1, 9, 1, 32, 9], [1, 6, 2, 48, 8],
+        [3, 14, 16, 16, 14], [2, 21, 32, 16, 23], [1, 1, 16, 16, 2], [2, 5, 17, 16, 6]]) {
         it(`decode with a KV cache equals the training-form rows B=${B} T=${T} N=${N} H=${H} Tmax=${Tmax}`, () => {
           const rng = new Rng(750 + B + T * 10 + N * 100 + H * 1000);
           const tokStride = 3 * N * H;
