@@ -272,7 +272,7 @@ void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, i
       for (int h = 0; h < H; h++) ys[h] = xs[h] * s;
       rotate(ys, &cs[(size_t)t * half], &sn[(size_t)t * half], half, 1.f);
     }
-    std::memcpy(yr + 2 * D, xr + 2 * D, sizeof(float) * D);
+    if (yr != xr) std::memcpy(yr + 2 * D, xr + 2 * D, sizeof(float) * D);  // v passes through
   }
 }
 
@@ -302,7 +302,7 @@ void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const flo
       for (int h = 0; h < H; h++) dxs[h] = (dys[h] - ys[h] * mean) * s;
       rotate(dxs, &cs[(size_t)t * half], &sn[(size_t)t * half], half, -1.f);
     }
-    std::memcpy(dxr + 2 * D, dyr + 2 * D, sizeof(float) * D);
+    if (dxr != dyr) std::memcpy(dxr + 2 * D, dyr + 2 * D, sizeof(float) * D);
   }
 }
 

@@ -455,6 +455,15 @@ for (const threads of [1, 2]) {
           const dx = filled(n, 123); // written, not accumulated
           nk.qkNormRopeBackward(dx, dy, y, rstd, B, T, N, H, pos0);
           expectGrad('qkNormRope dx', dx, (xx) => dot(dy, ref.qkNormRope(xx, B, T, N, H, pos0).y), x, rng, 400);
+
+          // in place (y = x, dx = dy), as the model runs it: the same values, v left as it was
+          const xi = Float32Array.from(x), rstdi = filled(B * T * 2 * N, NaN);
+          nk.qkNormRopeForward(xi, rstdi, xi, B, T, N, H, pos0);
+          expectClose('qkNormRope y in place', xi, r.y);
+          expectClose('qkNormRope rstd in place', rstdi, r.rstd);
+          const dyi = Float32Array.from(dy);
+          nk.qkNormRopeBackward(dyi, dyi, xi, rstdi, B, T, N, H, pos0);
+          expectClose('qkNormRope dx in place', dyi, dx);
         });
       }
     });

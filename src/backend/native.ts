@@ -76,9 +76,9 @@ export interface NativeKernels {
 
   /** Fused q/k post-processing of the qkv projection, x and y both [B*T, 3, N, H]:
    *  y.q = RoPE(RMSNorm_H(x.q)), y.k = RoPE(RMSNorm_H(x.k)), y.v = x.v; rstd [B*T, 2, N].
-   *  Position of token t of each sequence is pos0 + t. */
+   *  Position of token t of each sequence is pos0 + t. y may be x itself (in place; v is then left as it is). */
   qkNormRopeForward(y: F32, rstd: F32, x: F32, B: number, T: number, N: number, H: number, pos0: number): void;
-  /** dx (written, not accumulated) from dy; needs y and rstd of the forward. */
+  /** dx (written, not accumulated) from dy; needs y and rstd of the forward. dx may be dy itself (in place). */
   qkNormRopeBackward(dx: F32, dy: F32, y: F32, rstd: F32, B: number, T: number, N: number, H: number, pos0: number): void;
 
   // ---- causal softmax attention (scale 1/sqrt(H)), fused ----

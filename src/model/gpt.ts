@@ -137,7 +137,7 @@ export class GPT {
     if (T > this.cfg.T) throw new Error(`forward: sequence length ${T} exceeds model T=${this.cfg.T}`);
     let x = op.embedding(this.embedIn, ids, [B * T, D]);
     for (let l = 0; l < L; l++) {
-      const qkv = op.qkNormRope(op.matmul(op.rmsnorm(x), this.w('qkv', l)), B, T, this.N, H);
+      const qkv = op.qkNormRope(op.matmul(op.rmsnorm(x), this.w('qkv', l)), B, T, this.N, H, 0, true);
       x = op.add(x, op.matmul(op.attention(qkv, B, T, this.N, H), this.w('out', l)));
       const hidden = op.gelu(op.matmul(op.rmsnorm(x), this.w('up', l)));
       x = op.add(x, op.matmul(hidden, this.w('down', l)));

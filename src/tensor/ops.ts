@@ -117,14 +117,17 @@ export function rmsnorm(x: Tensor): Tensor {
 }
 
 /** q, k ← RoPE(RMSNorm_H(·)) inside a qkv activation [B*T, 3·N·H]; v passes through. */
-export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number, pos0 = 0): Tensor {
+export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number, pos0 = 0, inPlace = false): Tensor {
   check(x.size === B * T * 3 * N * H, 'qkNormRope: shape mismatch');
-  const out = Tensor.empty(x.shape);
+  // In place (x's values are not needed afterwards: the raw qkv product of the model, whose own backward
+  // reads only its inputs): q and k are rewritten where they are and v is left alone, instead of a copy of
+  // the whole row; the backward likewise turns the incoming gradient into x's.
+  const out = inPlace ? new Tensor(x.data, x.shape) : Tensor.empty(x.shape);
   const rstd = alloc(B * T * 2 * N, false);
   K().qkNormRopeForward(out.data, rstd, x.data, B, T, N, H, pos0);
   if (!needsGrad(x)) return out;
   return record(out, [x], (g) => {
-    const dx = alloc(x.size, false);
+    const dx = inPlace ? g : alloc(x.size, false);
     K().qkNormRopeBackward(dx, g, out.data, rstd, B, T, N, H, pos0);
     accumulate(x, dx);
   });
