@@ -138,9 +138,9 @@ export class GPT {
     let x = op.embedding(this.embedIn, ids, [B * T, D]);
     for (let l = 0; l < L; l++) {
       const qkv = op.qkNormRope(op.matmul(op.rmsnorm(x), this.w('qkv', l)), B, T, this.N, H, 0, true);
-      x = op.add(x, op.matmul(op.attention(qkv, B, T, this.N, H), this.w('out', l)));
+      x = op.residualMatmul(x, op.attention(qkv, B, T, this.N, H), this.w('out', l));
       const hidden = op.gelu(op.matmul(op.rmsnorm(x), this.w('up', l)));
-      x = op.add(x, op.matmul(hidden, this.w('down', l)));
+      x = op.residualMatmul(x, hidden, this.w('down', l));
     }
     return op.matmul(op.rmsnorm(x), this.embedOut, true);
   }

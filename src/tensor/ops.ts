@@ -66,6 +66,32 @@ export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
   });
 }
 
+/**
+ * The residual update x + a · W ([..., K] · [K, N] with x [..., N]), written over x's buffer: the product
+ * is accumulated onto x (gemm with beta 1) instead of going to a new buffer and then through an add. x's
+ * values must not be needed afterwards by anything but this op (true of the model's residual stream: the
+ * norm that read x keeps its own output, and nothing else reads x). The gradient flows to x unchanged
+ * (x takes the buffer) and to a and W as in matmul.
+ */
+export function residualMatmul(x: Tensor, a: Tensor, w: Tensor): Tensor {
+  const [M, Ka] = rows2(a);
+  check(w.shape.length === 2 && w.shape[0] === Ka, `residualMatmul: weight must be [${Ka}, N], got [${w.shape}]`);
+  const N = w.shape[1]!;
+  check(x.size === M * N, `residualMatmul: residual has ${x.size} elements, the product ${M * N}`);
+  const out = new Tensor(x.data, x.shape);
+  K().gemm(false, false, M, N, Ka, 1, a.data, w.data, 1, out.data);
+  if (!needsGrad(x, a, w)) return out;
+  return record(out, [x, a, w], (g) => {
+    if (a.requiresGrad) {
+      const fresh = !a.grad;
+      if (fresh) a.grad = alloc(a.size, false);
+      K().gemm(false, true, M, Ka, N, 1, g, w.data, fresh ? 0 : 1, a.grad!);
+    }
+    if (w.requiresGrad) K().gemm(true, false, Ka, N, M, 1, a.data, g, 1, w.gradBuffer());
+    if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
+  });
+}
+
 /** a + b (same shape). */
 export function add(a: Tensor, b: Tensor): Tensor {
   check(a.size === b.size, `add: sizes differ (${a.size} vs ${b.size})`);
