@@ -116,6 +116,18 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value GemmGelu(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmGelu");
+  GemmArgs g(a);
+  float beta = (float)a.num(8);
+  float* C = a.f32(9, (int64_t)g.M * g.N);
+  int kind = (int)a.num(10);
+  if (kind != 1 && kind != 2) a.fail(10, "must be 1 (aux = gelu(C)) or 2 (C = C · gelu'(aux))");
+  float* aux = a.f32(11, (int64_t)g.M * g.N);
+  uf::gemm_gelu(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.A, g.B, beta, C, kind, aux);
+  return info.Env().Undefined();
+}
+
 Napi::Value GemmPackSize(const Napi::CallbackInfo& info) {
   Args a(info, "gemmPackSize");
   return Napi::Number::New(info.Env(), (double)uf::gemm_pack_size(a.dim(0), a.dim(1)));
@@ -381,6 +393,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"adamwStep", AdamwStep},
       {"sgdStep", SgdStep},
       {"axpy", Axpy},
+      {"gemmGelu", GemmGelu},
       {"gemmPackSize", GemmPackSize},
       {"gemmPackB", GemmPackB},
       {"gemmPacked", GemmPacked},

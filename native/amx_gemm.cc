@@ -283,7 +283,8 @@ inline bool split_m(const Dims& d, int nth) { return d.Mt / 2 >= 4 * nth || d.Mt
 // "excluding packing" timing) or packed here chunk by chunk into a thread-local L2-sized buffer (fused).
 template <int P>
 void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint16_t* pa_full, const uint16_t* pb,
-                           float alpha, float beta, float* C, int ldc, bool trans_c, int tid, int nth) {
+                           float alpha, float beta, float* C, int ldc, bool trans_c, int tid, int nth,
+                           const GemmEpilogue* ep = nullptr) {
   int nIp = d.Mt / 2, nJp = d.Nt / 2;
   int ip0 = 0, ip1 = nIp, jp0 = 0, jp1 = nJp;
   if (split_m(d, nth)) {  // split M (pairs of 16-row blocks)
@@ -353,6 +354,11 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             }
           }
         }
+        // After the last k chunk this chunk of C is final: the fused step reads it from L2 (a block at a time,
+        // right after its tile stores, was slower than a separate pass: the loads waited on the stores).
+        if (ep && kt0 + nk >= d.Kt)
+          uf::gemm_epilogue_block(*ep, C, ldc, 2 * ic * 16, std::min(d.M, 2 * ice * 16), jc * 32,
+                                  std::min(d.N, jce * 32));
       }
     }
   }
@@ -393,17 +399,24 @@ bool amx_available() {
 }
 
 bool amx_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C) {
+  return amx_gemm_ep(ta, tb, M, N, K, alpha, A, B, beta, C, nullptr);
+}
+
+bool amx_gemm_ep(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+                 float* C, const GemmEpilogue* ep) {
   constexpr int P = 3;
   if (!amx_available() || omp_get_max_threads() > kMaxThreads) return false;
   if (M <= 0 || N <= 0) return true;
   if (K <= 0 || alpha == 0.f) {
     scale_only(M, N, beta, C, N);
+    if (ep) uf::gemm_epilogue_block(*ep, C, N, 0, M, 0, N);
     return true;
   }
   const int ldc = N;
   // B is packed in full and streamed once per chunk of A rows, A in L2-sized chunks: B should be the smaller
   // side. When N > M, compute Cᵀ = op(B)ᵀ op(A)ᵀ instead and write the blocks back transposed.
   const bool trans_c = N > M;
+  const int M0 = M, N0 = N;  // C's shape, for a step applied after a swapped product
   if (trans_c) {
     std::swap(A, B);
     std::swap(M, N);
@@ -424,8 +437,14 @@ bool amx_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
     if (full_a) pack_A_all<P>(ta, d, A, lda, pa);
     load_tile_config();
 #pragma omp barrier
-    compute_thread<P>(ta, A, lda, d, pa, pb, alpha, beta, C, ldc, trans_c, omp_get_thread_num(), omp_get_num_threads());
+    compute_thread<P>(ta, A, lda, d, pa, pb, alpha, beta, C, ldc, trans_c, omp_get_thread_num(), omp_get_num_threads(),
+                      trans_c ? nullptr : ep);
     _tile_release();
+    if (ep && trans_c) {  // blocks of Cᵀ are columns of C: the step goes over C's rows afterwards
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int i = 0; i < M0; i += 16) uf::gemm_epilogue_block(*ep, C, ldc, i, std::min(M0, i + 16), 0, N0);
+    }
   }
   return true;
 }
@@ -471,6 +490,9 @@ bool amx_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, 
 
 bool amx_available() { return false; }
 bool amx_gemm(bool, bool, int, int, int, float, const float*, const float*, float, float*) { return false; }
+bool amx_gemm_ep(bool, bool, int, int, int, float, const float*, const float*, float, float*, const GemmEpilogue*) {
+  return false;
+}
 size_t amx_packed_b_size(int, int) { return 0; }
 bool amx_pack_b(bool, int, int, const float*, uint16_t*) { return false; }
 bool amx_gemm_packed(bool, int, int, int, float, const float*, const uint16_t*, float, float*) { return false; }

@@ -17,3 +17,18 @@ size_t amx_packed_b_size(int N, int K);
 bool amx_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
 bool amx_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, const uint16_t* packed, float beta,
                      float* C);
+
+// An elementwise step on C fused into the product, applied to each 32×32 block as soon as its value is
+// final (while it is in cache): kind 1, y = gelu(C) (C keeps the pre-activation); kind 2, C = C · gelu'(x).
+// y and x have C's layout. amx_gemm_ep is amx_gemm with such a step (nullptr: none).
+struct GemmEpilogue {
+  int kind;
+  float* y;
+  const float* x;
+};
+bool amx_gemm_ep(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+                 float* C, const GemmEpilogue* ep);
+// The step on rows [i0, i1) × columns [j0, j1) of C (leading dimension ldc); defined in kernels.cc.
+namespace uf {
+void gemm_epilogue_block(const GemmEpilogue& ep, float* C, int ldc, int i0, int i1, int j0, int j1);
+}

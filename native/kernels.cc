@@ -327,58 +327,89 @@ static inline __m512 gelu_r(__m512 x, __m512 x2) {
   return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
 }
 
+static void gelu_forward_range(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = mask_n(n - i);
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512 r = gelu_r(xv, _mm512_mul_ps(xv, xv));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fnmadd_ps(xv, r, xv));
+  }
+}
+
+// dx = dy · gelu'(x) (+ dx when accumulating); dx may be dy itself.
+static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = mask_n(n - i);
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i), x2 = _mm512_mul_ps(xv, xv);
+    const __m512 r = gelu_r(xv, x2);
+    const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);
+    const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.f * kGeluC), xv), r), poly, one);
+    const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, r), inner);
+    const __m512 prev = accumulate ? _mm512_maskz_loadu_ps(m, dx + i) : _mm512_setzero_ps();
+    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), d, prev);
+    _mm512_mask_storeu_ps(dx + i, m, g);
+  }
+}
+
 void gelu_forward(float* y, const float* x, int64_t n) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; i += 16) {
-      const __mmask16 m = mask_n(hi - i);
-      const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-      const __m512 r = gelu_r(xv, _mm512_mul_ps(xv, xv));
-      _mm512_mask_storeu_ps(y + i, m, _mm512_fnmadd_ps(xv, r, xv));
-    }
-  });
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_forward_range(y + lo, x + lo, hi - lo); });
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) {
-    const __m512 one = _mm512_set1_ps(1.f);
-    for (int64_t i = lo; i < hi; i += 16) {
-      const __mmask16 m = mask_n(hi - i);
-      const __m512 xv = _mm512_maskz_loadu_ps(m, x + i), x2 = _mm512_mul_ps(xv, xv);
-      const __m512 r = gelu_r(xv, x2);
-      const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);
-      const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.f * kGeluC), xv), r), poly, one);
-      const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, r), inner);
-      const __m512 prev = accumulate ? _mm512_maskz_loadu_ps(m, dx + i) : _mm512_setzero_ps();
-      const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), d, prev);
-      _mm512_mask_storeu_ps(dx + i, m, g);
-    }
-  });
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_backward_range(dx + lo, dy + lo, x + lo, hi - lo, accumulate); });
 }
 #else
-void gelu_forward(float* y, const float* x, int64_t n) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) {
+static void gelu_forward_range(float* y, const float* x, int64_t n) {
 #pragma omp simd
-    for (int64_t i = lo; i < hi; i++) {
-      float xi = x[i];
-      float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-      y[i] = 0.5f * xi * (1.f + tanh_fast(u));
-    }
-  });
+  for (int64_t i = 0; i < n; i++) {
+    float xi = x[i];
+    float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+    y[i] = 0.5f * xi * (1.f + tanh_fast(u));
+  }
+}
+
+static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    float xi = x[i];
+    float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+    float t = tanh_fast(u);
+    float d = 0.5f * (1.f + t) + 0.5f * xi * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * xi * xi);
+    dx[i] = (accumulate ? dx[i] : 0.f) + dy[i] * d;
+  }
+}
+
+void gelu_forward(float* y, const float* x, int64_t n) {
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_forward_range(y + lo, x + lo, hi - lo); });
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) {
-#pragma omp simd
-    for (int64_t i = lo; i < hi; i++) {
-      float xi = x[i];
-      float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-      float t = tanh_fast(u);
-      float d = 0.5f * (1.f + t) + 0.5f * xi * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * xi * xi);
-      dx[i] = (accumulate ? dx[i] : 0.f) + dy[i] * d;
-    }
-  });
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_backward_range(dx + lo, dy + lo, x + lo, hi - lo, accumulate); });
 }
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// GELU fused into a product's output (see GemmEpilogue): the same arithmetic as gelu_forward and
+// gelu_backward(…, accumulate = false), so the fused and the separate forms give identical values.
+void gemm_epilogue_block(const GemmEpilogue& ep, float* C, int ldc, int i0, int i1, int j0, int j1) {
+  for (int i = i0; i < i1; i++) {
+    float* c = C + (int64_t)i * ldc;
+    const int64_t n = j1 - j0;
+    if (ep.kind == 1) gelu_forward_range(ep.y + (int64_t)i * ldc + j0, c + j0, n);
+    else gelu_backward_range(c + j0, c + j0, ep.x + (int64_t)i * ldc + j0, n);
+  }
+}
+
+void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+               float* C, int kind, float* aux) {
+  if (M == 0 || N == 0) return;
+  GemmEpilogue ep{kind, kind == 1 ? aux : nullptr, kind == 2 ? aux : nullptr};
+  if (want_amx(ta, M, N, K) && amx_gemm_ep(ta, tb, M, N, K, alpha, A, B, beta, C, &ep)) return;
+  sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
+  if (kind == 1) gelu_forward(aux, C, (int64_t)M * N);
+  else gelu_backward(C, C, aux, (int64_t)M * N, false);
+}
 
 // ---------------------------------------------------------------------------------------------
 static inline float row_max(const float* x, int V) {

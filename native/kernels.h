@@ -27,6 +27,10 @@ size_t gemm_pack_size(int N, int K);
 bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
 void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B,
                  const uint16_t* packed, float beta, float* C);
+// gemm with GELU fused into its output (C = alpha·op(A)·op(B) + beta·C, then kind 1: aux = gelu(C), C kept;
+// kind 2: C = C · gelu'(aux)). Identical values to gemm followed by gelu_forward / gelu_backward.
+void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+               float* C, int kind, float* aux);
 void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
                   const float* B, int64_t sB, float beta, float* C, int64_t sC);
 

@@ -145,6 +145,61 @@ for (const threads of [1, 2]) {
       });
     });
 
+    // GELU fused into the product's output (the model's MLP): the same values as gemm then geluForward /
+    // geluBackward on every engine, shape and transpose (including products AMX computes transposed, N > M,
+    // and K beyond one 512-deep chunk), and GELU of the float64 product.
+    describe('gemmGelu', () => {
+      const shapes: [number, number, number][] = [[5, 7, 3], [70, 33, 40], [300, 96, 64], [257, 600, 48], [300, 64, 1100], [1, 1, 1]];
+      for (const mode of ['blas', 'auto', ...(nk.gemmAmxAvailable() ? ['amx'] as const : [])] as const) {
+        it(`${mode}: aux = gelu(C) and C = C·gelu'(aux), as the separate kernels`, () => {
+          const rng = new Rng(8800);
+          try {
+            nk.setGemmMode(mode);
+            for (const [M, N, K] of shapes) {
+              for (const transA of [false, true]) {
+                for (const transB of [false, true]) {
+                  const what = `${mode} ${M}x${N}x${K} transA=${transA} transB=${transB}`;
+                  const A = randn32(rng, M * K), B = randn32(rng, K * N);
+                  const [alpha, beta] = M === 70 ? [0.7, 0.3] : [1, 0];
+                  const C0 = randn32(rng, M * N);
+                  // forward: C = pre-activation, aux = gelu(C)
+                  const want = Float32Array.from(C0), wantY = new Float32Array(M * N);
+                  nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, want);
+                  nk.geluForward(wantY, want, M * N);
+                  const C = Float32Array.from(C0), Y = filled(M * N, NaN);
+                  nk.gemmGelu(transA, transB, M, N, K, alpha, A, B, beta, C, 1, Y);
+                  assert.deepStrictEqual(C, want, `${what}: pre-activation`);
+                  assert.deepStrictEqual(Y, wantY, `${what}: gelu`);
+                  const c64 = to64(C0);
+                  ref.gemm(transA, transB, M, N, K, alpha, A, B, beta, c64);
+                  expectClose(`${what}: gelu vs float64`, Y, ref.gelu(c64), 1e-4);
+                  // in place (no pre-activation kept)
+                  const Ci = Float32Array.from(C0);
+                  nk.gemmGelu(transA, transB, M, N, K, alpha, A, B, beta, Ci, 1, Ci);
+                  assert.deepStrictEqual(Ci, wantY, `${what}: gelu in place`);
+                  // backward: C = (product) · gelu'(pre)
+                  const pre = randn32(rng, M * N);
+                  const wantD = Float32Array.from(C0), dx = new Float32Array(M * N);
+                  nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, wantD);
+                  nk.geluBackward(dx, wantD, pre, M * N, false);
+                  const D = Float32Array.from(C0);
+                  nk.gemmGelu(transA, transB, M, N, K, alpha, A, B, beta, D, 2, pre);
+                  assert.deepStrictEqual(D, dx, `${what}: gelu backward`);
+                }
+              }
+            }
+          } finally {
+            nk.setGemmMode('auto');
+          }
+        });
+      }
+      it('rejects an unknown kind', () => {
+        const x = new Float32Array(4);
+        assert.throws(() => nk.gemmGelu(false, false, 2, 2, 1, 1, x.subarray(0, 2), x.subarray(0, 2), 0, x, 3 as 1, x),
+          /gemmGelu: argument 10 must be 1/);
+      });
+    });
+
     // The AMX-BF16 engine behind gemm (native/amx_gemm.cc), forced on for every shape: it must be as accurate
     // as float32 sgemm. Error per element is |C − C64| / (|alpha|·Σ_k|a_ik·b_kj| + |beta·c_ij|), the scale
     // float32 rounding of the sum is proportional to.

@@ -139,8 +139,7 @@ export class GPT {
     for (let l = 0; l < L; l++) {
       const qkv = op.qkNormRope(op.matmul(op.rmsnorm(x), this.w('qkv', l)), B, T, this.N, H, 0, true);
       x = op.residualMatmul(x, op.attention(qkv, B, T, this.N, H), this.w('out', l));
-      const hidden = op.gelu(op.matmul(op.rmsnorm(x), this.w('up', l)));
-      x = op.residualMatmul(x, hidden, this.w('down', l));
+      x = op.residualMlp(x, op.rmsnorm(x), this.w('up', l), this.w('down', l));
     }
     return op.matmul(op.rmsnorm(x), this.embedOut, true);
   }

@@ -92,6 +92,44 @@ export function residualMatmul(x: Tensor, a: Tensor, w: Tensor): Tensor {
   });
 }
 
+/**
+ * The MLP block with its residual: x + gelu(a · W_up) · W_down, written over x's buffer as residualMatmul.
+ * GELU runs inside the products (gemmGelu): the up product writes the pre-activation and its GELU block by
+ * block while each block is in cache, and in the backward the product g · W_downᵀ comes out already
+ * multiplied by gelu'(pre-activation), instead of two more passes over [rows, F] buffers.
+ */
+export function residualMlp(x: Tensor, a: Tensor, wUp: Tensor, wDown: Tensor): Tensor {
+  const [M, D] = rows2(a);
+  check(wUp.shape.length === 2 && wUp.shape[0] === D, `residualMlp: up weight must be [${D}, F], got [${wUp.shape}]`);
+  const F = wUp.shape[1]!;
+  check(wDown.shape.length === 2 && wDown.shape[0] === F, `residualMlp: down weight must be [${F}, N], got [${wDown.shape}]`);
+  const N = wDown.shape[1]!;
+  check(x.size === M * N, `residualMlp: residual has ${x.size} elements, the block makes ${M * N}`);
+  const k = K();
+  const grad = needsGrad(x, a, wUp, wDown);
+  // Without a graph the pre-activation is not kept: GELU is applied in place.
+  const pre = alloc(M * F, false);
+  const act = grad ? alloc(M * F, false) : pre;
+  k.gemmGelu(false, false, M, F, D, 1, a.data, wUp.data, 0, pre, 1, act);
+  const out = new Tensor(x.data, x.shape);
+  k.gemm(false, false, M, N, F, 1, act, wDown.data, 1, out.data);
+  if (!grad) return out;
+  return record(out, [x, a, wUp, wDown], (g) => {
+    if (wDown.requiresGrad) k.gemm(true, false, F, N, M, 1, act, g, 1, wDown.gradBuffer());
+    if (a.requiresGrad || wUp.requiresGrad) {
+      const dpre = alloc(M * F, false);
+      k.gemmGelu(false, true, M, F, N, 1, g, wDown.data, 0, dpre, 2, pre);
+      if (wUp.requiresGrad) k.gemm(true, false, D, F, M, 1, a.data, dpre, 1, wUp.gradBuffer());
+      if (a.requiresGrad) {
+        const fresh = !a.grad;
+        if (fresh) a.grad = alloc(a.size, false);
+        k.gemm(false, true, M, D, F, 1, dpre, wUp.data, fresh ? 0 : 1, a.grad!);
+      }
+    }
+    if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
+  });
+}
+
 /** a + b (same shape). */
 export function add(a: Tensor, b: Tensor): Tensor {
   check(a.size === b.size, `add: sizes differ (${a.size} vs ${b.size})`);
