@@ -580,9 +580,11 @@ for (const threads of [1, 2]) {
       });
 
       // H a multiple of 16 takes the vectorised row kernel (with 1, 2 and 3 chunks; cached rows in fours plus a tail);
-      // H = 16 with N a multiple of 16 the sixteen-heads kernel (N = 17 falls back to the row kernel).
+      // H = 16 with N a multiple of 16 the sixteen-heads kernel (N = 17 falls back to the row kernel); 2 to 16 heads of
+      // H ≤ 64 with N·H ≤ 256 the all-heads-per-row kernel (H = 128 falls back to the row kernel).
       for (const [B, T, N, H, Tmax] of [[2, 7, 2, 6, 10], [3, 5, 1, 4, 5], [1, 1, 2, 6, 3], [2, 11, 2, 16, 13], [1, 9, 1, 32, 9], [1, 6, 2, 48, 8],
-        [3, 14, 16, 16, 14], [2, 21, 32, 16, 23], [1, 1, 16, 16, 2], [2, 5, 17, 16, 6]]) {
+        [3, 14, 16, 16, 14], [2, 21, 32, 16, 23], [1, 1, 16, 16, 2], [2, 5, 17, 16, 6],
+        [2, 9, 4, 64, 11], [3, 7, 4, 32, 7], [1, 5, 2, 48, 6], [2, 6, 8, 32, 8], [2, 4, 5, 16, 5], [1, 3, 2, 128, 4]]) {
         it(`decode with a KV cache equals the training-form rows B=${B} T=${T} N=${N} H=${H} Tmax=${Tmax}`, () => {
           const rng = new Rng(750 + B + T * 10 + N * 100 + H * 1000);
           const tokStride = 3 * N * H;
