@@ -364,27 +364,28 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   }
 }
 
-// Whole operands, tile by tile in the order of the source's rows (see the A chunks in compute_thread): k inner
-// when k is contiguous in the source, 16-line blocks inner when the source is k-major.
+// A whole operand (n_lines lines, Lt 16-line blocks, Kt 32-deep k blocks; the layout arguments as in
+// pack_tile), tile by tile in the order of the source's rows (see the A chunks in compute_thread): k inner
+// when k is contiguous in the source, 16-line blocks inner when the source is k-major. Each strip's
+// successor is fetched into L2 when the strip starts.
 template <int P>
-void pack_B_all(bool tb, const Dims& d, const float* B, int ldb, uint16_t* pb) {
+void pack_all(const float* X, int ld, bool k_contiguous, bool want_lines, int n_lines, int Lt, int K, int Kt,
+              uint16_t* out) {
 #pragma omp for schedule(static) nowait
-  for (int t = 0; t < d.Nt * d.Kt; t++) {
-    const int jb = tb ? t / d.Kt : t % d.Nt, kt = tb ? t % d.Kt : t / d.Nt;
-    if (tb && kt == 0) prefetch_l2(B, ldb, (jb + 1) * 16, std::min(d.N, (jb + 2) * 16), 0, d.K);      // next strip
-    if (!tb && jb == 0) prefetch_l2(B, ldb, (kt + 1) * 32, std::min(d.K, (kt + 2) * 32), 0, d.N);
-    pack_B_tile<P>(tb, B, ldb, d, jb, kt, pb + ((size_t)jb * d.Kt + kt) * P * 512);
+  for (int t = 0; t < Lt * Kt; t++) {
+    const int lb = k_contiguous ? t / Kt : t % Lt, kt = k_contiguous ? t % Kt : t / Lt;
+    if (k_contiguous && kt == 0) prefetch_l2(X, ld, (lb + 1) * 16, std::min(n_lines, (lb + 2) * 16), 0, K);
+    if (!k_contiguous && lb == 0) prefetch_l2(X, ld, (kt + 1) * 32, std::min(K, (kt + 2) * 32), 0, n_lines);
+    pack_tile<P>(X, ld, k_contiguous, want_lines, lb * 16, n_lines, K, kt * 32, out + ((size_t)lb * Kt + kt) * P * 512);
   }
 }
 template <int P>
+void pack_B_all(bool tb, const Dims& d, const float* B, int ldb, uint16_t* pb) {
+  pack_all<P>(B, ldb, tb, false, d.N, d.Nt, d.K, d.Kt, pb);
+}
+template <int P>
 void pack_A_all(bool ta, const Dims& d, const float* A, int lda, uint16_t* pa) {
-#pragma omp for schedule(static) nowait
-  for (int t = 0; t < d.Mt * d.Kt; t++) {
-    const int ib = ta ? t % d.Mt : t / d.Kt, kt = ta ? t / d.Mt : t % d.Kt;
-    if (!ta && kt == 0) prefetch_l2(A, lda, (ib + 1) * 16, std::min(d.M, (ib + 2) * 16), 0, d.K);
-    if (ta && ib == 0) prefetch_l2(A, lda, (kt + 1) * 32, std::min(d.K, (kt + 2) * 32), 0, d.M);
-    pack_A_tile<P>(ta, A, lda, d, ib, kt, pa + ((size_t)ib * d.Kt + kt) * P * 512);
-  }
+  pack_all<P>(A, lda, !ta, true, d.M, d.Mt, d.K, d.Kt, pa);
 }
 void scale_only(int M, int N, float beta, float* C, int ldc) {
   for (int i = 0; i < M; i++)

@@ -673,7 +673,7 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
   const bool heads16 = H == 16 && N % 16 == 0;  // sixteen heads at a time, lanes = heads
   // Otherwise, with 2 to 16 heads of H ≤ 64 whose rows together fit 16 vectors (D ≤ 256, H a multiple of 16), all
   // heads of a sequence in one pass over its rows: one sequential stream per sequence (measured on the KV
-  // cache of the benchmark models, out of cache: 23.5 → 24.7–25.8 GB/s at H = 64, 34.5 → 40–43 GB/s at H = 32).
+  // cache of the benchmark models, out of cache: 23.5 → 24.7–27.7 GB/s at H = 64, 34.5 → 40–43 GB/s at H = 32).
   const RowFn all = !heads16 && H % 16 == 0 && H <= 64 && N >= 2 && (H / 16) * N <= 16 ? kAll[H / 16][N] : nullptr;
 #else
   const bool heads16 = false;

@@ -351,14 +351,6 @@ static void gelu_backward_range(float* dx, const float* dy, const float* x, int6
     _mm512_mask_storeu_ps(dx + i, m, g);
   }
 }
-
-void gelu_forward(float* y, const float* x, int64_t n) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_forward_range(y + lo, x + lo, hi - lo); });
-}
-
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_backward_range(dx + lo, dy + lo, x + lo, hi - lo, accumulate); });
-}
 #else
 static void gelu_forward_range(float* y, const float* x, int64_t n) {
 #pragma omp simd
@@ -379,6 +371,7 @@ static void gelu_backward_range(float* dx, const float* dy, const float* x, int6
     dx[i] = (accumulate ? dx[i] : 0.f) + dy[i] * d;
   }
 }
+#endif
 
 void gelu_forward(float* y, const float* x, int64_t n) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_forward_range(y + lo, x + lo, hi - lo); });
@@ -387,7 +380,6 @@ void gelu_forward(float* y, const float* x, int64_t n) {
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_backward_range(dx + lo, dy + lo, x + lo, hi - lo, accumulate); });
 }
-#endif
 
 // ---------------------------------------------------------------------------------------------
 // GELU fused into a product's output (see GemmEpilogue): the same arithmetic as gelu_forward and

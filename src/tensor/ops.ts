@@ -51,19 +51,22 @@ export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
   const out = Tensor.empty(outShape);
   K().gemm(false, transW, M, N, Kx, 1, x.data, w.data, 0, out.data);
   if (!needsGrad(x, w)) return out;
-  return record(out, [x, w], (g) => {
-    if (x.requiresGrad) {
-      // Written (beta 0) into a fresh buffer when x has no gradient yet, else added.
-      const fresh = !x.grad;
-      if (fresh) x.grad = alloc(x.size, false);
-      K().gemm(false, !transW, M, Kx, N, 1, g, w.data, fresh ? 0 : 1, x.grad!);
-    }
-    if (w.requiresGrad) {
-      // dW = xᵀ g ([K,N]) or, transposed, gᵀ x ([N,K])
-      if (transW) K().gemm(true, false, N, Kx, M, 1, g, x.data, 1, w.gradBuffer());
-      else K().gemm(true, false, Kx, N, M, 1, x.data, g, 1, w.gradBuffer());
-    }
-  });
+  return record(out, [x, w], (g) => productBackward(x, w, transW, g, M, Kx, N));
+}
+
+/** The backward of x · op(W) (x [M, K], op(W) [K, N]) for the upstream gradient g [M, N]. */
+function productBackward(x: Tensor, w: Tensor, transW: boolean, g: Float32Array, M: number, Kx: number, N: number): void {
+  if (x.requiresGrad) {
+    // Written (beta 0) into a fresh buffer when x has no gradient yet, else added.
+    const fresh = !x.grad;
+    if (fresh) x.grad = alloc(x.size, false);
+    K().gemm(false, !transW, M, Kx, N, 1, g, w.data, fresh ? 0 : 1, x.grad!);
+  }
+  if (w.requiresGrad) {
+    // dW = xᵀ g ([K,N]) or, transposed, gᵀ x ([N,K])
+    if (transW) K().gemm(true, false, N, Kx, M, 1, g, x.data, 1, w.gradBuffer());
+    else K().gemm(true, false, Kx, N, M, 1, x.data, g, 1, w.gradBuffer());
+  }
 }
 
 /**
@@ -82,12 +85,7 @@ export function residualMatmul(x: Tensor, a: Tensor, w: Tensor): Tensor {
   K().gemm(false, false, M, N, Ka, 1, a.data, w.data, 1, out.data);
   if (!needsGrad(x, a, w)) return out;
   return record(out, [x, a, w], (g) => {
-    if (a.requiresGrad) {
-      const fresh = !a.grad;
-      if (fresh) a.grad = alloc(a.size, false);
-      K().gemm(false, true, M, Ka, N, 1, g, w.data, fresh ? 0 : 1, a.grad!);
-    }
-    if (w.requiresGrad) K().gemm(true, false, Ka, N, M, 1, a.data, g, 1, w.gradBuffer());
+    productBackward(a, w, false, g, M, Ka, N);
     if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
   });
 }
@@ -119,12 +117,7 @@ export function residualMlp(x: Tensor, a: Tensor, wUp: Tensor, wDown: Tensor): T
     if (a.requiresGrad || wUp.requiresGrad) {
       const dpre = alloc(M * F, false);
       k.gemmGelu(false, true, M, F, N, 1, g, wDown.data, 0, dpre, 2, pre);
-      if (wUp.requiresGrad) k.gemm(true, false, D, F, M, 1, a.data, dpre, 1, wUp.gradBuffer());
-      if (a.requiresGrad) {
-        const fresh = !a.grad;
-        if (fresh) a.grad = alloc(a.size, false);
-        k.gemm(false, true, M, D, F, 1, dpre, wUp.data, fresh ? 0 : 1, a.grad!);
-      }
+      productBackward(a, wUp, false, dpre, M, D, F);
     }
     if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
   });
