@@ -1,11 +1,12 @@
 /**
  * Autograd ops that write over an input's buffer (the model's residual stream and its qkv product):
  * values and gradients against float64 computed here, including an upstream gradient that is not 1 and
- * a residual that already has a gradient.
+ * a residual that already has a gradient. Also ops.gelu, which the model no longer uses (its MLP fuses
+ * GELU into the products) but the library still exports.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matmul, qkNormRope, residualMatmul, weightedSum } from '../src/tensor/ops.js';
+import { gelu, matmul, qkNormRope, residualMatmul, weightedSum } from '../src/tensor/ops.js';
 import { scope } from '../src/tensor/pool.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { Rng, randn32 } from './helpers/ref.js';
@@ -98,5 +99,22 @@ describe('qkNormRope in place', () => {
     expectClose('values', b.values, ref.qkNormRope(x0, B, T, N, H, 3).y);
     expectClose('values in place vs out of place', b.values, a.values, 0);
     expectClose('gradient in place vs out of place', b.grad, a.grad, 0);
+  });
+});
+
+describe('gelu', () => {
+  it('values and input gradient against float64 (central differences of the float64 GELU)', () => {
+    const rng = new Rng(9300);
+    const n = 37;
+    const x0 = randn32(rng, n, 2), r = randn32(rng, n);
+    scope(() => {
+      const x = new Tensor(Float32Array.from(x0), [n], true);
+      const y = gelu(x);
+      expectClose('gelu values', y.data, ref.gelu(x0));
+      dotWith(y, r).backward();
+      const h = 1e-4;
+      const want = Float64Array.from(x0, (v, i) => r[i]! * (ref.gelu([v + h])[0]! - ref.gelu([v - h])[0]!) / (2 * h));
+      expectClose('gelu input gradient', x.grad!, want, 1e-4);
+    });
   });
 });
