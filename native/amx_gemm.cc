@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -168,10 +169,14 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
   _tile_dpbf16ps(2, 5, 6);     \
   _tile_dpbf16ps(3, 5, 7)
 
-// The sum over Kt k-tiles into c (a 32x32 block of cbuf or of C itself), overwritten.
-template <int P>
+// The sum over Kt k-tiles into c (a 32x32 block of cbuf or of C itself), overwritten. side(): vector work run
+// between the tile products (the fused step of the previous block, see PendingStep), or nothing.
+struct NoSide {
+  inline void operator()() {}
+};
+template <int P, class Side = NoSide>
 inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int Kt,
-                         float* c, int ldc) {
+                         float* c, int ldc, Side side = Side()) {
   static_assert(P == 3, "the tile schedule below is for three pieces");
   _tile_zero(0);
   _tile_zero(1);
@@ -185,27 +190,84 @@ inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t*
     _tile_loadd(6, b0 + 1024, 64);     // B lo
     _tile_loadd(7, b1 + 1024, 64);
     DP4();                             // hi*lo
+    side();
     _tile_loadd(6, b0 + 512, 64);      // B mid
     _tile_loadd(7, b1 + 512, 64);
     DP4();                             // hi*mid
+    side();
     _tile_loadd(4, a0 + 512, 64);      // A mid
     _tile_loadd(5, a1 + 512, 64);
     DP4();                             // mid*mid
+    side();
     _tile_loadd(6, b0, 64);            // B hi
     _tile_loadd(7, b1, 64);
     DP4();                             // mid*hi
+    side();
     _tile_loadd(4, a0 + 1024, 64);     // A lo
     _tile_loadd(5, a1 + 1024, 64);
     DP4();                             // lo*hi
+    side();
     _tile_loadd(4, a0, 64);            // A hi
     _tile_loadd(5, a1, 64);
     DP4();                             // hi*hi
+    side();
   }
   _tile_stored(0, c, ldc * 4);
   _tile_stored(1, c + 16, ldc * 4);
   _tile_stored(2, c + (size_t)16 * ldc, ldc * 4);
   _tile_stored(3, c + (size_t)16 * ldc + 16, ldc * 4);
 }
+
+// The fused elementwise step (GemmEpilogue) of one finished 32x32 block of C, done a few vectors at a time
+// between the next block's tile products: the tile unit and the vector units then work at once, instead of
+// the tiles idling through a separate pass over C (which cost 25-40% of a GELU product's time). Meanwhile the
+// lines of x (kind 2) or y (kind 1) of the block being computed are fetched, so that the step, when its turn
+// comes, does not stall the products behind it on a cache miss (in a training step x and y are cold).
+struct PendingStep {
+  const GemmEpilogue* ep = nullptr;
+  float* C = nullptr;
+  int ldc = 0, M = 0, N = 0;
+  int i0 = 0, j0 = 0, nv = 0, v = 0;  // block whose step is pending: origin; vectors (2 per row) in all, done
+  __mmask16 m0 = 0, m1 = 0;           // lanes of its two 16-column halves inside C
+  int per_call = 1;                   // vectors per call from the kernel
+  int pi0 = 0, pj0 = 0, pn = 0, pv = 0, pf_per_call = 1;  // block being computed: lines to fetch, fetched
+
+  PendingStep(const GemmEpilogue* e, float* c, int ld, const Dims& d) : ep(e), C(c), ldc(ld), M(d.M), N(d.N) {}
+  // Block (i, j) is about to be computed by a kernel making `calls` side calls.
+  void computing(int i, int j, int calls) {
+    pi0 = i, pj0 = j, pv = 0;
+    pn = 2 * std::min(32, M - i);
+    pf_per_call = (pn + calls - 1) / calls;
+    per_call = (nv + calls - 1) / calls;
+  }
+  // ... and is now final; its step becomes the pending one (the previous one must be finished).
+  void computed() {
+    i0 = pi0, j0 = pj0, v = 0, nv = pn, pn = 0;
+    m0 = uf::mask_n(N - j0), m1 = uf::mask_n(N - j0 - 16);
+  }
+  inline void one() {
+    const int r = v >> 1, h = v & 1;
+    const __mmask16 m = h ? m1 : m0;
+    const size_t off = (size_t)(i0 + r) * ldc + j0 + 16 * h;
+    const __m512 c = _mm512_maskz_loadu_ps(m, C + off);
+    if (ep->kind == 1) _mm512_mask_storeu_ps(ep->y + off, m, uf::gelu512(c));
+    else _mm512_mask_storeu_ps(C + off, m, _mm512_mul_ps(c, uf::gelu_grad512(_mm512_maskz_loadu_ps(m, ep->x + off))));
+    v++;
+  }
+  inline void operator()() {
+    for (int n = 0; n < pf_per_call && pv < pn; n++, pv++) {
+      const int h = pv & 1;
+      if (pj0 + 16 * h >= N) continue;
+      const size_t off = (size_t)(pi0 + (pv >> 1)) * ldc + pj0 + 16 * h;
+      if (ep->kind == 1) _mm_prefetch((const char*)(ep->y + off), _MM_HINT_ET0);
+      else _mm_prefetch((const char*)(ep->x + off), _MM_HINT_T0);
+    }
+    for (int n = 0; n < per_call && v < nv; n++) one();
+  }
+  void finish() {
+    while (v < nv) one();
+  }
+};
 
 inline void writeback(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
   int mr = std::min(32, d.M - i0);
@@ -303,6 +365,10 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], (size_t)mcp * 2 * kct * T);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
   alignas(64) float cbuf[32 * 32];
+  // With the whole K in one chunk, each block of C is final when its kernel ends, and its fused step runs
+  // between the next block's tile products; the last block's runs at the end.
+  const bool interleave = ep && d.Kt <= kct && !trans_c;
+  PendingStep pending(ep, C, ldc, d);
   for (int kt0 = 0; kt0 < d.Kt; kt0 += kct) {
     int nk = std::min(kct, d.Kt - kt0);
     float beta_eff = kt0 == 0 ? beta : 1.f;
@@ -345,23 +411,30 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             // alpha = 1, beta = 0 (first k chunk), full block: store the tiles straight into C. Accumulating onto C
             // (loading C into the tiles) would also work but lengthens the serial fp32 sum: measured 2x worse max
             // error at K = 4096, so later k chunks / beta != 0 go through cbuf and add the chunk's partial sum.
-            if (full && !trans_c && alpha == 1.f && beta_eff == 0.f) {
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, C + (size_t)ip * 32 * ldc + jp * 32, ldc);
+            float* dst = full && !trans_c && alpha == 1.f && beta_eff == 0.f ? C + (size_t)ip * 32 * ldc + jp * 32 : cbuf;
+            if (interleave) {
+              pending.computing(ip * 32, jp * 32, 6 * nk);
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pending));
+              pending.finish();
             } else {
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, cbuf, 32);
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc);
+            }
+            if (dst == cbuf) {
               if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
               else writeback(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
             }
+            if (interleave) pending.computed();
           }
         }
         // After the last k chunk this chunk of C is final: the fused step reads it from L2 (a block at a time,
         // right after its tile stores, was slower than a separate pass: the loads waited on the stores).
-        if (ep && kt0 + nk >= d.Kt)
+        if (ep && !interleave && kt0 + nk >= d.Kt)
           uf::gemm_epilogue_block(*ep, C, ldc, 2 * ic * 16, std::min(d.M, 2 * ice * 16), jc * 32,
                                   std::min(d.N, jce * 32));
       }
     }
   }
+  if (interleave) pending.finish();
 }
 
 // A whole operand (n_lines lines, Lt 16-line blocks, Kt 32-deep k blocks; the layout arguments as in

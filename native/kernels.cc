@@ -307,8 +307,6 @@ void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const flo
 }
 
 // ---------------------------------------------------------------------------------------------
-static constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
-static constexpr float kGeluA = 0.044715f;
 
 static inline float tanh_fast(float u) {
   // tanh(u) = 1 − 2/(exp(2u)+1); saturates correctly at ±inf through fast_exp's clamps.
@@ -316,38 +314,19 @@ static inline float tanh_fast(float u) {
 }
 
 #if defined(__AVX512F__)
-// AVX-512 forms: with e = exp(2u) and r = 1/(e+1), tanh(u) = 1 − 2r, so gelu(x) = x(1 − r) and
-// gelu'(x) = (1 − r)(1 + 2·C·x·r·(1 + 3A x²)). r comes from rcp14 and one Newton step (relative
-// error ~1e-7) instead of a division, whose throughput bounded the old loop.
-static inline __m512 gelu_r(__m512 x, __m512 x2) {
-  const __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(2.f * kGeluC)),
-                                  _mm512_fmadd_ps(x2, _mm512_set1_ps(kGeluA), _mm512_set1_ps(1.f)));
-  const __m512 d = _mm512_add_ps(fast_exp512(u2), _mm512_set1_ps(1.f));
-  const __m512 r = _mm512_rcp14_ps(d);
-  return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
-}
-
 static void gelu_forward_range(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = mask_n(n - i);
-    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-    const __m512 r = gelu_r(xv, _mm512_mul_ps(xv, xv));
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fnmadd_ps(xv, r, xv));
+    _mm512_mask_storeu_ps(y + i, m, gelu512(_mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 
 // dx = dy · gelu'(x) (+ dx when accumulating); dx may be dy itself.
 static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
-  const __m512 one = _mm512_set1_ps(1.f);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = mask_n(n - i);
-    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i), x2 = _mm512_mul_ps(xv, xv);
-    const __m512 r = gelu_r(xv, x2);
-    const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);
-    const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.f * kGeluC), xv), r), poly, one);
-    const __m512 d = _mm512_mul_ps(_mm512_sub_ps(one, r), inner);
     const __m512 prev = accumulate ? _mm512_maskz_loadu_ps(m, dx + i) : _mm512_setzero_ps();
-    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), d, prev);
+    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)), prev);
     _mm512_mask_storeu_ps(dx + i, m, g);
   }
 }

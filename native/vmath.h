@@ -30,6 +30,10 @@ inline float fast_exp(float x) {
   return y * __builtin_bit_cast(float, (ki + 127) << 23);
 }
 
+// GELU-tanh constants (kernels.cc, and the AVX-512 forms below).
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluA = 0.044715f;
+
 #if defined(__AVX512F__)
 // fast_exp on 16 lanes: the same range reduction and polynomial.
 inline __m512 fast_exp512(__m512 x) {
@@ -51,6 +55,26 @@ inline __m512 fast_exp512(__m512 x) {
   __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
   __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ki, _mm512_set1_epi32(127)), 23));
   return _mm512_mul_ps(y, scale);
+}
+
+// GELU-tanh. With u = √(2/π)(x + A x³), e = exp(2u) and r = 1/(e+1): tanh(u) = 1 − 2r, so gelu(x) = x(1 − r) and
+// gelu'(x) = (1 − r)(1 + 2·C·x·r·(1 + 3A x²)). r comes from rcp14 and one Newton step (relative error ~1e-7)
+// instead of a division, whose throughput bounded the first loop. Used by kernels.cc's GELU loops and by the
+// AMX kernel's fused GELU step, so both give identical values.
+inline __m512 gelu_r512(__m512 x, __m512 x2) {
+  const __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(2.f * kGeluC)),
+                                  _mm512_fmadd_ps(x2, _mm512_set1_ps(kGeluA), _mm512_set1_ps(1.f)));
+  const __m512 d = _mm512_add_ps(fast_exp512(u2), _mm512_set1_ps(1.f));
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
+}
+inline __m512 gelu512(__m512 x) { return _mm512_fnmadd_ps(x, gelu_r512(x, _mm512_mul_ps(x, x)), x); }
+inline __m512 gelu_grad512(__m512 x) {  // gelu'(x)
+  const __m512 one = _mm512_set1_ps(1.f), x2 = _mm512_mul_ps(x, x);
+  const __m512 r = gelu_r512(x, x2);
+  const __m512 poly = _mm512_fmadd_ps(x2, _mm512_set1_ps(3.f * kGeluA), one);
+  const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.f * kGeluC), x), r), poly, one);
+  return _mm512_mul_ps(_mm512_sub_ps(one, r), inner);
 }
 
 // Lanes [0, n) of 16: all for n ≥ 16, none for n ≤ 0 (the tail of a row of floats).

@@ -147,9 +147,10 @@ for (const threads of [1, 2]) {
 
     // GELU fused into the product's output (the model's MLP): the same values as gemm then geluForward /
     // geluBackward on every engine, shape and transpose (including products AMX computes transposed, N > M,
-    // and K beyond one 512-deep chunk), and GELU of the float64 product.
+    // and K beyond one 512-deep chunk; with K in one chunk the step runs between the next block's tile products,
+    // partial blocks included), and GELU of the float64 product.
     describe('gemmGelu', () => {
-      const shapes: [number, number, number][] = [[5, 7, 3], [70, 33, 40], [300, 96, 64], [257, 600, 48], [300, 64, 1100], [1, 1, 1]];
+      const shapes: [number, number, number][] = [[5, 7, 3], [70, 33, 40], [300, 96, 64], [257, 600, 48], [600, 257, 48], [300, 64, 1100], [1, 1, 1]];
       for (const mode of ['blas', 'auto', ...(nk.gemmAmxAvailable() ? ['amx'] as const : [])] as const) {
         it(`${mode}: aux = gelu(C) and C = C·gelu'(aux), as the separate kernels`, () => {
           const rng = new Rng(8800);
