@@ -341,8 +341,8 @@ constexpr int kNcBytes = 1024 * 1024;     // packed B chunk swept per A row pair
 // pairs; otherwise they split the columns, and A is packed in full first, once, shared.
 inline bool split_m(const Dims& d, int nth) { return d.Mt / 2 >= 4 * nth || d.Mt / 2 >= d.Nt / 2; }
 
-// Per thread (inside a parallel region). B is packed in full (pb). A is either packed in full (pa_full != null,
-// "excluding packing" timing) or packed here chunk by chunk into a thread-local L2-sized buffer (fused).
+// Per thread (inside a parallel region). B is packed in full (pb). A is either packed in full (pa_full != null:
+// the column split, packed once by all threads) or packed here chunk by chunk into a thread-local L2-sized buffer.
 template <int P>
 void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint16_t* pa_full, const uint16_t* pb,
                            float alpha, float beta, float* C, int ldc, bool trans_c, int tid, int nth,

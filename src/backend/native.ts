@@ -41,12 +41,12 @@ export interface NativeKernels {
    *  op(B) is [K,N]: B is [K,N] (transB=false) or [N,K]. All contiguous row-major. */
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
        A: F32, B: F32, beta: number, C: F32): void;
-  /** Words (uint16) of op(B) [K, N] packed for the AMX engine; 0 where this machine or build has none. */
   /** gemm with GELU fused into its output, each block as soon as it is final: kind 1, aux = gelu(C) (C keeps the
    *  pre-activation; aux may be C itself); kind 2, C = C · gelu'(aux). Values identical to gemm followed by
    *  geluForward / geluBackward(…, accumulate = false). */
   gemmGelu(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
     beta: number, C: F32, kind: 1 | 2, aux: F32): void;
+  /** Words (uint16) of op(B) [K, N] packed for the AMX engine; 0 where this machine or build has none. */
   gemmPackSize(N: number, K: number): number;
   /** Packs op(B) (B is [K,N], or [N,K] when transB) into `packed` (gemmPackSize(N, K) words) for
    *  gemmPacked. For a right operand used by many products: the frozen weights while decoding. */
