@@ -495,7 +495,10 @@ for (const threads of [1, 2]) {
         expectClose('ropeForward at pos0=2000', r, ref.rope(x, B, T, 3 * N, H, T * 3 * N * H, 3 * N * H, pos0), 1e-4);
       });
 
-      for (const [B, T, N, H, pos0] of [[3, 5, 2, 6, 0], [2, 3, 3, 4, 4], [1, 1, 2, 8, 9], [1, 5, 1, 2, 0]]) {
+      // H = 2, 4, 8, 16 (whole heads per vector, with a partial last vector when 2·N·H is not a multiple of 16),
+      // 32 and 64 (half-head vectors), and 6 (the plain loops).
+      for (const [B, T, N, H, pos0] of [[3, 5, 2, 6, 0], [2, 3, 3, 4, 4], [1, 1, 2, 8, 9], [1, 5, 1, 2, 0],
+        [2, 4, 9, 4, 1], [1, 3, 3, 16, 5], [2, 3, 3, 8, 0], [2, 2, 2, 32, 3], [1, 3, 1, 64, 7]]) {
         it(`forward and written backward B=${B} T=${T} N=${N} H=${H} pos0=${pos0}`, () => {
           const rng = new Rng(600 + B + T * 10 + N * 100 + H * 1000 + pos0);
           const n = B * T * 3 * N * H;
