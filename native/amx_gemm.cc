@@ -218,6 +218,28 @@ inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t*
   _tile_stored(3, c + (size_t)16 * ldc + 16, ldc * 4);
 }
 
+// The destination lines of the block being computed, fetched for writing a few at a time between its tile
+// products. In a training step the output buffer was last touched a step ago: without this, each tile store
+// (and each write-back) waited on a read-for-ownership from memory behind the products.
+struct PrefetchDst {
+  float* C = nullptr;
+  int ldc = 0, rows = 0, cols = 0;  // C's own rows and columns
+  int r0 = 0, c0 = 0, n = 0, p = 0, per_call = 1;
+  PrefetchDst(float* c, int ld, int nrows, int ncols) : C(c), ldc(ld), rows(nrows), cols(ncols) {}
+  // The block covering C rows r .. r+31, columns c .. c+31, computed by a kernel making `calls` side calls.
+  void computing(int r, int c, int calls) {
+    r0 = r, c0 = c, p = 0;
+    n = 2 * std::min(32, rows - r);
+    per_call = (n + calls - 1) / calls;
+  }
+  inline void operator()() {
+    for (int k = 0; k < per_call && p < n; k++, p++) {
+      const int col = c0 + 16 * (p & 1);
+      if (col < cols) _mm_prefetch((const char*)(C + (size_t)(r0 + (p >> 1)) * ldc + col), _MM_HINT_ET0);
+    }
+  }
+};
+
 // The fused elementwise step (GemmEpilogue) of one finished 32x32 block of C, done a few vectors at a time
 // between the next block's tile products: the tile unit and the vector units then work at once, instead of
 // the tiles idling through a separate pass over C (which cost 25-40% of a GELU product's time). Meanwhile the
@@ -232,9 +254,12 @@ struct PendingStep {
   int per_call = 1;                   // vectors per call from the kernel
   int pi0 = 0, pj0 = 0, pn = 0, pv = 0, pf_per_call = 1;  // block being computed: lines to fetch, fetched
 
-  PendingStep(const GemmEpilogue* e, float* c, int ld, const Dims& d) : ep(e), C(c), ldc(ld), M(d.M), N(d.N) {}
+  PrefetchDst dst;
+  PendingStep(const GemmEpilogue* e, float* c, int ld, const Dims& d)
+      : ep(e), C(c), ldc(ld), M(d.M), N(d.N), dst(c, ld, d.M, d.N) {}
   // Block (i, j) is about to be computed by a kernel making `calls` side calls.
   void computing(int i, int j, int calls) {
+    dst.computing(i, j, calls);
     pi0 = i, pj0 = j, pv = 0;
     pn = 2 * std::min(32, M - i);
     pf_per_call = (pn + calls - 1) / calls;
@@ -255,6 +280,7 @@ struct PendingStep {
     v++;
   }
   inline void operator()() {
+    dst();
     for (int n = 0; n < pf_per_call && pv < pn; n++, pv++) {
       const int h = pv & 1;
       if (pj0 + 16 * h >= N) continue;
@@ -369,6 +395,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   // between the next block's tile products; the last block's runs at the end.
   const bool interleave = ep && d.Kt <= kct && !trans_c;
   PendingStep pending(ep, C, ldc, d);
+  PrefetchDst pdst(C, ldc, trans_c ? d.N : d.M, trans_c ? d.M : d.N);  // trans_c: d is the swapped problem's
   for (int kt0 = 0; kt0 < d.Kt; kt0 += kct) {
     int nk = std::min(kct, d.Kt - kt0);
     float beta_eff = kt0 == 0 ? beta : 1.f;
@@ -417,7 +444,9 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
               kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pending));
               pending.finish();
             } else {
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc);
+              if (trans_c) pdst.computing(jp * 32, ip * 32, 6 * nk);
+              else pdst.computing(ip * 32, jp * 32, 6 * nk);
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pdst));
             }
             if (dst == cbuf) {
               if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
