@@ -252,7 +252,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionForward");
   int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6);
   int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
-  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * 3 * D), B, T, N, H);
+  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * 3 * D), B, T, N, H,
+                        a.f32n(7, BT * 2 * N));
   return info.Env().Undefined();
 }
 
@@ -261,7 +262,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7);
   int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
   uf::attention_backward(a.f32(0, BT * 3 * D), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T),
-                         a.f32(3, BT * 3 * D), B, T, N, H);
+                         a.f32(3, BT * 3 * D), B, T, N, H, a.f32n(8, BT * 2 * N));
   return info.Env().Undefined();
 }
 

@@ -264,12 +264,128 @@ inline void store_head(float* dst, int64_t ld, const float* src, int Hp, int T, 
   for (int t = 0; t < T; t++) copy_row(dst + (int64_t)t * ld, src + (int64_t)t * Hp, H);
 }
 
+// ---- RMSNorm + RoPE of q and k inside the attention kernels (see attention_forward) ----
+// One head row: the rstd of x over its H values.
+inline float head_rstd(const float* x, int H) {
+#if defined(__AVX512F__)
+  if (H % 16 == 0) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int h = 0; h < H; h += 16) {
+      const __m512 v = _mm512_loadu_ps(x + h);
+      acc = _mm512_fmadd_ps(v, v, acc);
+    }
+    return 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / H + kRmsEps);
+  }
+#endif
+  float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+  for (int h = 0; h < H; h++) ss += x[h] * x[h];
+  return 1.0f / std::sqrt(ss / H + kRmsEps);
+}
+// y = RoPE(x · r) with the position's cos c and sin s (H/2 each); y may be x.
+inline void scale_rotate(float* y, const float* x, int H, float r, const float* c, const float* s) {
+  const int half = H / 2;
+#if defined(__AVX512F__)
+  if (half % 8 == 0) {  // halves in 8-lane pieces (H = 16, 32, 48, 64, ...)
+    const __m256 vr = _mm256_set1_ps(r);
+    for (int i = 0; i < half; i += 8) {
+      const __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(x + i), vr), x2 = _mm256_mul_ps(_mm256_loadu_ps(x + half + i), vr);
+      const __m256 ci = _mm256_loadu_ps(c + i), si = _mm256_loadu_ps(s + i);
+      _mm256_storeu_ps(y + i, _mm256_fnmadd_ps(x2, si, _mm256_mul_ps(x1, ci)));
+      _mm256_storeu_ps(y + half + i, _mm256_fmadd_ps(x1, si, _mm256_mul_ps(x2, ci)));
+    }
+    return;
+  }
+#endif
+#pragma omp simd
+  for (int i = 0; i < half; i++) {
+    const float x1 = x[i] * r, x2 = x[i + half] * r;
+    y[i] = x1 * c[i] - x2 * s[i];
+    y[i + half] = x2 * c[i] + x1 * s[i];
+  }
+}
+// Its backward: dx = r · R⁻¹(dy − y · mean(dy · y)) with y the forward's output (rotation is orthogonal, so the
+// mean is the same before and after it); dx may be dy.
+inline void scale_rotate_backward(float* dx, const float* dy, const float* y, int H, float r, const float* c,
+                                  const float* s) {
+  const int half = H / 2;
+#if defined(__AVX512F__)
+  if (half % 8 == 0) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int h = 0; h < H; h += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(dy + h), _mm256_loadu_ps(y + h), acc);
+    const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    const __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+    const float dot = _mm_cvtss_f32(_mm_add_ss(a2, _mm_movehdup_ps(a2)));
+    const __m256 vm = _mm256_set1_ps(dot / H), vr = _mm256_set1_ps(r);
+    for (int i = 0; i < half; i += 8) {
+      const __m256 g1 = _mm256_mul_ps(_mm256_fnmadd_ps(_mm256_loadu_ps(y + i), vm, _mm256_loadu_ps(dy + i)), vr);
+      const __m256 g2 =
+          _mm256_mul_ps(_mm256_fnmadd_ps(_mm256_loadu_ps(y + half + i), vm, _mm256_loadu_ps(dy + half + i)), vr);
+      const __m256 ci = _mm256_loadu_ps(c + i), si = _mm256_loadu_ps(s + i);
+      _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(g2, si, _mm256_mul_ps(g1, ci)));
+      _mm256_storeu_ps(dx + half + i, _mm256_fnmadd_ps(g1, si, _mm256_mul_ps(g2, ci)));
+    }
+    return;
+  }
+#endif
+  float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+  for (int h = 0; h < H; h++) dot += dy[h] * y[h];
+  const float mean = dot / H;
+#pragma omp simd
+  for (int i = 0; i < half; i++) {
+    const float g1 = (dy[i] - y[i] * mean) * r, g2 = (dy[i + half] - y[i + half] * mean) * r;
+    dx[i] = g1 * c[i] + g2 * s[i];
+    dx[i + half] = g2 * c[i] - g1 * s[i];
+  }
+}
+
+// Whether and how a head's q and k rows are normalised and rotated on load. rs points at the head's rstd of
+// position 0 (q; its k is N further on), rows 2N apart; the forward writes it (out), the backward reads it.
+struct QkNorm {
+  float* out = nullptr;
+  const float* in = nullptr;
+  const float *cs = nullptr, *sn = nullptr;  // RoPE tables from position 0
+  int N = 0;
+  bool on() const { return out || in; }
+  QkNorm head(int64_t b, int64_t n, int T) const {  // the same, pointing at head (b, n)
+    QkNorm h = *this;
+    const int64_t off = b * T * 2 * N + n;
+    if (out) h.out = out + off;
+    if (in) h.in = in + off;
+    return h;
+  }
+  // Rows [0, T) of a padded q (k: 1) buffer with row stride ld, in place.
+  void apply(float* X, int64_t ld, int T, int H, int k) const {
+    const int half = H / 2;
+    for (int t = 0; t < T; t++) {
+      float* x = X + (int64_t)t * ld;
+      const int64_t at = (int64_t)t * 2 * N + (int64_t)k * N;
+      float r;
+      if (out) out[at] = r = head_rstd(x, H);
+      else r = in[at];
+      scale_rotate(x, x, H, r, cs + (size_t)t * half, sn + (size_t)t * half);
+    }
+  }
+  // The gradient rows [0, T) of a padded buffer dX, in place, given the normalised rows Y (same strides).
+  void backward(float* dX, const float* Y, int64_t ld, int T, int H, int k) const {
+    const int half = H / 2;
+    for (int t = 0; t < T; t++)
+      scale_rotate_backward(dX + (int64_t)t * ld, dX + (int64_t)t * ld, Y + (int64_t)t * ld, H,
+                            in[(int64_t)t * 2 * N + (int64_t)k * N], cs + (size_t)t * half, sn + (size_t)t * half);
+  }
+};
+
 // q, k, v of one head (q points at its q; k and v follow D floats apart) into padded [Tp, Hp] buffers,
-// plus Kᵀ [Hp, Tp], the layout the score kernel wants.
+// plus Kᵀ [Hp, Tp], the layout the score kernel wants; q and k normalised and rotated when nq is on.
 inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, int64_t D, int64_t ld, int T, int H,
-                     int Tp, int Hp) {
+                     int Tp, int Hp, const QkNorm& nq) {
   load_head(Q, Hp, q, ld, T, H);
   load_head(K, Hp, q + D, ld, T, H);
+  if (nq.on()) {
+    nq.apply(Q, Hp, T, H, 0);
+    nq.apply(K, Hp, T, H, 1);
+  }
   transpose_head(Kt, Tp, K, Hp, H);
   load_head(V, Hp, q + 2 * D, ld, T, H);
 }
@@ -332,12 +448,24 @@ inline void transpose_block16(float* a) {
 
 // Forward of one head: q points at its first q row (k, v follow at +D, +2D; rows ld apart), out at its first
 // output row (rows D apart), L at its T log-sum-exps.
-void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t ld, int T, float scale) {
+// Rows [0, T) of a strided [T, 16] head into a local 16×16 block (rows from T on zero), normalised and rotated
+// (q: k = 0, k: k = 1) when nq is on.
+inline void load_rows16(float* X, const float* src, int64_t ld, int T, const QkNorm& nq, int k) {
+  for (int r = 0; r < 16; r++)
+    _mm512_store_ps(X + 16 * r, r < T ? _mm512_loadu_ps(src + (int64_t)r * ld) : _mm512_setzero_ps());
+  if (nq.on()) nq.apply(X, 16, T, 16, k);
+}
+
+void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t ld, int T, float scale,
+                        const QkNorm& nq) {
+  alignas(64) float Qn[16 * 16], Kn[16 * 16];
+  load_rows16(Qn, q, ld, T, nq, 0);
+  load_rows16(Kn, q + D, ld, T, nq, 1);
   __m512i Kt[16];
-  load_cols16(Kt, q + D, ld, T);
+  load_cols16(Kt, Kn, 16, T);
   const __m512 vs = _mm512_set1_ps(scale);
   for (int i = 0; i < T; i++) {
-    const __m512 s = _mm512_mul_ps(vs, row_dot_cols16(q + (int64_t)i * ld, Kt));
+    const __m512 s = _mm512_mul_ps(vs, row_dot_cols16(Qn + 16 * i, Kt));
     const __mmask16 mi = mask_n(i + 1);
     const float mx = _mm512_mask_reduce_max_ps(mi, s);
     const __m512 e = _mm512_maskz_mov_ps(mi, fast_exp512(_mm512_sub_ps(s, _mm512_set1_ps(mx))));
@@ -349,18 +477,20 @@ void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t
 }
 
 // Backward of one head: dq points at its first dq row (dk, dv at +D, +2D; rows ld apart), g at its first
-// dO row (rows D apart).
+// dO row (rows D apart). q, k and v are read in full before anything is written, so dq may be q.
 void small_head_backward(float* dq, const float* g, const float* L, const float* q, int64_t D, int64_t ld, int T,
-                         float scale) {
-  alignas(64) float P[16 * 16], dS[16 * 16];
+                         float scale, const QkNorm& nq) {
+  alignas(64) float P[16 * 16], dS[16 * 16], Qn[16 * 16], Kn[16 * 16], dQ[16 * 16], dK[16 * 16];
+  load_rows16(Qn, q, ld, T, nq, 0);
+  load_rows16(Kn, q + D, ld, T, nq, 1);
   const __m512 vs = _mm512_set1_ps(scale);
   {
     __m512i Kt[16];
-    load_cols16(Kt, q + D, ld, T);
+    load_cols16(Kt, Kn, 16, T);
     for (int i = 0; i < 16; i++) {
       __m512 pi = _mm512_setzero_ps();
       if (i < T) {
-        const __m512 s = _mm512_mul_ps(vs, row_dot_cols16(q + (int64_t)i * ld, Kt));
+        const __m512 s = _mm512_mul_ps(vs, row_dot_cols16(Qn + 16 * i, Kt));
         pi = _mm512_maskz_mov_ps(mask_n(i + 1), fast_exp512(_mm512_sub_ps(s, _mm512_set1_ps(L[i]))));
       }
       _mm512_store_ps(P + 16 * i, pi);
@@ -380,30 +510,48 @@ void small_head_backward(float* dq, const float* g, const float* L, const float*
     }
   }
   // dQ_i = Σ_{j ≤ i} dS_ij K_j
-  for (int i = 0; i < T; i++) _mm512_storeu_ps(dq + (int64_t)i * ld, weighted_rows16(weights_at(dS + 16 * i), q + D, ld, 0, i + 1));
+  for (int i = 0; i < T; i++) _mm512_store_ps(dQ + 16 * i, weighted_rows16(weights_at(dS + 16 * i), Kn, 16, 0, i + 1));
   // dK_j = Σ_{i ≥ j} dS_ij Q_i and dV_j = Σ_{i ≥ j} P_ij dO_i: rows of the transposed blocks.
   transpose_block16(dS);
   transpose_block16(P);
   for (int j = 0; j < T; j++) {
-    _mm512_storeu_ps(dq + D + (int64_t)j * ld, weighted_rows16(weights_at(dS + 16 * j), q, ld, j, T));
+    _mm512_store_ps(dK + 16 * j, weighted_rows16(weights_at(dS + 16 * j), Qn, 16, j, T));
     _mm512_storeu_ps(dq + 2 * D + (int64_t)j * ld, weighted_rows16(weights_at(P + 16 * j), g, D, j, T));
+  }
+  if (nq.on()) {
+    nq.backward(dQ, Qn, 16, T, 16, 0);
+    nq.backward(dK, Kn, 16, T, 16, 1);
+  }
+  for (int i = 0; i < T; i++) {
+    _mm512_storeu_ps(dq + (int64_t)i * ld, _mm512_load_ps(dQ + 16 * i));
+    _mm512_storeu_ps(dq + D + (int64_t)i * ld, _mm512_load_ps(dK + 16 * i));
   }
 }
 #endif
 
 }  // namespace
 
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H) {
+// The RoPE tables and rstd of the fused q/k normalisation, or none.
+static QkNorm qk_norm(float* out, const float* in, int T, int N, int H) {
+  QkNorm nq;
+  if (!out && !in) return nq;
+  nq.out = out, nq.in = in, nq.N = N;
+  rope_tables(nq.cs, nq.sn, T, H, 0);
+  return nq;
+}
+
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd) {
   const int64_t D = (int64_t)N * H, ld = 3 * D;
   const float scale = 1.0f / std::sqrt((float)H);
   const int Tp = round16(T), Hp = round16(H);
+  const QkNorm nq = qk_norm(qk_rstd, nullptr, T, N, H);
 #if defined(__AVX512F__)
   if (H == kSmall && T <= kSmall) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
         small_head_forward(out + (int64_t)b * T * D + (int64_t)n * H, lse + ((int64_t)b * N + n) * T,
-                           qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T, scale);
+                           qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T, scale, nq.head(b, n, T));
     return;
   }
 #endif
@@ -418,7 +566,7 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
       for (int n = 0; n < N; n++) {
         const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
         // Padded rows and columns stay zero from the allocation: only [0,T)×[0,H) is ever written.
-        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp);
+        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, nq.head(b, n, T));
         float* L = lse + ((int64_t)b * N + n) * T;
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
@@ -433,10 +581,11 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
-                        int H) {
+                        int H, const float* qk_rstd) {
   const int64_t D = (int64_t)N * H, ld = 3 * D;
   const float scale = 1.0f / std::sqrt((float)H);
   const int Tp = round16(T), Hp = round16(H);
+  const QkNorm nq = qk_norm(nullptr, qk_rstd, T, N, H);
 #if defined(__AVX512F__)
   if (H == kSmall && T <= kSmall) {
 #pragma omp parallel for collapse(2) schedule(static)
@@ -444,7 +593,7 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
       for (int n = 0; n < N; n++)
         small_head_backward(dqkv + (int64_t)b * T * ld + (int64_t)n * H, dout + (int64_t)b * T * D + (int64_t)n * H,
                             lse + ((int64_t)b * N + n) * T, qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T,
-                            scale);
+                            scale, nq.head(b, n, T));
     return;
   }
 #endif
@@ -457,7 +606,8 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
         const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
-        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp);
+        const QkNorm hq = nq.head(b, n, T);
+        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, hq);
         transpose_head(Vt, Tp, V, Hp, H);
         load_head(G, Hp, dout + (int64_t)b * T * D + (int64_t)n * H, D, T, H);
         const float* L = lse + ((int64_t)b * N + n) * T;
@@ -481,6 +631,10 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
         for (int j0 = 0; j0 < T; j0 += kRows) {
           rows_ab<true>(dK + (int64_t)j0 * Hp, Hp, dS + j0, Tp, Q, Hp, j0, T, Hp);
           rows_ab<true>(dV + (int64_t)j0 * Hp, Hp, P + j0, Tp, G, Hp, j0, T, Hp);
+        }
+        if (hq.on()) {
+          hq.backward(dQ, Q, Hp, T, H, 0);
+          hq.backward(dK, K, Hp, T, H, 1);
         }
         float* dq = dqkv + (int64_t)b * T * ld + (int64_t)n * H;
         store_head(dq, ld, dQ, Hp, T, H);

@@ -154,7 +154,6 @@ int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids,
 }
 
 // ---------------------------------------------------------------------------------------------
-static constexpr float kRmsEps = 1e-6f;
 
 static inline float row_rstd(const float* x, int C) {
   float ss = 0.f;
@@ -221,6 +220,8 @@ static void rope_table(const float*& cs, const float*& sn, int T, int H, int pos
   cs = g_rope.cs.data() + (size_t)pos0 * half;
   sn = g_rope.sn.data() + (size_t)pos0 * half;
 }
+
+void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0) { rope_table(cs, sn, T, H, pos0); }
 
 // Rotate one head vector in place; sign=+1 forward, -1 inverse (transpose).
 static inline void rotate(float* x, const float* c, const float* s, int half, float sign) {

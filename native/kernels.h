@@ -44,14 +44,23 @@ void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* r
 void rope_forward(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
 void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
 
+inline constexpr float kRmsEps = 1e-6f;
+// RoPE's cos/sin for positions pos0 .. pos0+T-1 of head size H (row p at offset p·H/2), computed once in double
+// and kept; valid until the next call with another H.
+void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0);
+
 void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0);
 void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
                            int pos0);
 
 // lse [B, N, T]: each score row's log-sum-exp (scaled scores), saved for the backward pass.
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H);
+// With qk_rstd, q and k of qkv are raw: each head row of q and k gets RMSNorm over H and RoPE at its position
+// (0..T-1) on load, as qk_norm_rope_forward would have done in place, and the forward writes their rstd there
+// ([B·T, 2N]: the N q heads, then the N k heads); the backward takes the forward's and returns the gradient
+// with respect to the raw q and k. dqkv may be qkv itself (each head is read in full before it is written).
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd = nullptr);
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
-                        int H);
+                        int H, const float* qk_rstd = nullptr);
 // Decoding: appends the Tq new keys/values of qkv to the caches at pos0.., then attends (see native.ts).
 void attention_decode(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N, int H,
                       int Tmax, int pos0);

@@ -549,6 +549,33 @@ for (const threads of [1, 2]) {
         });
       }
 
+      // q and k raw, normalised and rotated inside the kernels (the model's form): against the float64
+      // composition attention(qkNormRope(x)); small-head path (H = 16, T ≤ 16), the general path with
+      // vector (H = 16, 32, 64) and scalar (H = 6) row helpers; in place (dqkv = qkv) as the model runs it.
+      for (const [B, T, N, H] of [[2, 14, 3, 16], [1, 16, 2, 16], [2, 1, 2, 16], [2, 20, 2, 16], [1, 19, 2, 32], [2, 9, 1, 64], [2, 7, 2, 6]]) {
+        it(`with q/k normalisation inside: forward, rstd, gradient, in place B=${B} T=${T} N=${N} H=${H}`, () => {
+          const rng = new Rng(730 + B + T * 10 + N * 100 + H * 1000);
+          const n = B * T * 3 * N * H;
+          const x = randn32(rng, n, 1.3);
+          const composed = (xx: ArrayLike<number>) => ref.attention(ref.qkNormRope(xx, B, T, N, H, 0).y, B, T, N, H);
+          const out = filled(B * T * N * H, NaN), lse = filled(B * N * T, NaN), rstd = filled(B * T * 2 * N, NaN);
+          nk.attentionForward(out, lse, x, B, T, N, H, rstd);
+          const r = composed(x);
+          expectClose('attention out (q/k normalised inside)', out, r.out);
+          expectClose('attention lse (q/k normalised inside)', lse, r.lse);
+          expectClose('q/k rstd', rstd, ref.qkNormRope(x, B, T, N, H, 0).rstd);
+
+          const dout = randn32(rng, B * T * N * H);
+          const dx = filled(n, -5);
+          nk.attentionBackward(dx, dout, lse, x, B, T, N, H, rstd);
+          expectGrad('attention d(raw qkv)', dx, (xx) => dot(dout, composed(xx).out), x, rng, 300);
+
+          const xi = Float32Array.from(x);
+          nk.attentionBackward(xi, dout, lse, xi, B, T, N, H, rstd);
+          expectClose('attention d(raw qkv) written over qkv', xi, dx, 1e-6);
+        });
+      }
+
       // Larger shapes cross the kernel's 8-row blocks and 16/32-wide column blocks with ragged ends.
       for (const [B, T, N, H] of [[2, 40, 3, 32], [1, 70, 2, 40], [2, 33, 1, 64], [1, 17, 2, 18]]) {
       it(`larger shape B=${B} T=${T} N=${N} H=${H} (forward and sampled gradient)`, () => {

@@ -89,10 +89,14 @@ export interface NativeKernels {
   // ---- causal softmax attention (scale 1/sqrt(H)), fused ----
   /** Training form: qkv [B, T, 3, N, H] (q,k,v per token), out [B, T, N, H], lse [B, N, T]: the
    *  log-sum-exp of each row of scaled scores, saved for backward (which recomputes the softmax rows
-   *  from it instead of storing B·N·T² probabilities). */
-  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
-  /** dqkv [B, T, 3, N, H] written (not accumulated); lse from the forward on the same qkv. */
-  attentionBackward(dqkv: F32, dout: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number): void;
+   *  from it instead of storing B·N·T² probabilities).
+   *  With qkRstd [B·T, 2N], q and k are raw: each head row of q and k gets RMSNorm over H and RoPE at its
+   *  position (0..T-1) as it is loaded, as qkNormRopeForward would have done, and their rstd is written there. */
+  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number, qkRstd?: F32 | null): void;
+  /** dqkv [B, T, 3, N, H] written (not accumulated); lse (and qkRstd) from the forward on the same qkv; with
+   *  qkRstd the gradient is with respect to the raw q and k. dqkv may be qkv itself. */
+  attentionBackward(dqkv: F32, dout: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number,
+    qkRstd?: F32 | null): void;
   /** Decoding form: Tq new queries at absolute positions pos0..pos0+Tq-1 attend to cached keys and
    *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] hold positions < pos0,
    *  and the kernel first writes the new keys/values of qkv at pos0..pos0+Tq-1; out [B, Tq, N, H]. */

@@ -137,8 +137,8 @@ export class GPT {
     if (T > this.cfg.T) throw new Error(`forward: sequence length ${T} exceeds model T=${this.cfg.T}`);
     let x = op.embedding(this.embedIn, ids, [B * T, D]);
     for (let l = 0; l < L; l++) {
-      const qkv = op.qkNormRope(op.matmul(op.rmsnorm(x), this.w('qkv', l)), B, T, this.N, H, 0, true);
-      x = op.residualMatmul(x, op.attention(qkv, B, T, this.N, H), this.w('out', l));
+      const qkv = op.matmul(op.rmsnorm(x), this.w('qkv', l)); // raw: q, k are normalised inside the attention
+      x = op.residualMatmul(x, op.qkNormAttention(qkv, B, T, this.N, H, true), this.w('out', l));
       x = op.residualMlp(x, op.rmsnorm(x), this.w('up', l), this.w('down', l));
     }
     return op.matmul(op.rmsnorm(x), this.embedOut, true);

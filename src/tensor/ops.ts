@@ -204,6 +204,28 @@ export function attention(qkv: Tensor, B: number, T: number, N: number, H: numbe
   });
 }
 
+/**
+ * Causal softmax attention over a raw qkv product [B*T, 3·N·H] → [B*T, N·H], with q and k taken through
+ * RMSNorm over each head and RoPE (positions 0..T-1) inside the kernel: the same as
+ * `attention(qkNormRope(x, …), …)` without a pass that rewrites q and k and reads them back, and its
+ * backward returns the raw q, k gradient directly. In place (x's values are not needed afterwards, as for
+ * the model's qkv product, whose own backward reads only its inputs), the gradient is written over x.
+ */
+export function qkNormAttention(x: Tensor, B: number, T: number, N: number, H: number, inPlace = false): Tensor {
+  check(x.size === B * T * 3 * N * H, 'qkNormAttention: shape mismatch');
+  check(H % 2 === 0, `qkNormAttention: head size ${H} must be even (RoPE rotates pairs)`);
+  const out = Tensor.empty([B * T, N * H]);
+  const lse = alloc(B * N * T, false);
+  const rstd = alloc(B * T * 2 * N, false);
+  K().attentionForward(out.data, lse, x.data, B, T, N, H, rstd);
+  if (!needsGrad(x)) return out;
+  return record(out, [x], (g) => {
+    const dx = inPlace ? x.data : alloc(x.size, false);
+    K().attentionBackward(dx, g, lse, x.data, B, T, N, H, rstd);
+    accumulate(x, dx);
+  });
+}
+
 /** GELU, tanh approximation. */
 export function gelu(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape);
