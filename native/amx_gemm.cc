@@ -248,36 +248,46 @@ struct PrefetchDst {
 struct PendingStep {
   const GemmEpilogue* ep = nullptr;
   float* C = nullptr;
+  const int kind;                     // 1: y = gelu(C); 2: C ·= gelu'(x)
+  float* other = nullptr;             // y (kind 1) or x (kind 2), laid out as C
   int ldc = 0, M = 0, N = 0;
-  int i0 = 0, j0 = 0, nv = 0, v = 0;  // block whose step is pending: origin; vectors (2 per row) in all, done
+  float *crow = nullptr, *orow = nullptr;  // pending block: its next row in C and in y / x
+  int nr = 0, r = 0;                  // its rows in all, done
   __mmask16 m0 = 0, m1 = 0;           // lanes of its two 16-column halves inside C
-  int per_call = 1;                   // vectors per call from the kernel
+  int per_call = 1;                   // rows per call from the kernel
   int pi0 = 0, pj0 = 0, pn = 0, pv = 0, pf_per_call = 1;  // block being computed: lines to fetch, fetched
 
   PrefetchDst dst;
   PendingStep(const GemmEpilogue* e, float* c, int ld, const Dims& d)
-      : ep(e), C(c), ldc(ld), M(d.M), N(d.N), dst(c, ld, d.M, d.N) {}
+      : ep(e), C(c), kind(e ? e->kind : 0), other(e ? (e->kind == 1 ? e->y : const_cast<float*>(e->x)) : nullptr),
+        ldc(ld), M(d.M), N(d.N), dst(c, ld, d.M, d.N) {}
   // Block (i, j) is about to be computed by a kernel making `calls` side calls.
   void computing(int i, int j, int calls) {
     dst.computing(i, j, calls);
     pi0 = i, pj0 = j, pv = 0;
     pn = 2 * std::min(32, M - i);
     pf_per_call = (pn + calls - 1) / calls;
-    per_call = (nv + calls - 1) / calls;
+    per_call = (nr - r + calls - 1) / calls;
   }
   // ... and is now final; its step becomes the pending one (the previous one must be finished).
   void computed() {
-    i0 = pi0, j0 = pj0, v = 0, nv = pn, pn = 0;
-    m0 = uf::mask_n(N - j0), m1 = uf::mask_n(N - j0 - 16);
+    const size_t off = (size_t)pi0 * ldc + pj0;
+    crow = C + off, orow = other + off;
+    nr = pn / 2, r = 0, pn = 0;
+    m0 = uf::mask_n(N - pj0), m1 = uf::mask_n(N - pj0 - 16);
   }
-  inline void one() {
-    const int r = v >> 1, h = v & 1;
-    const __mmask16 m = h ? m1 : m0;
-    const size_t off = (size_t)(i0 + r) * ldc + j0 + 16 * h;
-    const __m512 c = _mm512_maskz_loadu_ps(m, C + off);
-    if (ep->kind == 1) _mm512_mask_storeu_ps(ep->y + off, m, uf::gelu512(c));
-    else _mm512_mask_storeu_ps(C + off, m, _mm512_mul_ps(c, uf::gelu_grad512(_mm512_maskz_loadu_ps(m, ep->x + off))));
-    v++;
+  inline void row_gelu() {
+    const __m512 c0 = _mm512_maskz_loadu_ps(m0, crow), c1 = _mm512_maskz_loadu_ps(m1, crow + 16);
+    _mm512_mask_storeu_ps(orow, m0, uf::gelu512(c0));
+    _mm512_mask_storeu_ps(orow + 16, m1, uf::gelu512(c1));
+    crow += ldc, orow += ldc, r++;
+  }
+  inline void row_grad() {
+    const __m512 c0 = _mm512_maskz_loadu_ps(m0, crow), c1 = _mm512_maskz_loadu_ps(m1, crow + 16);
+    const __m512 x0 = _mm512_maskz_loadu_ps(m0, orow), x1 = _mm512_maskz_loadu_ps(m1, orow + 16);
+    _mm512_mask_storeu_ps(crow, m0, _mm512_mul_ps(c0, uf::gelu_grad512(x0)));
+    _mm512_mask_storeu_ps(crow + 16, m1, _mm512_mul_ps(c1, uf::gelu_grad512(x1)));
+    crow += ldc, orow += ldc, r++;
   }
   inline void operator()() {
     dst();
@@ -285,13 +295,20 @@ struct PendingStep {
       const int h = pv & 1;
       if (pj0 + 16 * h >= N) continue;
       const size_t off = (size_t)(pi0 + (pv >> 1)) * ldc + pj0 + 16 * h;
-      if (ep->kind == 1) _mm_prefetch((const char*)(ep->y + off), _MM_HINT_ET0);
-      else _mm_prefetch((const char*)(ep->x + off), _MM_HINT_T0);
+      if (kind == 1) _mm_prefetch((const char*)(other + off), _MM_HINT_ET0);
+      else _mm_prefetch((const char*)(other + off), _MM_HINT_T0);
     }
-    for (int n = 0; n < per_call && v < nv; n++) one();
+    const int end = std::min(nr, r + per_call);
+    if (kind == 1)
+      while (r < end) row_gelu();
+    else
+      while (r < end) row_grad();
   }
   void finish() {
-    while (v < nv) one();
+    if (kind == 1)
+      while (r < nr) row_gelu();
+    else
+      while (r < nr) row_grad();
   }
 };
 
