@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels.h"
 #include "amx_gemm.h"
+#include "qknorm.h"
 #include "vmath.h"
 
 #include <cblas.h>
@@ -254,23 +255,18 @@ void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, i
   rope_apply(dx, B, T, heads, H, strideB, strideTok, pos0, -1.f);
 }
 
-// Scalar loops, for any even H (and builds without AVX-512).
+// A head at a time through the row helpers (qknorm.h): any even H, in AVX pieces when H is a multiple of 16.
 static void qk_norm_rope_forward_rows(float* y, float* rstd, const float* x, int64_t r0, int64_t r1, int T, int N, int H,
                                       const float* cs, const float* sn) {
   const int half = H / 2;
   const int64_t D = (int64_t)N * H;
   for (int64_t r = r0; r < r1; r++) {
-    int t = (int)(r % T);
-    const float* xr = x + r * 3 * D;
-    float* yr = y + r * 3 * D;
+    const int t = (int)(r % T);
     for (int j = 0; j < 2 * N; j++) {
-      const float* xs = xr + (int64_t)j * H;
-      float* ys = yr + (int64_t)j * H;
-      float s = row_rstd(xs, H);
+      const float* xs = x + r * 3 * D + (int64_t)j * H;
+      const float s = head_rstd(xs, H);
       rstd[r * 2 * N + j] = s;
-#pragma omp simd
-      for (int h = 0; h < H; h++) ys[h] = xs[h] * s;
-      rotate(ys, &cs[(size_t)t * half], &sn[(size_t)t * half], half, 1.f);
+      scale_rotate(y + r * 3 * D + (int64_t)j * H, xs, H, s, &cs[(size_t)t * half], &sn[(size_t)t * half]);
     }
   }
 }
@@ -280,29 +276,18 @@ static void qk_norm_rope_backward_rows(float* dx, const float* dy, const float* 
   const int half = H / 2;
   const int64_t D = (int64_t)N * H;
   for (int64_t r = r0; r < r1; r++) {
-    int t = (int)(r % T);
-    const float* dyr = dy + r * 3 * D;
-    const float* yr = y + r * 3 * D;
-    float* dxr = dx + r * 3 * D;
+    const int t = (int)(r % T);
     for (int j = 0; j < 2 * N; j++) {
-      const float* dys = dyr + (int64_t)j * H;
-      const float* ys = yr + (int64_t)j * H;
-      float* dxs = dxr + (int64_t)j * H;
-      float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-      for (int h = 0; h < H; h++) dot += dys[h] * ys[h];
-      float mean = dot / H, s = rstd[r * 2 * N + j];
-#pragma omp simd
-      for (int h = 0; h < H; h++) dxs[h] = (dys[h] - ys[h] * mean) * s;
-      rotate(dxs, &cs[(size_t)t * half], &sn[(size_t)t * half], half, -1.f);
+      const int64_t o = r * 3 * D + (int64_t)j * H;
+      scale_rotate_backward(dx + o, dy + o, y + o, H, rstd[r * 2 * N + j], &cs[(size_t)t * half], &sn[(size_t)t * half]);
     }
   }
 }
 
 #if defined(__AVX512F__)
-// Vector forms. H ≤ 16 (a power of two): a vector holds 16/H whole heads; per-head sums are butterflies inside
-// groups of H lanes, and the rotation is y·C + halfswap(y)·S with C = (c, c), S = (−s, s) per head, tiled over
-// the 16 lanes (rope16). H a multiple of 32: each head's halves are whole vectors.
+// H = 2, 4, 8 and 16: a vector holds 16/H whole heads; per-head sums are butterflies inside groups of H lanes,
+// and the rotation is y·C + halfswap(y)·S with C = (c, c), S = (−s, s) per head, tiled over the 16 lanes
+// (rope16). Larger heads go through the row helpers.
 static inline __m512 group_sum(__m512 v, int H) {  // sum over each aligned group of H lanes, in all its lanes
   v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
   if (H >= 4) v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));
@@ -318,7 +303,7 @@ static inline __m512 half_swap(__m512 v, int H) {  // exchange the two halves of
     default: return _mm512_shuffle_f32x4(v, v, 0x4E);
   }
 }
-static inline bool qk_vector_ok(int H) { return H == 2 || H == 4 || H == 8 || H == 16 || (H >= 32 && H % 32 == 0); }
+static inline bool qk_lanes_ok(int H) { return H == 2 || H == 4 || H == 8 || H == 16; }
 
 // C and S tiled to 16 lanes, for positions pos0 .. pos0+T-1 of head size H ≤ 16 (row p at offset 16·p).
 struct Rope16 {
@@ -347,154 +332,117 @@ static void rope16(const float*& c16, const float*& s16, const float* cs, const 
   s16 = g_rope16.s.data() + (size_t)pos0 * 16;
 }
 
-static void qk_norm_rope_forward_vec(float* y, float* rstd, const float* x, int64_t r0, int64_t r1, int T, int N,
-                                     int H, const float* cs, const float* sn, const float* c16, const float* s16) {
-  const int half = H / 2, n = 2 * N * H;  // q and k of a row: 2N heads, contiguous
+static void qk_norm_rope_forward_lanes(float* y, float* rstd, const float* x, int64_t r0, int64_t r1, int T, int N,
+                                       int H, const float* c16, const float* s16) {
+  const int n = 2 * N * H;  // q and k of a row: 2N heads, contiguous
   const int64_t D = (int64_t)N * H;
   const __m512 eps = _mm512_set1_ps(kRmsEps), invH = _mm512_set1_ps(1.f / H), one = _mm512_set1_ps(1.f);
+  const __m512i heads = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(H));  // lane i ← lane i·H (a head's first)
   for (int64_t r = r0; r < r1; r++) {
     const int t = (int)(r % T);
     const float* xr = x + r * 3 * D;
     float* yr = y + r * 3 * D;
     float* rr = rstd + r * 2 * N;
-    if (H <= 16) {
-      const __m512 C = _mm512_loadu_ps(c16 + (size_t)t * 16), S = _mm512_loadu_ps(s16 + (size_t)t * 16);
-      const __m512i heads = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                               _mm512_set1_epi32(H));  // lane i ← lane i·H (a head's first)
-      for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = mask_n(n - i);
-        const __m512 v = _mm512_maskz_loadu_ps(m, xr + i);
-        const __m512 ss = group_sum(_mm512_mul_ps(v, v), H);
-        const __m512 s = _mm512_div_ps(one, _mm512_sqrt_ps(_mm512_fmadd_ps(ss, invH, eps)));
-        const __m512 u = _mm512_mul_ps(v, s);
-        _mm512_mask_storeu_ps(yr + i, m, _mm512_fmadd_ps(u, C, _mm512_mul_ps(half_swap(u, H), S)));
-        const int nh = std::min(16, n - i) / H;  // heads in this vector
-        _mm512_mask_storeu_ps(rr + i / H, (__mmask16)((1u << nh) - 1), _mm512_permutexvar_ps(heads, s));
-      }
-    } else {
-      const float* c = cs + (size_t)t * half;
-      const float* sv = sn + (size_t)t * half;
-      for (int j = 0; j < 2 * N; j++) {
-        const float* xs = xr + (int64_t)j * H;
-        float* ys = yr + (int64_t)j * H;
-        __m512 acc = _mm512_setzero_ps();
-        for (int h = 0; h < H; h += 16) {
-          const __m512 v = _mm512_loadu_ps(xs + h);
-          acc = _mm512_fmadd_ps(v, v, acc);
-        }
-        const float s = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / H + kRmsEps);
-        rr[j] = s;
-        const __m512 sv16 = _mm512_set1_ps(s);
-        for (int h = 0; h < half; h += 16) {
-          const __m512 lo = _mm512_mul_ps(_mm512_loadu_ps(xs + h), sv16);
-          const __m512 hi = _mm512_mul_ps(_mm512_loadu_ps(xs + half + h), sv16);
-          const __m512 cc = _mm512_loadu_ps(c + h), sn16 = _mm512_loadu_ps(sv + h);
-          _mm512_storeu_ps(ys + h, _mm512_fnmadd_ps(hi, sn16, _mm512_mul_ps(lo, cc)));
-          _mm512_storeu_ps(ys + half + h, _mm512_fmadd_ps(lo, sn16, _mm512_mul_ps(hi, cc)));
-        }
-      }
+    const __m512 C = _mm512_loadu_ps(c16 + (size_t)t * 16), S = _mm512_loadu_ps(s16 + (size_t)t * 16);
+    for (int i = 0; i < n; i += 16) {
+      const __mmask16 m = mask_n(n - i);
+      const __m512 v = _mm512_maskz_loadu_ps(m, xr + i);
+      const __m512 ss = group_sum(_mm512_mul_ps(v, v), H);
+      const __m512 s = _mm512_div_ps(one, _mm512_sqrt_ps(_mm512_fmadd_ps(ss, invH, eps)));
+      const __m512 u = _mm512_mul_ps(v, s);
+      _mm512_mask_storeu_ps(yr + i, m, _mm512_fmadd_ps(u, C, _mm512_mul_ps(half_swap(u, H), S)));
+      const int nh = std::min(16, n - i) / H;  // heads in this vector
+      _mm512_mask_storeu_ps(rr + i / H, (__mmask16)((1u << nh) - 1), _mm512_permutexvar_ps(heads, s));
     }
   }
 }
 
-static void qk_norm_rope_backward_vec(float* dx, const float* dy, const float* y, const float* rstd, int64_t r0,
-                                      int64_t r1, int T, int N, int H, const float* cs, const float* sn,
-                                      const float* c16, const float* s16) {
-  const int half = H / 2, n = 2 * N * H;
+static void qk_norm_rope_backward_lanes(float* dx, const float* dy, const float* y, const float* rstd, int64_t r0,
+                                        int64_t r1, int T, int N, int H, const float* c16, const float* s16) {
+  const int n = 2 * N * H;
   const int64_t D = (int64_t)N * H;
   const __m512 invH = _mm512_set1_ps(1.f / H);
+  const __m512i lane_head = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              __builtin_ctz(H));  // lane ← its head's rstd
   for (int64_t r = r0; r < r1; r++) {
     const int t = (int)(r % T);
     const float* dyr = dy + r * 3 * D;
     const float* yr = y + r * 3 * D;
     float* dxr = dx + r * 3 * D;
     const float* rr = rstd + r * 2 * N;
-    if (H <= 16) {
-      const __m512 C = _mm512_loadu_ps(c16 + (size_t)t * 16), S = _mm512_loadu_ps(s16 + (size_t)t * 16);
-      const __m512i lane_head = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                  __builtin_ctz(H));  // lane ← its head's rstd
-      for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = mask_n(n - i);
-        const __m512 g = _mm512_maskz_loadu_ps(m, dyr + i), v = _mm512_maskz_loadu_ps(m, yr + i);
-        const __m512 mean = _mm512_mul_ps(group_sum(_mm512_mul_ps(g, v), H), invH);
-        const int nh = std::min(16, n - i) / H;
-        const __m512 s = _mm512_permutexvar_ps(lane_head, _mm512_maskz_loadu_ps((__mmask16)((1u << nh) - 1), rr + i / H));
-        const __m512 u = _mm512_mul_ps(_mm512_fnmadd_ps(v, mean, g), s);
-        // inverse rotation: u·C − halfswap(u)·S
-        _mm512_mask_storeu_ps(dxr + i, m, _mm512_fnmadd_ps(half_swap(u, H), S, _mm512_mul_ps(u, C)));
-      }
-    } else {
-      const float* c = cs + (size_t)t * half;
-      const float* sv = sn + (size_t)t * half;
-      for (int j = 0; j < 2 * N; j++) {
-        const float* dys = dyr + (int64_t)j * H;
-        const float* ys = yr + (int64_t)j * H;
-        float* dxs = dxr + (int64_t)j * H;
-        __m512 acc = _mm512_setzero_ps();
-        for (int h = 0; h < H; h += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(dys + h), _mm512_loadu_ps(ys + h), acc);
-        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(acc) / H), s = _mm512_set1_ps(rr[j]);
-        for (int h = 0; h < half; h += 16) {
-          const __m512 lo = _mm512_mul_ps(_mm512_fnmadd_ps(_mm512_loadu_ps(ys + h), mean, _mm512_loadu_ps(dys + h)), s);
-          const __m512 hi =
-              _mm512_mul_ps(_mm512_fnmadd_ps(_mm512_loadu_ps(ys + half + h), mean, _mm512_loadu_ps(dys + half + h)), s);
-          const __m512 cc = _mm512_loadu_ps(c + h), sn16 = _mm512_loadu_ps(sv + h);
-          _mm512_storeu_ps(dxs + h, _mm512_fmadd_ps(hi, sn16, _mm512_mul_ps(lo, cc)));
-          _mm512_storeu_ps(dxs + half + h, _mm512_fnmadd_ps(lo, sn16, _mm512_mul_ps(hi, cc)));
-        }
-      }
+    const __m512 C = _mm512_loadu_ps(c16 + (size_t)t * 16), S = _mm512_loadu_ps(s16 + (size_t)t * 16);
+    for (int i = 0; i < n; i += 16) {
+      const __mmask16 m = mask_n(n - i);
+      const __m512 g = _mm512_maskz_loadu_ps(m, dyr + i), v = _mm512_maskz_loadu_ps(m, yr + i);
+      const __m512 mean = _mm512_mul_ps(group_sum(_mm512_mul_ps(g, v), H), invH);
+      const int nh = std::min(16, n - i) / H;
+      const __m512 s = _mm512_permutexvar_ps(lane_head, _mm512_maskz_loadu_ps((__mmask16)((1u << nh) - 1), rr + i / H));
+      const __m512 u = _mm512_mul_ps(_mm512_fnmadd_ps(v, mean, g), s);
+      // inverse rotation: u·C − halfswap(u)·S
+      _mm512_mask_storeu_ps(dxr + i, m, _mm512_fnmadd_ps(half_swap(u, H), S, _mm512_mul_ps(u, C)));
     }
   }
-  (void)invH;
 }
 #endif
 
-void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0) {
+// Both directions: the rows of B·T split evenly over the threads, each thread's rows through the lane kernels
+// (H ≤ 16) or the row helpers, then v (the last D of each 3D-wide row) copied unless in place.
+template <class Lanes, class Rows>
+static void qk_norm_rope_run(float* dst, const float* src, int B, int T, int N, int H, int pos0, Lanes lanes,
+                             Rows rows) {
   const float *cs, *sn;
   rope_table(cs, sn, T, H, pos0);
-  const int64_t D = (int64_t)N * H, rows = (int64_t)B * T;
-#if defined(__AVX512F__)
+  const int64_t D = (int64_t)N * H, nrows = (int64_t)B * T;
   const float *c16 = nullptr, *s16 = nullptr;
-  const bool vec = qk_vector_ok(H);
-  if (vec && H <= 16) rope16(c16, s16, cs, sn, T, H, pos0);
+#if defined(__AVX512F__)
+  const bool vec = qk_lanes_ok(H);
+  if (vec) rope16(c16, s16, cs, sn, T, H, pos0);
+#else
+  const bool vec = false;
 #endif
 #pragma omp parallel
   {
     const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
-#if defined(__AVX512F__)
-    if (vec) qk_norm_rope_forward_vec(y, rstd, x, r0, r1, T, N, H, cs, sn, c16, s16);
-    else
-#endif
-      qk_norm_rope_forward_rows(y, rstd, x, r0, r1, T, N, H, cs, sn);
-    if (y != x)  // v passes through
-      for (int64_t r = r0; r < r1; r++) std::memcpy(y + r * 3 * D + 2 * D, x + r * 3 * D + 2 * D, sizeof(float) * D);
+    const int64_t r0 = nrows * tid / nth, r1 = nrows * (tid + 1) / nth;
+    if (vec) lanes(r0, r1, c16, s16);
+    else rows(r0, r1, cs, sn);
+    if (dst != src)
+      for (int64_t r = r0; r < r1; r++) std::memcpy(dst + r * 3 * D + 2 * D, src + r * 3 * D + 2 * D, sizeof(float) * D);
   }
+}
+
+void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0) {
+  qk_norm_rope_run(
+      y, x, B, T, N, H, pos0,
+      [&](int64_t r0, int64_t r1, const float* c16, const float* s16) {
+#if defined(__AVX512F__)
+        qk_norm_rope_forward_lanes(y, rstd, x, r0, r1, T, N, H, c16, s16);
+#else
+        (void)r0, (void)r1, (void)c16, (void)s16;
+#endif
+      },
+      [&](int64_t r0, int64_t r1, const float* cs, const float* sn) {
+        qk_norm_rope_forward_rows(y, rstd, x, r0, r1, T, N, H, cs, sn);
+      });
 }
 
 void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
                            int pos0) {
   // Rotation is orthogonal, so mean(dy_n · y_n) before RoPE equals mean(dy · y) after it, and
   // dx = rstd · R⁻¹(dy − y · mean(dy·y)).
-  const float *cs, *sn;
-  rope_table(cs, sn, T, H, pos0);
-  const int64_t D = (int64_t)N * H, rows = (int64_t)B * T;
+  qk_norm_rope_run(
+      dx, dy, B, T, N, H, pos0,
+      [&](int64_t r0, int64_t r1, const float* c16, const float* s16) {
 #if defined(__AVX512F__)
-  const float *c16 = nullptr, *s16 = nullptr;
-  const bool vec = qk_vector_ok(H);
-  if (vec && H <= 16) rope16(c16, s16, cs, sn, T, H, pos0);
+        qk_norm_rope_backward_lanes(dx, dy, y, rstd, r0, r1, T, N, H, c16, s16);
+#else
+        (void)r0, (void)r1, (void)c16, (void)s16;
 #endif
-#pragma omp parallel
-  {
-    const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
-#if defined(__AVX512F__)
-    if (vec) qk_norm_rope_backward_vec(dx, dy, y, rstd, r0, r1, T, N, H, cs, sn, c16, s16);
-    else
-#endif
-      qk_norm_rope_backward_rows(dx, dy, y, rstd, r0, r1, T, N, H, cs, sn);
-    if (dx != dy)
-      for (int64_t r = r0; r < r1; r++) std::memcpy(dx + r * 3 * D + 2 * D, dy + r * 3 * D + 2 * D, sizeof(float) * D);
-  }
+      },
+      [&](int64_t r0, int64_t r1, const float* cs, const float* sn) {
+        qk_norm_rope_backward_rows(dx, dy, y, rstd, r0, r1, T, N, H, cs, sn);
+      });
 }
 
 // ---------------------------------------------------------------------------------------------
