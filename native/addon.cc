@@ -252,8 +252,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionForward");
   int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6);
   int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
-  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * 3 * D), B, T, N, H,
-                        a.f32n(7, BT * 2 * N));
+  float* qk_rstd = a.f32n(7, BT * 2 * N);
+  if (qk_rstd && H % 2) a.fail(6, "(head size) must be even when q and k are normalised inside (RoPE rotates pairs)");
+  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * 3 * D), B, T, N, H, qk_rstd);
   return info.Env().Undefined();
 }
 
@@ -261,8 +262,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionBackward");
   int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7);
   int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
+  const float* qk_rstd = a.f32n(8, BT * 2 * N);
+  if (qk_rstd && H % 2) a.fail(7, "(head size) must be even when q and k are normalised inside (RoPE rotates pairs)");
   uf::attention_backward(a.f32(0, BT * 3 * D), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T),
-                         a.f32(3, BT * 3 * D), B, T, N, H, a.f32n(8, BT * 2 * N));
+                         a.f32(3, BT * 3 * D), B, T, N, H, qk_rstd);
   return info.Env().Undefined();
 }
 

@@ -576,6 +576,17 @@ for (const threads of [1, 2]) {
         });
       }
 
+      it('q/k normalised inside needs an even head size (RoPE), and an rstd buffer of B·T·2N', () => {
+        const B = 1, T = 2, N = 1, H = 3;
+        const x = new Float32Array(B * T * 3 * N * H), out = new Float32Array(B * T * N * H), lse = new Float32Array(B * N * T);
+        assert.throws(() => nk.attentionForward(out, lse, x, B, T, N, H, new Float32Array(B * T * 2 * N)),
+          /attentionForward: argument 6 \(head size\) must be even/);
+        assert.throws(() => nk.attentionBackward(new Float32Array(x.length), out, lse, x, B, T, N, H, new Float32Array(B * T * 2 * N)),
+          /attentionBackward: argument 7 \(head size\) must be even/);
+        assert.throws(() => nk.attentionForward(new Float32Array(8), new Float32Array(4), new Float32Array(24), 1, 2, 2, 2, new Float32Array(3)),
+          /attentionForward: argument 7 has 3 elements, needs 8/);
+      });
+
       // Larger shapes cross the kernel's 8-row blocks and 16/32-wide column blocks with ragged ends.
       for (const [B, T, N, H] of [[2, 40, 3, 32], [1, 70, 2, 40], [2, 33, 1, 64], [1, 17, 2, 18]]) {
       it(`larger shape B=${B} T=${T} N=${N} H=${H} (forward and sampled gradient)`, () => {
