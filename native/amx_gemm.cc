@@ -244,7 +244,6 @@ struct PrefetchDst {
 // lines of x (kind 2) or y (kind 1) of the block being computed are fetched, so that the step, when its turn
 // comes, does not stall the products behind it on a cache miss (in a training step x and y are cold).
 struct PendingStep {
-  const GemmEpilogue* ep = nullptr;
   float* C = nullptr;
   const int kind;                     // 1: y = gelu(C); 2: C ·= gelu'(x)
   float* other = nullptr;             // y (kind 1) or x (kind 2), laid out as C
@@ -257,7 +256,7 @@ struct PendingStep {
 
   PrefetchDst dst;
   PendingStep(const GemmEpilogue* e, float* c, int ld, const Dims& d)
-      : ep(e), C(c), kind(e ? e->kind : 0), other(e ? (e->kind == 1 ? e->y : const_cast<float*>(e->x)) : nullptr),
+      : C(c), kind(e ? e->kind : 0), other(e ? (e->kind == 1 ? e->y : const_cast<float*>(e->x)) : nullptr),
         ldc(ld), M(d.M), N(d.N), dst(c, ld, d.M, d.N) {}
   // Block (i, j) is about to be computed by a kernel making `calls` side calls.
   void computing(int i, int j, int calls) {

@@ -266,8 +266,9 @@ inline void store_head(float* dst, int64_t ld, const float* src, int Hp, int T, 
 }
 
 // ---- RMSNorm + RoPE of q and k inside the attention kernels (see attention_forward; row helpers in qknorm.h) ----
-// Whether and how a head's q and k rows are normalised and rotated on load. rs points at the head's rstd of
-// position 0 (q; its k is N further on), rows 2N apart; the forward writes it (out), the backward reads it.
+// Whether and how a head's q and k rows are normalised and rotated on load. After head(b, n), out (forward:
+// written) or in (backward: read) points at that head's q rstd of position 0; its k rstd is N further on,
+// and positions are 2N apart.
 struct QkNorm {
   float* out = nullptr;
   const float* in = nullptr;
@@ -372,8 +373,6 @@ inline void transpose_block16(float* a) {
   for (int i = 0; i < 16; i++) _mm512_store_ps(a + 16 * i, _mm512_castsi512_ps(r[i]));
 }
 
-// Forward of one head: q points at its first q row (k, v follow at +D, +2D; rows ld apart), out at its first
-// output row (rows D apart), L at its T log-sum-exps.
 // Rows [0, T) of a strided [T, 16] head into a local 16×16 block (rows from T on zero), normalised and rotated
 // (q: k = 0, k: k = 1) when nq is on.
 inline void load_rows16(float* X, const float* src, int64_t ld, int T, const QkNorm& nq, int k) {
@@ -382,6 +381,8 @@ inline void load_rows16(float* X, const float* src, int64_t ld, int T, const QkN
   if (nq.on()) nq.apply(X, 16, T, 16, k);
 }
 
+// Forward of one head: q points at its first q row (k, v follow at +D, +2D; rows ld apart), out at its first
+// output row (rows D apart), L at its T log-sum-exps.
 void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t ld, int T, float scale,
                         const QkNorm& nq) {
   alignas(64) float Qn[16 * 16], Kn[16 * 16];
