@@ -8,12 +8,15 @@
 //
 // Built only where the compiler targets AMX (-march=native on such a CPU); elsewhere amx_gemm() returns false
 // and gemm() uses cblas_sgemm. The prototype, its accuracy and speed tables: bench/amx/.
+// GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512 intrinsics
+// (_mm512_srli_epi32, and the unpacks of transpose16 once inlined here); before any include, since the
+// warnings are located in its headers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "amx_gemm.h"
 #include "vmath.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__)
-// GCC 12 reports a false "may be used uninitialized" inside its own _mm512_srli_epi32.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <omp.h>
 #include <sys/mman.h>
