@@ -219,15 +219,15 @@ inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t*
   _tile_stored(3, c + (size_t)16 * ldc + 16, ldc * 4);
 }
 
-// The destination lines of the block being computed, fetched for writing a few at a time between its tile
-// products. In a training step the output buffer was last touched a step ago: without this, each tile store
-// (and each write-back) waited on a read-for-ownership from memory behind the products.
-struct PrefetchDst {
-  float* C = nullptr;
-  int ldc = 0, rows = 0, cols = 0;  // C's own rows and columns
+// The lines of one 32×32 block of a row-major matrix X, requested a few at a time between the tile products of
+// the kernel computing that block (into L1; for writing when `write`).
+struct BlockLines {
+  const float* X = nullptr;
+  int ld = 0, rows = 0, cols = 0;  // X's own rows and columns
+  bool write = false;
   int r0 = 0, c0 = 0, n = 0, p = 0, per_call = 1;
-  PrefetchDst(float* c, int ld, int nrows, int ncols) : C(c), ldc(ld), rows(nrows), cols(ncols) {}
-  // The block covering C rows r .. r+31, columns c .. c+31, computed by a kernel making `calls` side calls.
+  BlockLines(const float* x, int ldx, int nrows, int ncols, bool w) : X(x), ld(ldx), rows(nrows), cols(ncols), write(w) {}
+  // The block covering X rows r .. r+31, columns c .. c+31, computed by a kernel making `calls` side calls.
   void computing(int r, int c, int calls) {
     r0 = r, c0 = c, p = 0;
     n = 2 * std::min(32, rows - r);
@@ -236,10 +236,18 @@ struct PrefetchDst {
   inline void operator()() {
     for (int k = 0; k < per_call && p < n; k++, p++) {
       const int col = c0 + 16 * (p & 1);
-      if (col < cols) _mm_prefetch((const char*)(C + (size_t)(r0 + (p >> 1)) * ldc + col), _MM_HINT_ET0);
+      if (col >= cols) continue;
+      const char* line = (const char*)(X + (size_t)(r0 + (p >> 1)) * ld + col);
+      if (write) _mm_prefetch(line, _MM_HINT_ET0);
+      else _mm_prefetch(line, _MM_HINT_T0);
     }
   }
 };
+
+// The destination lines of the block being computed are fetched for writing (prefetchw): in a training step
+// the output buffer was last touched a step ago, and without this each tile store (and each write-back)
+// waited on a read-for-ownership from memory behind the products.
+inline BlockLines dst_lines(float* C, int ldc, int rows, int cols) { return BlockLines(C, ldc, rows, cols, true); }
 
 // The fused elementwise step (GemmEpilogue) of one finished 32x32 block of C, done a few vectors at a time
 // between the next block's tile products: the tile unit and the vector units then work at once, instead of
@@ -250,31 +258,28 @@ struct PendingStep {
   float* C = nullptr;
   const int kind;                     // 1: y = gelu(C); 2: C ·= gelu'(x)
   float* other = nullptr;             // y (kind 1) or x (kind 2), laid out as C
-  int ldc = 0, M = 0, N = 0;
+  int ldc = 0, N = 0;
   float *crow = nullptr, *orow = nullptr;  // pending block: its next row in C and in y / x
   int nr = 0, r = 0;                  // its rows in all, done
   __mmask16 m0 = 0, m1 = 0;           // lanes of its two 16-column halves inside C
   int per_call = 1;                   // rows per call from the kernel
-  int pi0 = 0, pj0 = 0, pn = 0, pv = 0, pf_per_call = 1;  // block being computed: lines to fetch, fetched
+  BlockLines dst, src;                // block being computed: its lines of C, and of y (written) or x (read)
 
-  PrefetchDst dst;
   PendingStep(const GemmEpilogue* e, float* c, int ld, const Dims& d)
-      : C(c), kind(e ? e->kind : 0), other(e ? (e->kind == 1 ? e->y : const_cast<float*>(e->x)) : nullptr),
-        ldc(ld), M(d.M), N(d.N), dst(c, ld, d.M, d.N) {}
+      : C(c), kind(e ? e->kind : 0), other(e ? (e->kind == 1 ? e->y : const_cast<float*>(e->x)) : nullptr), ldc(ld),
+        N(d.N), dst(dst_lines(c, ld, d.M, d.N)), src(other, ld, d.M, d.N, kind == 1) {}
   // Block (i, j) is about to be computed by a kernel making `calls` side calls.
   void computing(int i, int j, int calls) {
     dst.computing(i, j, calls);
-    pi0 = i, pj0 = j, pv = 0;
-    pn = 2 * std::min(32, M - i);
-    pf_per_call = (pn + calls - 1) / calls;
+    src.computing(i, j, calls);
     per_call = (nr - r + calls - 1) / calls;
   }
   // ... and is now final; its step becomes the pending one (the previous one must be finished).
   void computed() {
-    const size_t off = (size_t)pi0 * ldc + pj0;
+    const size_t off = (size_t)dst.r0 * ldc + dst.c0;
     crow = C + off, orow = other + off;
-    nr = pn / 2, r = 0, pn = 0;
-    m0 = uf::mask_n(N - pj0), m1 = uf::mask_n(N - pj0 - 16);
+    nr = dst.n / 2, r = 0;
+    m0 = uf::mask_n(N - dst.c0), m1 = uf::mask_n(N - dst.c0 - 16);
   }
   inline void row_gelu() {
     const __m512 c0 = _mm512_maskz_loadu_ps(m0, crow), c1 = _mm512_maskz_loadu_ps(m1, crow + 16);
@@ -291,13 +296,7 @@ struct PendingStep {
   }
   inline void operator()() {
     dst();
-    for (int n = 0; n < pf_per_call && pv < pn; n++, pv++) {
-      const int h = pv & 1;
-      if (pj0 + 16 * h >= N) continue;
-      const size_t off = (size_t)(pi0 + (pv >> 1)) * ldc + pj0 + 16 * h;
-      if (kind == 1) _mm_prefetch((const char*)(other + off), _MM_HINT_ET0);
-      else _mm_prefetch((const char*)(other + off), _MM_HINT_T0);
-    }
+    src();
     const int end = std::min(nr, r + per_call);
     if (kind == 1)
       while (r < end) row_gelu();
@@ -412,7 +411,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   // between the next block's tile products; the last block's runs at the end.
   const bool interleave = ep && d.Kt <= kct && !trans_c;
   PendingStep pending(ep, C, ldc, d);
-  PrefetchDst pdst(C, ldc, trans_c ? d.N : d.M, trans_c ? d.M : d.N);  // trans_c: d is the swapped problem's
+  BlockLines pdst = dst_lines(C, ldc, trans_c ? d.N : d.M, trans_c ? d.M : d.N);  // trans_c: d is the swapped problem's
   for (int kt0 = 0; kt0 < d.Kt; kt0 += kct) {
     int nk = std::min(kct, d.Kt - kt0);
     float beta_eff = kt0 == 0 ? beta : 1.f;
