@@ -156,13 +156,6 @@ int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids,
 
 // ---------------------------------------------------------------------------------------------
 
-static inline float row_rstd(const float* x, int C) {
-  float ss = 0.f;
-#pragma omp simd reduction(+ : ss)
-  for (int c = 0; c < C; c++) ss += x[c] * x[c];
-  return 1.0f / std::sqrt(ss / C + kRmsEps);
-}
-
 void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < R; r++) {
@@ -201,7 +194,7 @@ struct RopeTable {
 static RopeTable g_rope;
 
 // Pointers to the rows for positions pos0 .. pos0+T-1 (row p at offset p·H/2).
-static void rope_table(const float*& cs, const float*& sn, int T, int H, int pos0) {
+void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0) {
   const int need = pos0 + T, half = H / 2;
   if (g_rope.H != H || g_rope.n < need) {
     const int n = std::max(need, g_rope.H == H ? 2 * g_rope.n : 0);
@@ -222,8 +215,6 @@ static void rope_table(const float*& cs, const float*& sn, int T, int H, int pos
   sn = g_rope.sn.data() + (size_t)pos0 * half;
 }
 
-void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0) { rope_table(cs, sn, T, H, pos0); }
-
 // Rotate one head vector in place; sign=+1 forward, -1 inverse (transpose).
 static inline void rotate(float* x, const float* c, const float* s, int half, float sign) {
 #pragma omp simd
@@ -238,7 +229,7 @@ static inline void rotate(float* x, const float* c, const float* s, int half, fl
 static void rope_apply(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0,
                        float sign) {
   const float *cs, *sn;
-  rope_table(cs, sn, T, H, pos0);
+  rope_tables(cs, sn, T, H, pos0);
   int half = H / 2;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++)
@@ -314,7 +305,7 @@ static Rope16 g_rope16;
 static void rope16(const float*& c16, const float*& s16, const float* cs, const float* sn, int T, int H, int pos0) {
   const int need = pos0 + T, half = H / 2;
   if (g_rope16.H != H || g_rope16.n < need) {
-    // cs/sn point at pos0's row; rows 0 .. need-1 are there (rope_table made at least need rows)
+    // cs/sn point at pos0's row; rows 0 .. need-1 are there (rope_tables made at least need rows)
     const float* c0 = cs - (size_t)pos0 * half;
     const float* s0 = sn - (size_t)pos0 * half;
     g_rope16.c.resize((size_t)need * 16);
@@ -392,7 +383,7 @@ template <class Lanes, class Rows>
 static void qk_norm_rope_run(float* dst, const float* src, int B, int T, int N, int H, int pos0, Lanes lanes,
                              Rows rows) {
   const float *cs, *sn;
-  rope_table(cs, sn, T, H, pos0);
+  rope_tables(cs, sn, T, H, pos0);
   const int64_t D = (int64_t)N * H, nrows = (int64_t)B * T;
   const float *c16 = nullptr, *s16 = nullptr;
 #if defined(__AVX512F__)

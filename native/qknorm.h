@@ -11,6 +11,15 @@
 
 namespace uf {
 
+// 1 / sqrt(mean(x²) + eps) over n values, a plain loop (RMSNorm's rows in kernels.cc, and the head rows below
+// when H is not a multiple of 16).
+inline float row_rstd(const float* x, int n) {
+  float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+  for (int i = 0; i < n; i++) ss += x[i] * x[i];
+  return 1.0f / std::sqrt(ss / n + kRmsEps);
+}
+
 // One head row: the rstd of x over its H values.
 inline float head_rstd(const float* x, int H) {
 #if defined(__AVX512F__)
@@ -23,10 +32,7 @@ inline float head_rstd(const float* x, int H) {
     return 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / H + kRmsEps);
   }
 #endif
-  float ss = 0.f;
-#pragma omp simd reduction(+ : ss)
-  for (int h = 0; h < H; h++) ss += x[h] * x[h];
-  return 1.0f / std::sqrt(ss / H + kRmsEps);
+  return row_rstd(x, H);
 }
 // y = RoPE(x · r) with the position's cos c and sin s (H/2 each); y may be x.
 inline void scale_rotate(float* y, const float* x, int H, float r, const float* c, const float* s) {
