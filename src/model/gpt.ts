@@ -138,7 +138,7 @@ export class GPT {
     let x = op.embedding(this.embedIn, ids, [B * T, D]);
     for (let l = 0; l < L; l++) {
       const qkv = op.matmul(op.rmsnorm(x), this.w('qkv', l)); // raw: q, k are normalised inside the attention
-      x = op.residualMatmul(x, op.qkNormAttention(qkv, B, T, this.N, H, true), this.w('out', l));
+      x = op.residualMatmul(x, op.attention(qkv, B, T, this.N, H, { qkNorm: true, inPlace: true }), this.w('out', l));
       x = op.residualMlp(x, op.rmsnorm(x), this.w('up', l), this.w('down', l));
     }
     return op.matmul(op.rmsnorm(x), this.embedOut, true);

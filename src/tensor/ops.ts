@@ -190,39 +190,27 @@ export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number
   });
 }
 
-/** Causal softmax attention over qkv [B*T, 3·N·H] → [B*T, N·H]. */
-export function attention(qkv: Tensor, B: number, T: number, N: number, H: number): Tensor {
+/**
+ * Causal softmax attention over qkv [B*T, 3·N·H] → [B*T, N·H].
+ * - `qkNorm`: qkv is the raw product, and q and k go through RMSNorm over each head and RoPE (positions
+ *   0..T-1) inside the kernel: the same as `attention(qkNormRope(qkv, …), …)` without a pass that rewrites q
+ *   and k and reads them back, and the backward returns the raw q, k gradient directly.
+ * - `inPlace`: qkv's values are not needed afterwards (the model's qkv product, whose own backward reads only
+ *   its inputs), so the gradient is written over qkv instead of a fresh buffer.
+ */
+export function attention(qkv: Tensor, B: number, T: number, N: number, H: number,
+  opts: { qkNorm?: boolean; inPlace?: boolean } = {}): Tensor {
   check(qkv.size === B * T * 3 * N * H, 'attention: shape mismatch');
+  if (opts.qkNorm) check(H % 2 === 0, `attention: head size ${H} must be even to normalise q and k (RoPE rotates pairs)`);
   const out = Tensor.empty([B * T, N * H]);
   const lse = alloc(B * N * T, false);
-  K().attentionForward(out.data, lse, qkv.data, B, T, N, H);
+  const rstd = opts.qkNorm ? alloc(B * T * 2 * N, false) : null;
+  K().attentionForward(out.data, lse, qkv.data, B, T, N, H, rstd);
   if (!needsGrad(qkv)) return out;
   return record(out, [qkv], (g) => {
-    const dqkv = alloc(qkv.size, false);
-    K().attentionBackward(dqkv, g, lse, qkv.data, B, T, N, H);
+    const dqkv = opts.inPlace ? qkv.data : alloc(qkv.size, false);
+    K().attentionBackward(dqkv, g, lse, qkv.data, B, T, N, H, rstd);
     accumulate(qkv, dqkv);
-  });
-}
-
-/**
- * Causal softmax attention over a raw qkv product [B*T, 3·N·H] → [B*T, N·H], with q and k taken through
- * RMSNorm over each head and RoPE (positions 0..T-1) inside the kernel: the same as
- * `attention(qkNormRope(x, …), …)` without a pass that rewrites q and k and reads them back, and its
- * backward returns the raw q, k gradient directly. In place (x's values are not needed afterwards, as for
- * the model's qkv product, whose own backward reads only its inputs), the gradient is written over x.
- */
-export function qkNormAttention(x: Tensor, B: number, T: number, N: number, H: number, inPlace = false): Tensor {
-  check(x.size === B * T * 3 * N * H, 'qkNormAttention: shape mismatch');
-  check(H % 2 === 0, `qkNormAttention: head size ${H} must be even (RoPE rotates pairs)`);
-  const out = Tensor.empty([B * T, N * H]);
-  const lse = alloc(B * N * T, false);
-  const rstd = alloc(B * T * 2 * N, false);
-  K().attentionForward(out.data, lse, x.data, B, T, N, H, rstd);
-  if (!needsGrad(x)) return out;
-  return record(out, [x], (g) => {
-    const dx = inPlace ? x.data : alloc(x.size, false);
-    K().attentionBackward(dx, g, lse, x.data, B, T, N, H, rstd);
-    accumulate(x, dx);
   });
 }
 
