@@ -1,0 +1,82 @@
+// How much a 32x32 block's tile stores cost the AMX kernel's schedule (bench/amx/README.md, "Tile stores").
+// Runs kernel_32x32's 14-load / 24-TDPBF16PS k step on operands in L1/L2 (no packing, no real data), with or
+// without storing the four accumulators after each block of Kt k steps.
+//   g++ -O2 -march=native bench/amx/tile_drain.cpp -o /tmp/tile_drain && /tmp/tile_drain 1 8
+// Prints ns per TDPBF16PS and the extra time per block over the 4.63 ns/TDP measured without stores.
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+struct alignas(64) Cfg {
+  uint8_t palette = 1, start = 0, r0[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+#define DP4()                \
+  _tile_dpbf16ps(0, 4, 6);   \
+  _tile_dpbf16ps(1, 4, 7);   \
+  _tile_dpbf16ps(2, 5, 6);   \
+  _tile_dpbf16ps(3, 5, 7)
+
+alignas(64) static uint16_t A[2][32 * 1536], B[2][32 * 1536];
+alignas(4096) static float C[4 * 16 * 1024];
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s store(0|1) Kt(1..32)\n", argv[0]);
+    return 2;
+  }
+  const int store = atoi(argv[1]), Kt = atoi(argv[2]);
+  if (Kt < 1 || Kt > 32) return 2;
+  syscall(SYS_arch_prctl, 0x1023, 18);  // ARCH_REQ_XCOMP_PERM, XTILEDATA
+  Cfg c;
+  for (int i = 0; i < 8; i++) c.colsb[i] = 64, c.rows[i] = 16;
+  _tile_loadconfig(&c);
+  const long blocks = 200000;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long bl = 0; bl < blocks; bl++) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const uint16_t *a0 = A[0], *a1 = A[1], *b0 = B[0], *b1 = B[1];
+    for (int kt = 0; kt < Kt; kt++, a0 += 1536, a1 += 1536, b0 += 1536, b1 += 1536) {
+      _tile_loadd(4, a0, 64);
+      _tile_loadd(5, a1, 64);
+      _tile_loadd(6, b0 + 1024, 64);
+      _tile_loadd(7, b1 + 1024, 64);
+      DP4();
+      _tile_loadd(6, b0 + 512, 64);
+      _tile_loadd(7, b1 + 512, 64);
+      DP4();
+      _tile_loadd(4, a0 + 512, 64);
+      _tile_loadd(5, a1 + 512, 64);
+      DP4();
+      _tile_loadd(6, b0, 64);
+      _tile_loadd(7, b1, 64);
+      DP4();
+      _tile_loadd(4, a0 + 1024, 64);
+      _tile_loadd(5, a1 + 1024, 64);
+      DP4();
+      _tile_loadd(4, a0, 64);
+      _tile_loadd(5, a1, 64);
+      DP4();
+    }
+    if (store) {
+      _tile_stored(0, C, 4096);
+      _tile_stored(1, C + 16, 4096);
+      _tile_stored(2, C + 16 * 1024, 4096);
+      _tile_stored(3, C + 16 * 1024 + 16, 4096);
+    }
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double tdp = blocks * 24.0 * Kt, ns = s / tdp * 1e9;
+  printf("store %d Kt %d: %.2f ns/TDPBF16PS, %.0f ns per block over 4.63 ns/TDP\n", store, Kt, ns, (ns - 4.63) * 24 * Kt);
+  _tile_release();
+  return 0;
+}
