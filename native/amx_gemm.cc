@@ -172,12 +172,19 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
 
 // The sum over Kt k-tiles into c (a 32x32 block of cbuf or of C itself), overwritten. side(): vector work run
 // between the tile products (the fused step of the previous block, see PendingStep), or nothing.
+// pace: with a 1 KiB scratch (64-byte aligned), the first accumulator is also stored there once per k step.
+// Without such a store, the four stores at the end of a block of 6 or more k steps cost about 1000 cycles
+// (bench/amx/tile_drain.cpp: 4.6 → 6.0 ns per TDPBF16PS for 8-step blocks; about 0 for blocks of ≤ 5 steps);
+// with it, ~50 ns per 8-step block. The likely reason: a tile store waits for its tile's queued products, so
+// it keeps the front end within about one k step of the tile unit. The products run 8–16% faster
+// (amx_bench one … cold); in the GELU step's products, whose vector stores sit between the tile products
+// anyway, it made them slower, so those do not use it.
 struct NoSide {
   inline void operator()() {}
 };
 template <int P, class Side = NoSide>
 inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int Kt,
-                         float* c, int ldc, Side side = Side()) {
+                         float* c, int ldc, Side side = Side(), float* pace = nullptr) {
   static_assert(P == 3, "the tile schedule below is for three pieces");
   _tile_zero(0);
   _tile_zero(1);
@@ -200,6 +207,7 @@ inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t*
     _tile_loadd(5, a1 + 512, 64);
     DP4();                             // mid*mid
     side();
+    if (pace) _tile_stored(0, pace, 64);
     _tile_loadd(6, b0, 64);            // B hi
     _tile_loadd(7, b1, 64);
     DP4();                             // mid*hi
@@ -407,6 +415,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], (size_t)mcp * 2 * kct * T);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
   alignas(64) float cbuf[32 * 32];
+  alignas(64) float pace[16 * 16];  // see kernel_32x32
   // With the whole K in one chunk, each block of C is final when its kernel ends, and its fused step runs
   // between the next block's tile products; the last block's runs at the end.
   const bool interleave = ep && d.Kt <= kct && !trans_c;
@@ -469,7 +478,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             } else {
               if (trans_c) pdst.computing(jp * 32, ip * 32, 6 * nk);
               else pdst.computing(ip * 32, jp * 32, 6 * nk);
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pdst));
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pdst), pace);
             }
             if (dst == cbuf) {
               if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
