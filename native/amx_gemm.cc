@@ -30,6 +30,9 @@
 #include <functional>
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
+// The side work called between the tile products must be inlined into the kernel loop: once compute_thread
+// grew, GCC stopped inlining the GELU step's calls, and gemmGelu ran 6-14% slower.
+#define UF_INLINE inline __attribute__((always_inline))
 #define XFEATURE_XTILEDATA 18
 
 namespace {
@@ -179,12 +182,9 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
 // it keeps the front end within about one k step of the tile unit. The products run 8–16% faster
 // (amx_bench one … cold); in the GELU step's products, whose vector stores sit between the tile products
 // anyway, it made them slower, so those do not use it.
-struct NoSide {
-  inline void operator()() {}
-};
-template <int P, class Side = NoSide>
-inline void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int Kt,
-                         float* c, int ldc, Side side = Side(), float* pace = nullptr) {
+template <int P, class Side>
+UF_INLINE void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int Kt,
+                            float* c, int ldc, Side& side, float* pace = nullptr) {
   static_assert(P == 3, "the tile schedule below is for three pieces");
   _tile_zero(0);
   _tile_zero(1);
@@ -241,7 +241,7 @@ struct BlockLines {
     n = 2 * std::min(32, rows - r);
     per_call = (n + calls - 1) / calls;
   }
-  inline void operator()() {
+  UF_INLINE void operator()() {
     for (int k = 0; k < per_call && p < n; k++, p++) {
       const int col = c0 + 16 * (p & 1);
       if (col >= cols) continue;
@@ -289,20 +289,20 @@ struct PendingStep {
     nr = dst.n / 2, r = 0;
     m0 = uf::mask_n(N - dst.c0), m1 = uf::mask_n(N - dst.c0 - 16);
   }
-  inline void row_gelu() {
+  UF_INLINE void row_gelu() {
     const __m512 c0 = _mm512_maskz_loadu_ps(m0, crow), c1 = _mm512_maskz_loadu_ps(m1, crow + 16);
     _mm512_mask_storeu_ps(orow, m0, uf::gelu512(c0));
     _mm512_mask_storeu_ps(orow + 16, m1, uf::gelu512(c1));
     crow += ldc, orow += ldc, r++;
   }
-  inline void row_grad() {
+  UF_INLINE void row_grad() {
     const __m512 c0 = _mm512_maskz_loadu_ps(m0, crow), c1 = _mm512_maskz_loadu_ps(m1, crow + 16);
     const __m512 x0 = _mm512_maskz_loadu_ps(m0, orow), x1 = _mm512_maskz_loadu_ps(m1, orow + 16);
     _mm512_mask_storeu_ps(crow, m0, _mm512_mul_ps(c0, uf::gelu_grad512(x0)));
     _mm512_mask_storeu_ps(crow + 16, m1, _mm512_mul_ps(c1, uf::gelu_grad512(x1)));
     crow += ldc, orow += ldc, r++;
   }
-  inline void operator()() {
+  UF_INLINE void operator()() {
     dst();
     src();
     const int end = std::min(nr, r + per_call);
@@ -316,6 +316,109 @@ struct PendingStep {
       while (r < nr) row_gelu();
     else
       while (r < nr) row_grad();
+  }
+};
+
+// The next A chunk, packed a little at a time between the current chunk's tile products: the tile unit runs its
+// queued products while the vector units split the next rows into pieces, and the source lines a little ahead
+// are fetched into L2 meanwhile. Packed separately, a cold A cost 20–45% of a product's time (amx_bench one …
+// cold, with and without packing A).
+//   k-contiguous source (op(A) = A): a unit is one row of one tile (two vectors of 32 k), rows in source order.
+//   k-major source (op(A) = Aᵀ): a unit is one k pair of a tile (16 lines), into a staging tile; three more
+//   units transpose its pieces into place. Tiles in the order of pack_A_tile's caller (16-line blocks inner).
+template <int P>
+struct PackAhead {
+  const float* A = nullptr;
+  int lda = 0, M = 0, K = 0;
+  bool kmajor = false;
+  uint16_t* out = nullptr;
+  int ib0 = 0, ib1 = 0, kt0 = 0, nk = 0;  // row tiles [ib0, ib1), k tiles kt0 .. kt0+nk-1
+  int ib = 0, r = 0, k = 0;               // next unit (k-contiguous: row r of tile (ib, k); k-major: unit r of it)
+  int per_call = 0;
+  bool busy = false;
+  alignas(64) __m512i stage[P][16];
+  // Pack row tiles [b0, b1) × k tiles [kt, kt+n) into dst over `calls` side calls.
+  void start(uint16_t* dst, int b0, int b1, int kt, int n, long calls) {
+    out = dst, ib0 = ib = b0, ib1 = b1, kt0 = kt, nk = n, r = 0, k = 0, busy = b1 > b0 && n > 0;
+    const long units = (long)(b1 - b0) * n * (kmajor ? 16 + P : 16);
+    per_call = (int)std::max(1L, (units + calls - 1) / std::max(1L, calls));
+    if (!kmajor)
+      for (int line = b0 * 16; line < std::min(M, b0 * 16 + 2); line++)
+        for (int c = kt * 32; c < std::min(K, (kt + n) * 32); c += 16) _mm_prefetch((const char*)(A + (size_t)line * lda + c), _MM_HINT_T1);
+    else
+      for (int kk = kt * 32; kk < std::min(K, kt * 32 + 32); kk++)
+        if (b0 * 16 < M) _mm_prefetch((const char*)(A + (size_t)kk * lda + b0 * 16), _MM_HINT_T1);
+  }
+  void idle() { busy = false; }
+  UF_INLINE void unit_lines() {
+    const int line = ib * 16 + r, k0 = (kt0 + k) * 32;
+    const int ahead = line + 2;
+    if (ahead < M && k0 < K) {
+      _mm_prefetch((const char*)(A + (size_t)ahead * lda + k0), _MM_HINT_T1);
+      if (k0 + 16 < K) _mm_prefetch((const char*)(A + (size_t)ahead * lda + k0 + 16), _MM_HINT_T1);
+    }
+    __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+    if (line < M) {
+      x0 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0), A + (size_t)line * lda + k0);
+      x1 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0 - 16), A + (size_t)line * lda + k0 + 16);
+    }
+    __m512 s0[3], s1[3];
+    split<P>(x0, s0);
+    split<P>(x1, s1);
+    uint16_t* o = out + ((size_t)(ib - ib0) * nk + k) * P * 512 + r * 32;
+    for (int p = 0; p < P; p++) _mm512_storeu_si512((void*)(o + p * 512), pack_contig(s0[p], s1[p]));
+    if (++k == nk) {
+      k = 0;
+      if (++r == 16) r = 0, busy = ++ib < ib1;
+    }
+  }
+  UF_INLINE void unit_kpairs() {
+    const int line0 = ib * 16;
+    if (r < 16) {
+      const int ka = (kt0 + k) * 32 + 2 * r, kb = ka + 1;
+      // the same k pair of the next strip, and (first strip) of the next tile
+      if (ka + 32 < K && line0 < M) {
+        _mm_prefetch((const char*)(A + (size_t)(ka + 32) * lda + line0), _MM_HINT_T1);
+        _mm_prefetch((const char*)(A + (size_t)(kb + 32) * lda + line0), _MM_HINT_T1);
+      }
+      if (k == 0 && line0 + 16 < M && ib + 1 < ib1) {
+        _mm_prefetch((const char*)(A + (size_t)ka * lda + line0 + 16), _MM_HINT_T1);
+        if (kb < K) _mm_prefetch((const char*)(A + (size_t)kb * lda + line0 + 16), _MM_HINT_T1);
+      }
+      const __mmask16 ml = uf::mask_n(M - line0);
+      const __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, A + (size_t)ka * lda + line0) : _mm512_setzero_ps();
+      const __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, A + (size_t)kb * lda + line0) : _mm512_setzero_ps();
+      __m512 se[3], so[3];
+      split<P>(xe, se);
+      split<P>(xo, so);
+      for (int p = 0; p < P; p++) stage[p][r] = pack_pair(se[p], so[p]);
+    } else {
+      const int p = r - 16;
+      uf::transpose16(stage[p]);
+      uint16_t* o = out + ((size_t)(ib - ib0) * nk + k) * P * 512 + p * 512;
+      for (int row = 0; row < 16; row++) _mm512_storeu_si512((void*)(o + row * 32), stage[p][row]);
+    }
+    if (++r == 16 + P) {
+      r = 0;
+      if (++ib == ib1) ib = ib0, busy = ++k < nk;
+    }
+  }
+  UF_INLINE void operator()() {
+    for (int i = 0; i < per_call && busy; i++) kmajor ? unit_kpairs() : unit_lines();
+  }
+  void finish() {
+    while (busy) kmajor ? unit_kpairs() : unit_lines();
+  }
+};
+
+// Side work of the plain products: the destination lines, and the next A chunk when it is packed ahead.
+template <int P>
+struct DstAndPack {
+  BlockLines* dst;
+  PackAhead<P>* pack;
+  UF_INLINE void operator()() {
+    (*dst)();
+    (*pack)();
   }
 };
 
@@ -411,16 +514,32 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   int kct = std::min(d.Kt, kKct);
   int mcp = std::max(1, (int)(kMcBytes / (2 * kct * T * 2)));  // row pairs per A chunk
   int ncp = std::max(1, (int)(kNcBytes / (2 * kct * T * 2)));  // col pairs per B chunk
+  // With A split by rows, each chunk after the first is packed while the previous one is multiplied
+  // (PackAhead), into the other half of a double buffer of half-size chunks (two 512 KiB chunks and the B
+  // chunk would not fit in L2 together).
+  // Only for K ≥ 512: with K = 128 the products ran 3–10% slower and with K = 256 within ±5% (the smaller
+  // chunks make B stream in from L3 twice as often).
+  const bool interleave_ = ep && d.Kt <= kct && !trans_c;
+  const bool ahead = !pa_full && !interleave_ && d.K >= 512;
+  if (ahead) mcp = std::max(1, mcp / 2);
+  const size_t chunk_words = (size_t)mcp * 2 * kct * T;
   uint16_t* loc = nullptr;
-  if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], (size_t)mcp * 2 * kct * T);
+  if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], ahead ? 2 * chunk_words : chunk_words);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
+  PackAhead<P> pack;
+  pack.A = A, pack.lda = lda, pack.M = d.M, pack.K = d.K, pack.kmajor = ta;
+  pack.idle();
+  DstAndPack<P> dst_pack;
+  int cur = 0;              // which half of loc holds the chunk being multiplied
+  bool packed_next = false;  // whether it was packed ahead
   alignas(64) float cbuf[32 * 32];
   alignas(64) float pace[16 * 16];  // see kernel_32x32
   // With the whole K in one chunk, each block of C is final when its kernel ends, and its fused step runs
   // between the next block's tile products; the last block's runs at the end.
-  const bool interleave = ep && d.Kt <= kct && !trans_c;
+  const bool interleave = interleave_;
   PendingStep pending(ep, C, ldc, d);
   BlockLines pdst = dst_lines(C, ldc, trans_c ? d.N : d.M, trans_c ? d.M : d.N);  // trans_c: d is the swapped problem's
+  dst_pack.dst = &pdst, dst_pack.pack = &pack;
   for (int kt0 = 0; kt0 < d.Kt; kt0 += kct) {
     int nk = std::min(kct, d.Kt - kt0);
     float beta_eff = kt0 == 0 ? beta : 1.f;
@@ -442,23 +561,33 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
         // The next strip's lines are requested a tile's worth at a time, before each tile is packed: issued
         // all at once they filled the miss queues and the prefetch instructions themselves stalled (7% of a
         // weight gradient's time).
-        if (!ta) {
+        uint16_t* buf = loc + (ahead ? cur * chunk_words : 0);
+        if (packed_next) {
+        } else if (!ta) {
           for (int ib = 2 * ic; ib < 2 * ice; ib++)
             for (int k = 0; k < nk; k++) {
               prefetch_l2(A, lda, (ib + 1) * 16, std::min(m_end, (ib + 2) * 16), (kt0 + k) * 32,
                           std::min(k_end, (kt0 + k + 1) * 32));
-              pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, loc + ((size_t)(ib - 2 * ic) * nk + k) * T);
+              pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, buf + ((size_t)(ib - 2 * ic) * nk + k) * T);
             }
         } else {
           for (int k = 0; k < nk; k++)
             for (int ib = 2 * ic; ib < 2 * ice; ib++) {
               prefetch_l2(A, lda, (kt0 + k + 1) * 32, std::min(k_end, (kt0 + k + 2) * 32), ib * 16,
                           std::min(m_end, (ib + 1) * 16));
-              pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, loc + ((size_t)(ib - 2 * ic) * nk + k) * T);
+              pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, buf + ((size_t)(ib - 2 * ic) * nk + k) * T);
             }
         }
-        pa = loc;
+        pa = buf;
         aS = (size_t)nk * T;
+        if (ahead) {  // the next chunk: the next rows, or the first rows of the next k chunk
+          int nic = ic + mcp, nkt0 = kt0;
+          if (nic >= ip1) nic = ip0, nkt0 = kt0 + kct;
+          packed_next = nkt0 < d.Kt;
+          if (packed_next)
+            pack.start(loc + (cur ^ 1) * chunk_words, 2 * nic, 2 * std::min(ip1, nic + mcp), nkt0,
+                       std::min(kct, d.Kt - nkt0), (long)(ice - ic) * (jp1 - jp0) * 6 * nk);
+        }
       }
       for (int jc = jp0; jc < jp1; jc += ncp) {
         int jce = std::min(jp1, jc + ncp);
@@ -473,12 +602,13 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             float* dst = full && !trans_c && alpha == 1.f && beta_eff == 0.f ? C + (size_t)ip * 32 * ldc + jp * 32 : cbuf;
             if (interleave) {
               pending.computing(ip * 32, jp * 32, 6 * nk);
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pending));
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, pending);
               pending.finish();
             } else {
               if (trans_c) pdst.computing(jp * 32, ip * 32, 6 * nk);
               else pdst.computing(ip * 32, jp * 32, 6 * nk);
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, std::ref(pdst), pace);
+              if (ahead) kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, dst_pack, pace);
+              else kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, pdst, pace);
             }
             if (dst == cbuf) {
               if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
@@ -492,6 +622,10 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
         if (ep && !interleave && kt0 + nk >= d.Kt)
           uf::gemm_epilogue_block(*ep, C, ldc, 2 * ic * 16, std::min(d.M, 2 * ice * 16), jc * 32,
                                   std::min(d.N, jce * 32));
+      }
+      if (ahead) {
+        pack.finish();
+        cur ^= 1;
       }
     }
   }

@@ -215,7 +215,9 @@ for (const threads of [1, 2]) {
         }
         return worst;
       };
-      const shapes: [number, number, number][] = [[1, 1, 1], [5, 13, 7], [17, 3, 33], [33, 47, 65], [64, 37, 129], [70, 100, 600], [31, 65, 1100]];
+      // [300, 40, 700]: the rows split between threads in several chunks, each after the first packed while the
+      // previous one is multiplied (K ≥ 512), over two k chunks.
+      const shapes: [number, number, number][] = [[1, 1, 1], [5, 13, 7], [17, 3, 33], [33, 47, 65], [64, 37, 129], [70, 100, 600], [31, 65, 1100], [300, 40, 700]];
       for (const [M, N, K] of shapes) {
         for (const transA of [false, true]) {
           for (const transB of [false, true]) {
