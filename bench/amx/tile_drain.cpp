@@ -22,6 +22,9 @@ struct alignas(64) Cfg {
   _tile_dpbf16ps(1, 4, 7);   \
   _tile_dpbf16ps(2, 5, 6);   \
   _tile_dpbf16ps(3, 5, 7)
+#define LOAD2(t0, p0, t1, p1) \
+  _tile_loadd(t0, p0, 64);    \
+  _tile_loadd(t1, p1, 64)
 
 alignas(64) static uint16_t A[2][32 * 1536], B[2][32 * 1536];
 alignas(4096) static float C[4 * 16 * 1024];
@@ -46,25 +49,19 @@ int main(int argc, char** argv) {
     _tile_zero(3);
     const uint16_t *a0 = A[0], *a1 = A[1], *b0 = B[0], *b1 = B[1];
     for (int kt = 0; kt < Kt; kt++, a0 += 1536, a1 += 1536, b0 += 1536, b1 += 1536) {
-      _tile_loadd(4, a0, 64);
-      _tile_loadd(5, a1, 64);
-      _tile_loadd(6, b0 + 1024, 64);
-      _tile_loadd(7, b1 + 1024, 64);
+      // kernel_32x32's schedule (native/amx_gemm.cc): hi·lo, hi·mid, mid·mid, mid·hi, lo·hi, hi·hi
+      LOAD2(4, a0, 5, a1);
+      LOAD2(6, b0 + 1024, 7, b1 + 1024);
       DP4();
-      _tile_loadd(6, b0 + 512, 64);
-      _tile_loadd(7, b1 + 512, 64);
+      LOAD2(6, b0 + 512, 7, b1 + 512);
       DP4();
-      _tile_loadd(4, a0 + 512, 64);
-      _tile_loadd(5, a1 + 512, 64);
+      LOAD2(4, a0 + 512, 5, a1 + 512);
       DP4();
-      _tile_loadd(6, b0, 64);
-      _tile_loadd(7, b1, 64);
+      LOAD2(6, b0, 7, b1);
       DP4();
-      _tile_loadd(4, a0 + 1024, 64);
-      _tile_loadd(5, a1 + 1024, 64);
+      LOAD2(4, a0 + 1024, 5, a1 + 1024);
       DP4();
-      _tile_loadd(4, a0, 64);
-      _tile_loadd(5, a1, 64);
+      LOAD2(4, a0, 5, a1);
       DP4();
     }
     if (store) {
