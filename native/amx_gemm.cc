@@ -321,8 +321,8 @@ struct PendingStep {
 
 // The next A chunk, packed a little at a time between the current chunk's tile products: the tile unit runs its
 // queued products while the vector units split the next rows into pieces, and the source lines a little ahead
-// are fetched into L2 meanwhile. Packed separately, a cold A cost 20–45% of a product's time (amx_bench one …
-// cold, with and without packing A).
+// are fetched into L2 meanwhile. Packed separately, a cold A was 24–28% of a product's time with K ≥ 1024 (timed
+// inside the kernel, amx_bench one … cold); packed this way about 60% of that is hidden.
 //   k-contiguous source (op(A) = A): a unit is one row of one tile (two vectors of 32 k), rows in source order.
 //   k-major source (op(A) = Aᵀ): a unit is one k pair of a tile (16 lines), into a staging tile; three more
 //   units transpose its pieces into place. Tiles in the order of pack_A_tile's caller (16-line blocks inner).
