@@ -176,9 +176,9 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
 // The sum over Kt k-tiles into c (a 32x32 block of cbuf or of C itself), overwritten. side(): vector work run
 // between the tile products (the fused step of the previous block, see PendingStep), or nothing.
 // pace: with a 1 KiB scratch (64-byte aligned), the first accumulator is also stored there once per k step.
-// Without such a store, the four stores at the end of a block of 6 or more k steps cost about 1000 cycles
-// (bench/amx/tile_drain.cpp: 4.6 → 6.0 ns per TDPBF16PS for 8-step blocks; about 0 for blocks of ≤ 5 steps);
-// with it, ~50 ns per 8-step block. The likely reason: a tile store waits for its tile's queued products, so
+// Without such a store, the four stores at the end of a block of 6 or more k steps cost 1000–1500 cycles
+// (bench/amx/tile_drain.cpp, random operands: 5.5 → 7.4 ns per TDPBF16PS for 8-step blocks, little for blocks
+// of ≤ 5 steps); with it, 6.0–6.2 ns. The likely reason: a tile store waits for its tile's queued products, so
 // it keeps the front end within about one k step of the tile unit. The products run 8–16% faster
 // (amx_bench one … cold); in the GELU step's products, whose vector stores sit between the tile products
 // anyway, it made them slower, so those do not use it.
