@@ -103,33 +103,45 @@ Dims dims_of(int M, int N, int K) {
 //           k and k+1 of one line (the VNNI pair).
 // A tile wants the lines layout, a B (VNNI) tile the kpairs layout; a 16x16 dword transpose turns one into
 // the other. Lines ≥ n_lines and k ≥ K are zero.
+// One line of the lines layout: k = k0 .. k0+31 of `line` (zero when line ≥ n_lines) → one row per piece.
+template <int P>
+inline void line_pieces(const float* X, int ld, int line, int n_lines, int K, int k0, __m512i* piece) {
+  __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+  if (line < n_lines) {
+    x0 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0), X + (size_t)line * ld + k0);
+    x1 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0 - 16), X + (size_t)line * ld + k0 + 16);
+  }
+  __m512 s0[3], s1[3];
+  split<P>(x0, s0);
+  split<P>(x1, s1);
+  for (int p = 0; p < P; p++) piece[p] = pack_contig(s0[p], s1[p]);
+}
+// One k pair of the kpairs layout: rows ka, ka+1 (zero from K on), 16 lines from line0 (lanes outside ml zero).
+template <int P>
+inline void kpair_pieces(const float* X, int ld, int line0, __mmask16 ml, int K, int ka, __m512i* piece) {
+  const int kb = ka + 1;
+  const __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)ka * ld + line0) : _mm512_setzero_ps();
+  const __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)kb * ld + line0) : _mm512_setzero_ps();
+  __m512 se[3], so[3];
+  split<P>(xe, se);
+  split<P>(xo, so);
+  for (int p = 0; p < P; p++) piece[p] = pack_pair(se[p], so[p]);
+}
 template <int P>
 inline void gather_lines(const float* X, int ld, int line0, int n_lines, int K, int k0, __m512i (*rows)[16]) {
-  __mmask16 m0 = uf::mask_n(K - k0), m1 = uf::mask_n(K - k0 - 16);
   for (int r = 0; r < 16; r++) {
-    int line = line0 + r;
-    __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
-    if (line < n_lines) {
-      x0 = _mm512_maskz_loadu_ps(m0, X + (size_t)line * ld + k0);
-      x1 = _mm512_maskz_loadu_ps(m1, X + (size_t)line * ld + k0 + 16);
-    }
-    __m512 s0[3], s1[3];
-    split<P>(x0, s0);
-    split<P>(x1, s1);
-    for (int p = 0; p < P; p++) rows[p][r] = pack_contig(s0[p], s1[p]);
+    __m512i piece[P];
+    line_pieces<P>(X, ld, line0 + r, n_lines, K, k0, piece);
+    for (int p = 0; p < P; p++) rows[p][r] = piece[p];
   }
 }
 template <int P>
 inline void gather_kpairs(const float* X, int ld, int line0, int n_lines, int K, int k0, __m512i (*rows)[16]) {
-  __mmask16 ml = uf::mask_n(n_lines - line0);
+  const __mmask16 ml = uf::mask_n(n_lines - line0);
   for (int kp = 0; kp < 16; kp++) {
-    int ka = k0 + 2 * kp, kb = ka + 1;
-    __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)ka * ld + line0) : _mm512_setzero_ps();
-    __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)kb * ld + line0) : _mm512_setzero_ps();
-    __m512 se[3], so[3];
-    split<P>(xe, se);
-    split<P>(xo, so);
-    for (int p = 0; p < P; p++) rows[p][kp] = pack_pair(se[p], so[p]);
+    __m512i piece[P];
+    kpair_pieces<P>(X, ld, line0, ml, K, k0 + 2 * kp, piece);
+    for (int p = 0; p < P; p++) rows[p][kp] = piece[p];
   }
 }
 
@@ -349,7 +361,6 @@ struct PackAhead {
       for (int kk = kt * 32; kk < std::min(K, kt * 32 + 32); kk++)
         if (b0 * 16 < M) _mm_prefetch((const char*)(A + (size_t)kk * lda + b0 * 16), _MM_HINT_T1);
   }
-  void idle() { busy = false; }
   UF_INLINE void unit_lines() {
     const int line = ib * 16 + r, k0 = (kt0 + k) * 32;
     const int ahead = line + 2;
@@ -357,16 +368,10 @@ struct PackAhead {
       _mm_prefetch((const char*)(A + (size_t)ahead * lda + k0), _MM_HINT_T1);
       if (k0 + 16 < K) _mm_prefetch((const char*)(A + (size_t)ahead * lda + k0 + 16), _MM_HINT_T1);
     }
-    __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
-    if (line < M) {
-      x0 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0), A + (size_t)line * lda + k0);
-      x1 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0 - 16), A + (size_t)line * lda + k0 + 16);
-    }
-    __m512 s0[3], s1[3];
-    split<P>(x0, s0);
-    split<P>(x1, s1);
+    __m512i piece[P];
+    line_pieces<P>(A, lda, line, M, K, k0, piece);
     uint16_t* o = out + ((size_t)(ib - ib0) * nk + k) * P * 512 + r * 32;
-    for (int p = 0; p < P; p++) _mm512_storeu_si512((void*)(o + p * 512), pack_contig(s0[p], s1[p]));
+    for (int p = 0; p < P; p++) _mm512_storeu_si512((void*)(o + p * 512), piece[p]);
     if (++k == nk) {
       k = 0;
       if (++r == 16) r = 0, busy = ++ib < ib1;
@@ -385,13 +390,9 @@ struct PackAhead {
         _mm_prefetch((const char*)(A + (size_t)ka * lda + line0 + 16), _MM_HINT_T1);
         if (kb < K) _mm_prefetch((const char*)(A + (size_t)kb * lda + line0 + 16), _MM_HINT_T1);
       }
-      const __mmask16 ml = uf::mask_n(M - line0);
-      const __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, A + (size_t)ka * lda + line0) : _mm512_setzero_ps();
-      const __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, A + (size_t)kb * lda + line0) : _mm512_setzero_ps();
-      __m512 se[3], so[3];
-      split<P>(xe, se);
-      split<P>(xo, so);
-      for (int p = 0; p < P; p++) stage[p][r] = pack_pair(se[p], so[p]);
+      __m512i piece[P];
+      kpair_pieces<P>(A, lda, line0, uf::mask_n(M - line0), K, ka, piece);
+      for (int p = 0; p < P; p++) stage[p][r] = piece[p];
     } else {
       const int p = r - 16;
       uf::transpose16(stage[p]);
@@ -519,24 +520,22 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   // chunk would not fit in L2 together).
   // Only for K ≥ 512: with K = 128 the products ran 3–10% slower and with K = 256 within ±5% (the smaller
   // chunks make B stream in from L3 twice as often).
-  const bool interleave_ = ep && d.Kt <= kct && !trans_c;
-  const bool ahead = !pa_full && !interleave_ && d.K >= 512;
+  // With the whole K in one chunk, each block of C is final when its kernel ends, and its fused step runs
+  // between the next block's tile products; the last block's runs at the end.
+  const bool interleave = ep && d.Kt <= kct && !trans_c;
+  const bool ahead = !pa_full && !interleave && d.K >= 512;
   if (ahead) mcp = std::max(1, mcp / 2);
   const size_t chunk_words = (size_t)mcp * 2 * kct * T;
   uint16_t* loc = nullptr;
   if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], ahead ? 2 * chunk_words : chunk_words);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
   PackAhead<P> pack;
-  pack.A = A, pack.lda = lda, pack.M = d.M, pack.K = d.K, pack.kmajor = ta;
-  pack.idle();
+  pack.A = A, pack.lda = lda, pack.M = d.M, pack.K = d.K, pack.kmajor = ta;  // idle until start()
   DstAndPack<P> dst_pack;
   int cur = 0;              // which half of loc holds the chunk being multiplied
   bool packed_next = false;  // whether it was packed ahead
   alignas(64) float cbuf[32 * 32];
   alignas(64) float pace[16 * 16];  // see kernel_32x32
-  // With the whole K in one chunk, each block of C is final when its kernel ends, and its fused step runs
-  // between the next block's tile products; the last block's runs at the end.
-  const bool interleave = interleave_;
   PendingStep pending(ep, C, ldc, d);
   BlockLines pdst = dst_lines(C, ldc, trans_c ? d.N : d.M, trans_c ? d.M : d.N);  // trans_c: d is the swapped problem's
   dst_pack.dst = &pdst, dst_pack.pack = &pack;
@@ -562,15 +561,14 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
         // all at once they filled the miss queues and the prefetch instructions themselves stalled (7% of a
         // weight gradient's time).
         uint16_t* buf = loc + (ahead ? cur * chunk_words : 0);
-        if (packed_next) {
-        } else if (!ta) {
+        if (!packed_next && !ta) {  // (a chunk packed ahead is already in buf)
           for (int ib = 2 * ic; ib < 2 * ice; ib++)
             for (int k = 0; k < nk; k++) {
               prefetch_l2(A, lda, (ib + 1) * 16, std::min(m_end, (ib + 2) * 16), (kt0 + k) * 32,
                           std::min(k_end, (kt0 + k + 1) * 32));
               pack_A_tile<P>(ta, A, lda, d, ib, kt0 + k, buf + ((size_t)(ib - 2 * ic) * nk + k) * T);
             }
-        } else {
+        } else if (!packed_next) {
           for (int k = 0; k < nk; k++)
             for (int ib = 2 * ic; ib < 2 * ice; ib++) {
               prefetch_l2(A, lda, (kt0 + k + 1) * 32, std::min(k_end, (kt0 + k + 2) * 32), ib * 16,
@@ -607,6 +605,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             } else {
               if (trans_c) pdst.computing(jp * 32, ip * 32, 6 * nk);
               else pdst.computing(ip * 32, jp * 32, 6 * nk);
+              // two instantiations: the kernel without packing keeps its loop free of the packer's state
               if (ahead) kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, dst_pack, pace);
               else kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, pdst, pace);
             }

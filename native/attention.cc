@@ -59,7 +59,9 @@ struct CausalExp {
   const float* rows;  // or null: c for every row
   int row0;
 #if defined(__AVX512F__)
-  __m512* sum = nullptr;
+  using Sum = __m512;  // a row's running sum, 16 lanes
+  static float total(Sum x) { return _mm512_reduce_add_ps(x); }
+  Sum* sum = nullptr;
   inline __m512 v(int r, int j, __m512 a) const {
     const __m512 x = _mm512_fmsub_ps(_mm512_set1_ps(alpha), a, _mm512_set1_ps(rows ? rows[r] : c));
     const __m512 e = _mm512_maskz_mov_ps(mask_n(row0 + r + 1 - j), fast_exp512(x));
@@ -67,7 +69,9 @@ struct CausalExp {
     return e;
   }
 #else
-  float* sum = nullptr;
+  using Sum = float;
+  static float total(Sum x) { return x; }
+  Sum* sum = nullptr;
   inline float s(int r, int j, float a) const {
     const float e = j <= row0 + r ? fast_exp(alpha * a - (rows ? rows[r] : c)) : 0.f;
     if (sum) sum[r] += e;
@@ -533,22 +537,13 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
           const int iEnd = std::min(i0 + kRows, T);
           if (bounded) {
             // Numerators exp(s − √H) written by the score kernel, the row sums beside; O scaled by 1/sum.
-#if defined(__AVX512F__)
-            __m512 sum[kRows];
-            for (int r = 0; r < kRows; r++) sum[r] = _mm512_setzero_ps();
-#else
-            float sum[kRows] = {};
-#endif
+            CausalExp::Sum sum[kRows] = {};
             CausalExp ep{scale, shift, nullptr, i0};
             ep.sum = sum;
             rows_abt(S, Tp, Q + (int64_t)i0 * Hp, Hp, Kt, Tp, H, jEnd, ep);
             float inv[kRows];
             for (int r = 0; r < kRows; r++) {
-#if defined(__AVX512F__)
-              const float total = _mm512_reduce_add_ps(sum[r]);
-#else
-              const float total = sum[r];
-#endif
+              const float total = CausalExp::total(sum[r]);
               inv[r] = 1.f / total;
               if (i0 + r < iEnd) L[i0 + r] = shift + std::log(total);
             }
