@@ -423,12 +423,12 @@ struct DstAndPack {
   }
 };
 
-inline void writeback(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
-  int mr = std::min(32, d.M - i0);
-  __mmask16 m0 = uf::mask_n(d.N - j0), m1 = uf::mask_n(d.N - j0 - 16);
+// c[r, :] = alpha · cbuf[r, :] + beta · c[r, :] for the mr × nc block at c.
+inline void writeback_block(const float* cbuf, float alpha, float beta, float* C, int ldc, int mr, int nc) {
+  __mmask16 m0 = uf::mask_n(nc), m1 = uf::mask_n(nc - 16);
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int r = 0; r < mr; r++) {
-    float* c = C + (size_t)(i0 + r) * ldc + j0;
+    float* c = C + (size_t)r * ldc;
     __m512 x0 = _mm512_mul_ps(va, _mm512_load_ps(cbuf + r * 32)), x1 = _mm512_mul_ps(va, _mm512_load_ps(cbuf + r * 32 + 16));
     if (beta != 0.f) {
       x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
@@ -436,6 +436,17 @@ inline void writeback(const float* cbuf, float alpha, float beta, float* C, int 
     }
     _mm512_mask_storeu_ps(c, m0, x0);
     _mm512_mask_storeu_ps(c + 16, m1, x1);
+  }
+}
+inline void writeback(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
+  writeback_block(cbuf, alpha, beta, C + (size_t)i0 * ldc + j0, ldc, std::min(32, d.M - i0), d.N - j0);
+}
+// cbuf[r, :] += c[r, :] for the mr rows of a block (the tail rows and columns of cbuf get padding's zeros).
+inline void add_block(float* cbuf, const float* c, int ldc, int mr) {
+  for (int r = 0; r < mr; r++) {
+    _mm512_store_ps(cbuf + r * 32, _mm512_add_ps(_mm512_load_ps(cbuf + r * 32), _mm512_loadu_ps(c + (size_t)r * ldc)));
+    _mm512_store_ps(cbuf + r * 32 + 16,
+                    _mm512_add_ps(_mm512_load_ps(cbuf + r * 32 + 16), _mm512_loadu_ps(c + (size_t)r * ldc + 16)));
   }
 }
 
@@ -465,17 +476,18 @@ inline void writeback_t(const float* cbuf, float alpha, float beta, float* C, in
 // ------------------------------------------------------------------------------------------------
 // Workspace: packed B for the whole call, packed A chunks per thread; grown on demand and reused. Only
 // gemm() calls from outside an OpenMP parallel region come here (see kernels.cc), one at a time.
-uint16_t* grow(uint16_t*& p, size_t& cap, size_t n) {
+template <class E>
+E* grow(E*& p, size_t& cap, size_t n) {
   if (n > cap) {
     free(p);
-    size_t bytes = ((n * 2 + (2u << 20) - 1) >> 21) << 21;
-    p = (uint16_t*)aligned_alloc(2u << 20, bytes);
+    size_t bytes = ((n * sizeof(E) + (2u << 20) - 1) >> 21) << 21;
+    p = (E*)aligned_alloc(2u << 20, bytes);
     if (!p) {
       cap = 0;
       return nullptr;
     }
     madvise(p, bytes, MADV_HUGEPAGE);
-    cap = bytes / 2;
+    cap = bytes / sizeof(E);
   }
   return p;
 }
@@ -486,6 +498,8 @@ size_t g_pa_n = 0;
 constexpr int kMaxThreads = 64;
 uint16_t* g_pa_local[kMaxThreads];
 size_t g_pa_local_n[kMaxThreads];
+float* g_acc[kMaxThreads];  // per thread: the running sum of Cᵀ's k chunks (see compute_thread)
+size_t g_acc_n[kMaxThreads];
 
 constexpr int kKct = 16;                  // k chunk: 16 tiles of 32 = 512
 constexpr int kMcBytes = 512 * 1024;      // packed A chunk per thread (L2)
@@ -529,6 +543,16 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   uint16_t* loc = nullptr;
   if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], ahead ? 2 * chunk_words : chunk_words);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
+  // Cᵀ over several k chunks: the chunks' partial sums are added in a thread-local buffer of this thread's rows
+  // (padded to whole blocks) and C gets each block once, transposed, at the last chunk; adding every chunk into
+  // C through the 16×16 transposes cost 10–15% of a weight gradient. The sums are added in the same order.
+  const bool acc_t = trans_c && d.Kt > kct && split_m(d, nth);
+  const int ldacc = d.Nt * 16;
+  float* acc = nullptr;
+  if (acc_t) {
+    acc = grow(g_acc[tid], g_acc_n[tid], (size_t)(ip1 - ip0) * 32 * ldacc);
+    if (!acc) abort();
+  }
   PackAhead<P> pack;
   pack.A = A, pack.lda = lda, pack.M = d.M, pack.K = d.K, pack.kmajor = ta;  // idle until start()
   DstAndPack<P> dst_pack;
@@ -597,19 +621,29 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             // alpha = 1, beta = 0 (first k chunk), full block: store the tiles straight into C. Accumulating onto C
             // (loading C into the tiles) would also work but lengthens the serial fp32 sum: measured 2x worse max
             // error at K = 4096, so later k chunks / beta != 0 go through cbuf and add the chunk's partial sum.
-            float* dst = full && !trans_c && alpha == 1.f && beta_eff == 0.f ? C + (size_t)ip * 32 * ldc + jp * 32 : cbuf;
+            float* const accb = acc_t ? acc + (size_t)(ip - ip0) * 32 * ldacc + jp * 32 : nullptr;
+            float* dst = full && !trans_c && alpha == 1.f && beta_eff == 0.f ? C + (size_t)ip * 32 * ldc + jp * 32
+                         : acc_t && kt0 == 0                                 ? accb
+                                                                             : cbuf;
+            const int ldd = dst == cbuf ? 32 : dst == accb ? ldacc : ldc;
             if (interleave) {
               pending.computing(ip * 32, jp * 32, 6 * nk);
-              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, pending);
+              kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, pending);
               pending.finish();
             } else {
               if (trans_c) pdst.computing(jp * 32, ip * 32, 6 * nk);
               else pdst.computing(ip * 32, jp * 32, 6 * nk);
               // two instantiations: the kernel without packing keeps its loop free of the packer's state
-              if (ahead) kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, dst_pack, pace);
-              else kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, dst == cbuf ? 32 : ldc, pdst, pace);
+              if (ahead) kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, dst_pack, pace);
+              else kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, pdst, pace);
             }
-            if (dst == cbuf) {
+            if (dst == cbuf && acc_t) {
+              if (kt0 + nk < d.Kt) writeback_block(cbuf, 1.f, 1.f, accb, ldacc, 32, 32);
+              else {
+                add_block(cbuf, accb, ldacc, 32);
+                writeback_t(cbuf, alpha, beta, C, ldc, d, ip * 32, jp * 32);
+              }
+            } else if (dst == cbuf) {
               if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
               else writeback(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
             }
