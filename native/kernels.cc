@@ -559,10 +559,11 @@ double cross_entropy(const float* logits, const int32_t* targets, const float* w
     const float* x = logits + r * V;
     float* g = dlogits ? dlogits + r * V : nullptr;
     if (skipped_row(w[r], row_loss ? row_loss + r : nullptr, g, V)) continue;
+    const float xt = x[targets[r]];  // read first: dlogits may be logits itself
     float m = row_max(x, V);
     double s = row_sumexp(x, V, m, g);
     double lse = (double)m + std::log(s);
-    double loss = lse - (double)x[targets[r]];
+    double loss = lse - (double)xt;
     if (row_loss) row_loss[r] = (float)loss;
     total += (double)w[r] * loss;
     if (g) {

@@ -741,6 +741,12 @@ for (const threads of [1, 2]) {
 
           const lossOnly = nk.crossEntropy(logits, targets, weights, R, V, null, null, 1);
           assert.ok(Math.abs(lossOnly - loss) <= 1e-6 * Math.abs(loss), `loss without outputs ${lossOnly} vs ${loss}`);
+
+          // dlogits = logits itself (the training step's in-place loss): the same loss, and the gradient in place.
+          const inPlace = Float32Array.from(logits);
+          const lossIn = nk.crossEntropy(inPlace, targets, weights, R, V, null, inPlace, gradScale);
+          assert.equal(lossIn, loss, 'in-place loss');
+          for (let i = 0; i < R * V; i++) assert.equal(inPlace[i], dlogits[i], `in-place gradient at ${i}`);
         });
       }
 

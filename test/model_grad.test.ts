@@ -40,7 +40,8 @@ for (const withKL of [false, true]) {
     scope(() => {
       model.params.zeroGrad();
       const logits = model.forward(ids, B, cfg.T);
-      const ntp = ntpLoss(logits, ids, B, cfg.T);
+      // Without KL the logits are consumed by their loss (the gradient written over them, as in training).
+      const ntp = ntpLoss(logits, ids, B, cfg.T, !withKL);
       const loss = withKL ? weightedSum([ntp, klLoss(pi.logits(ids, B, cfg.T), logits, B, cfg.T)], [1, coeff]) : ntp;
       loss.backward();
     });

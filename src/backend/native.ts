@@ -112,7 +112,8 @@ export interface NativeKernels {
   /** Weighted cross-entropy: returns sum_r w[r] * (logsumexp(logits[r]) - logits[r, targets[r]]).
    *  Rows with w[r] == 0 are skipped (their target may be anything). rowLoss[r] (if given) gets the
    *  unweighted per-row loss (0 for skipped rows). dlogits (if given) is WRITTEN with
-   *  gradScale * w[r] * (softmax(logits[r]) - onehot(target)). Targets must be in [0,V) (RangeError). */
+   *  gradScale * w[r] * (softmax(logits[r]) - onehot(target)); it may be logits itself (the gradient then
+   *  replaces the logits). Targets must be in [0,V) (RangeError). */
   crossEntropy(logits: F32, targets: I32, weights: F32, R: number, V: number,
                rowLoss: F32 | null, dlogits: F32 | null, gradScale: number): number;
   /** Weighted KL(p‖q) with p = softmax(logitsP) (reference, no gradient), q = softmax(logitsQ):

@@ -32,9 +32,10 @@ export function h2Start(T: number): number {
   return Math.floor(T / 2);
 }
 
-export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number): Tensor {
+/** `consume`: the gradient replaces the logits (nothing reads them after this loss). */
+export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number, consume = false): Tensor {
   const { targets, weights } = ntpTargets(ids, B, T);
-  return crossEntropy(logits, targets, weights);
+  return crossEntropy(logits, targets, weights, consume);
 }
 
 /** KL(π‖θ) averaged over predicting positions (the last position of each row is excluded, like NTP). */

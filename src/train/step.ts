@@ -57,12 +57,13 @@ export class Stepper {
     }
     this.trainable.zeroGrad();
     const logits = this.model.forward(ids, B, T);
-    const ntp = ntpLoss(logits, ids, B, T);
+    // The logits are consumed by their loss, except under kl_dwn, whose KL term reads them afterwards.
+    const ntp = ntpLoss(logits, ids, B, T, this.method !== 'kl_dwn');
     let reg: Tensor | null = null;
     if (this.method === 'ntp_pre') {
       const r = this.replay!.next();
       const Br = r.length / T;
-      reg = ntpLoss(this.model.forward(r, Br, T), r, Br, T);
+      reg = ntpLoss(this.model.forward(r, Br, T), r, Br, T, true);
     } else if (this.method === 'kl_pre') {
       const r = this.replay!.next();
       const Br = r.length / T;
