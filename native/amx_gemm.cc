@@ -441,25 +441,19 @@ inline void writeback_block(const float* cbuf, float alpha, float beta, float* C
 inline void writeback(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
   writeback_block(cbuf, alpha, beta, C + (size_t)i0 * ldc + j0, ldc, std::min(32, d.M - i0), d.N - j0);
 }
-// cbuf[r, :] += c[r, :] for the mr rows of a block (the tail rows and columns of cbuf get padding's zeros).
-inline void add_block(float* cbuf, const float* c, int ldc, int mr) {
-  for (int r = 0; r < mr; r++) {
-    _mm512_store_ps(cbuf + r * 32, _mm512_add_ps(_mm512_load_ps(cbuf + r * 32), _mm512_loadu_ps(c + (size_t)r * ldc)));
-    _mm512_store_ps(cbuf + r * 32 + 16,
-                    _mm512_add_ps(_mm512_load_ps(cbuf + r * 32 + 16), _mm512_loadu_ps(c + (size_t)r * ldc + 16)));
-  }
-}
 
 // The same for a block of Cᵀ (the operands were swapped): cbuf row r is column i0+r of C, cbuf column c is
-// row j0+c of C (d is the swapped problem's: d.M counts C's columns, d.N its rows).
-inline void writeback_t(const float* cbuf, float alpha, float beta, float* C, int ldc, const Dims& d, int i0, int j0) {
+// row j0+c of C (d is the swapped problem's: d.M counts C's columns, d.N its rows); cbuf's rows are ldb apart
+// (64-byte aligned).
+inline void writeback_t(const float* cbuf, int ldb, float alpha, float beta, float* C, int ldc, const Dims& d, int i0,
+                        int j0) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int hb = 0; hb < 2; hb++) {
     const __mmask16 mc = uf::mask_n(d.M - i0 - 16 * hb);
     if (!mc) break;
     for (int cb = 0; cb < 2; cb++) {
       __m512i r[16];
-      for (int t = 0; t < 16; t++) r[t] = _mm512_castps_si512(_mm512_load_ps(cbuf + (16 * hb + t) * 32 + 16 * cb));
+      for (int t = 0; t < 16; t++) r[t] = _mm512_castps_si512(_mm512_load_ps(cbuf + (size_t)(16 * hb + t) * ldb + 16 * cb));
       uf::transpose16(r);
       for (int u = 0; u < 16; u++) {
         const int row = j0 + 16 * cb + u;
@@ -517,7 +511,8 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
                            const GemmEpilogue* ep = nullptr) {
   int nIp = d.Mt / 2, nJp = d.Nt / 2;
   int ip0 = 0, ip1 = nIp, jp0 = 0, jp1 = nJp;
-  if (split_m(d, nth)) {  // split M (pairs of 16-row blocks)
+  const bool by_rows = split_m(d, nth);
+  if (by_rows) {  // split M (pairs of 16-row blocks)
     ip0 = (int)((int64_t)nIp * tid / nth);
     ip1 = (int)((int64_t)nIp * (tid + 1) / nth);
   } else {                // split N; A was packed in full, once, by all threads together
@@ -546,7 +541,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   // Cᵀ over several k chunks: the chunks' partial sums are added in a thread-local buffer of this thread's rows
   // (padded to whole blocks) and C gets each block once, transposed, at the last chunk; adding every chunk into
   // C through the 16×16 transposes cost 10–15% of a weight gradient. The sums are added in the same order.
-  const bool acc_t = trans_c && d.Kt > kct && split_m(d, nth);
+  const bool acc_t = trans_c && d.Kt > kct && by_rows;
   const int ldacc = d.Nt * 16;
   float* acc = nullptr;
   if (acc_t) {
@@ -638,13 +633,10 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
               else kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, pdst, pace);
             }
             if (dst == cbuf && acc_t) {
-              if (kt0 + nk < d.Kt) writeback_block(cbuf, 1.f, 1.f, accb, ldacc, 32, 32);
-              else {
-                add_block(cbuf, accb, ldacc, 32);
-                writeback_t(cbuf, alpha, beta, C, ldc, d, ip * 32, jp * 32);
-              }
+              writeback_block(cbuf, 1.f, 1.f, accb, ldacc, 32, 32);
+              if (kt0 + nk >= d.Kt) writeback_t(accb, ldacc, alpha, beta, C, ldc, d, ip * 32, jp * 32);
             } else if (dst == cbuf) {
-              if (trans_c) writeback_t(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
+              if (trans_c) writeback_t(cbuf, 32, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
               else writeback(cbuf, alpha, beta_eff, C, ldc, d, ip * 32, jp * 32);
             }
             if (interleave) pending.computed();

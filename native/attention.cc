@@ -358,16 +358,16 @@ inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, in
 struct Scratch {
   std::vector<float> buf;
   int T = -1, H = -1, clean = 0;  // head slots [0, clean) are zero outside [0,T)×[0,H)
-  size_t head = 0;
-  void prepare(int T_, int H_, int nh, int nr, size_t row_size) {
+  size_t head = 0, rows_at = 0, row_size = 0;
+  void prepare(int T_, int H_, int nh, int nr, size_t row_size_) {
     if (T_ != T || H_ != H) T = T_, H = H_, clean = 0, head = (size_t)round16(T_) * round16(H_);
-    const size_t need = head * nh + row_size * nr;
-    if (buf.size() < need) buf.resize(need);
-    if (clean < nh) std::fill(buf.begin() + head * clean, buf.begin() + head * nh, 0.f);
+    rows_at = head * nh, row_size = row_size_;
+    if (buf.size() < rows_at + row_size * nr) buf.resize(rows_at + row_size * nr);
+    if (clean < nh) std::fill(buf.begin() + head * clean, buf.begin() + rows_at, 0.f);
     clean = nh;  // the row slots start at head slot nh
   }
-  float* at(int i) { return buf.data() + head * i; }  // head slot i
-  float* row(int nh, size_t row_size, int i) { return buf.data() + head * nh + row_size * i; }
+  float* at(int i) { return buf.data() + head * i; }                 // head slot i
+  float* row(int i) { return buf.data() + rows_at + row_size * i; }  // row slot i
 };
 thread_local Scratch g_scratch;
 
@@ -538,7 +538,7 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
     Scratch& sc = g_scratch;
     sc.prepare(T, H, 5, 1, (size_t)kRows * Tp);
     float *Q = sc.at(0), *K = sc.at(1), *Kt = sc.at(2), *V = sc.at(3), *O = sc.at(4);
-    float* S = sc.row(5, (size_t)kRows * Tp, 0);  // one block of 8 score rows
+    float* S = sc.row(0);  // one block of 8 score rows
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
@@ -593,10 +593,9 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
 #pragma omp parallel
   {
     Scratch& sc = g_scratch;
-    const size_t tt = (size_t)Tp * Tp;
-    sc.prepare(T, H, 9, 2, tt);
+    sc.prepare(T, H, 9, 2, (size_t)Tp * Tp);
     float *Q = sc.at(0), *K = sc.at(1), *Kt = sc.at(2), *V = sc.at(3), *Vt = sc.at(4), *G = sc.at(5);
-    float *dQ = sc.at(6), *dK = sc.at(7), *dV = sc.at(8), *P = sc.row(9, tt, 0), *dS = sc.row(9, tt, 1);
+    float *dQ = sc.at(6), *dK = sc.at(7), *dV = sc.at(8), *P = sc.row(0), *dS = sc.row(1);
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
