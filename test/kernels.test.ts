@@ -304,6 +304,38 @@ for (const threads of [1, 2]) {
         for (let i = 4 + M * N; i < bigC.length; i++) assert.ok(Object.is(bigC[i], before[i]), `C suffix element ${i} changed`);
       });
 
+      // Every NaN bit pattern must reach the product. Splitting rounds each float to bf16 by integer addition;
+      // a NaN whose payload fills the top mantissa bits (0x7fffffff, 0xffffffff, 0x7fff8000) used to carry into
+      // the sign in all three pieces, which came out ±0: the NaN vanished and the row was finite.
+      it('a NaN of any payload in A or B reaches its row or column of C (every transpose, packed B too)', () => {
+        const M = 256, N = 48, K = 96;
+        for (const bits of [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fff8000, 0x7fffffff, 0xffffffff]) {
+          for (const transA of [false, true]) {
+            for (const transB of [false, true]) {
+              const tag = `NaN 0x${bits.toString(16)} transA=${transA} transB=${transB}`;
+              const A = filled(M * K, 0.5), B = filled(K * N, 0.25);
+              const ia = 3, ka = 5, jb = 7, kb = 11;  // A's NaN at op(A)[ia, ka], B's at op(B)[kb, jb]
+              new Uint32Array(A.buffer)[transA ? ka * M + ia : ia * K + ka] = bits;
+              const C = new Float32Array(M * N);
+              nk.gemm(transA, transB, M, N, K, 1, A, filled(K * N, 0.25), 0, C);
+              for (let i = 0; i < M; i++)
+                for (let j = 0; j < N; j++)
+                  assert.equal(Number.isNaN(C[i * N + j]), i === ia, `${tag}: A's NaN, C[${i}, ${j}] = ${C[i * N + j]}`);
+              new Uint32Array(B.buffer)[transB ? jb * K + kb : kb * N + jb] = bits;
+              const packed = new Uint16Array(nk.gemmPackSize(N, K));
+              assert.ok(nk.gemmPackB(transB, N, K, B, packed));
+              for (const withPack of [false, true]) {
+                const C2 = new Float32Array(M * N);
+                nk.gemmPacked(transA, transB, M, N, K, 1, filled(M * K, 0.5), B, withPack ? packed : null, 0, C2);
+                for (let i = 0; i < M; i++)
+                  for (let j = 0; j < N; j++)
+                    assert.equal(Number.isNaN(C2[i * N + j]), j === jb, `${tag} packed=${withPack}: B's NaN, C[${i}, ${j}] = ${C2[i * N + j]}`);
+              }
+            }
+          }
+        }
+      });
+
       it('setGemmMode rejects an unknown engine', () => {
         assert.throws(() => nk.setGemmMode('gpu' as 'amx'), /setGemmMode: argument 0 must be 'auto', 'blas' or 'amx'/);
         assert.equal(nk.getGemmMode(), 'amx');
