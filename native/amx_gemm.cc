@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 // The side work called between the tile products must be inlined into the kernel loop: once compute_thread
@@ -190,7 +189,9 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
   _tile_dpbf16ps(3, 5, 7)
 
 // The sum over Kt k-tiles into c (a 32x32 block of cbuf or of C itself), overwritten. side(): vector work run
-// between the tile products (the fused step of the previous block, see PendingStep), or nothing.
+// between the tile products (the fused step of the previous block, see PendingStep), or nothing; it is called
+// kSideCalls times per k step (once per group of four products), which callers use to spread their work.
+constexpr int kSideCalls = 6;
 // pace: with a 1 KiB scratch (64-byte aligned), the first accumulator is also stored there once per k step.
 // Without such a store, the four stores at the end of a block of 6 or more k steps cost 1000–1500 cycles
 // (bench/amx/tile_drain.cpp, random operands: 5.5 → 7.4 ns per TDPBF16PS for 8-step blocks, little for blocks
@@ -600,7 +601,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
           packed_next = nkt0 < d.Kt;
           if (packed_next)
             pack.start(loc + (cur ^ 1) * chunk_words, 2 * nic, 2 * std::min(ip1, nic + mcp), nkt0,
-                       std::min(kct, d.Kt - nkt0), (long)(ice - ic) * (jp1 - jp0) * 6 * nk);
+                       std::min(kct, d.Kt - nkt0), (long)(ice - ic) * (jp1 - jp0) * kSideCalls * nk);
         }
       }
       for (int jc = jp0; jc < jp1; jc += ncp) {
@@ -619,12 +620,12 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
                                                                              : cbuf;
             const int ldd = dst == cbuf ? 32 : dst == accb ? ldacc : ldc;
             if (interleave) {
-              pending.computing(ip * 32, jp * 32, 6 * nk);
+              pending.computing(ip * 32, jp * 32, kSideCalls * nk);
               kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, pending);
               pending.finish();
             } else {
-              if (trans_c) pdst.computing(jp * 32, ip * 32, 6 * nk);
-              else pdst.computing(ip * 32, jp * 32, 6 * nk);
+              if (trans_c) pdst.computing(jp * 32, ip * 32, kSideCalls * nk);
+              else pdst.computing(ip * 32, jp * 32, kSideCalls * nk);
               // two instantiations: the kernel without packing keeps its loop free of the packer's state
               if (ahead) kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, dst_pack, pace);
               else kernel_32x32<P>(a0, a0 + aS, b0, b0 + fullS, nk, dst, ldd, pdst, pace);

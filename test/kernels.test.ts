@@ -317,7 +317,7 @@ for (const threads of [1, 2]) {
               const ia = 3, ka = 5, jb = 7, kb = 11;  // A's NaN at op(A)[ia, ka], B's at op(B)[kb, jb]
               new Uint32Array(A.buffer)[transA ? ka * M + ia : ia * K + ka] = bits;
               const C = new Float32Array(M * N);
-              nk.gemm(transA, transB, M, N, K, 1, A, filled(K * N, 0.25), 0, C);
+              nk.gemm(transA, transB, M, N, K, 1, A, B, 0, C);  // B gets its NaN below
               for (let i = 0; i < M; i++)
                 for (let j = 0; j < N; j++)
                   assert.equal(Number.isNaN(C[i * N + j]), i === ia, `${tag}: A's NaN, C[${i}, ${j}] = ${C[i * N + j]}`);
