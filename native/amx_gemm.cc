@@ -506,7 +506,8 @@ inline bool split_m(const Dims& d, int nth) { return d.Mt / 2 >= 4 * nth || d.Mt
 template <int P>
 void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint16_t* pa_full, const uint16_t* pb,
                            float alpha, float beta, float* C, int ldc, bool trans_c, int tid, int nth,
-                           const GemmEpilogue* ep = nullptr) {
+                           const GemmEpilogue* ep = nullptr, int slot = -1) {
+  if (slot < 0) slot = tid;  // which thread's workspaces
   int nIp = d.Mt / 2, nJp = d.Nt / 2;
   int ip0 = 0, ip1 = nIp, jp0 = 0, jp1 = nJp;
   const bool by_rows = split_m(d, nth);
@@ -534,7 +535,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   if (ahead) mcp = std::max(1, mcp / 2);
   const size_t chunk_words = (size_t)mcp * 2 * kct * T;
   uint16_t* loc = nullptr;
-  if (!pa_full) loc = grow(g_pa_local[tid], g_pa_local_n[tid], ahead ? 2 * chunk_words : chunk_words);
+  if (!pa_full) loc = grow(g_pa_local[slot], g_pa_local_n[slot], ahead ? 2 * chunk_words : chunk_words);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
   // Cᵀ over several k chunks: the chunks' partial sums are added in a thread-local buffer of this thread's rows
   // (padded to whole blocks) and C gets each block once, transposed, at the last chunk; adding every chunk into
@@ -543,7 +544,7 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   const int ldacc = d.Nt * 16;
   float* acc = nullptr;
   if (acc_t) {
-    acc = grow(g_acc[tid], g_acc_n[tid], (size_t)(ip1 - ip0) * 32 * ldacc);
+    acc = grow(g_acc[slot], g_acc_n[slot], (size_t)(ip1 - ip0) * 32 * ldacc);
     if (!acc) abort();
   }
   PackAhead<P> pack;
@@ -659,17 +660,22 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
 // pack_tile), tile by tile in the order of the source's rows (see the A chunks in compute_thread): k inner
 // when k is contiguous in the source, 16-line blocks inner when the source is k-major. Before each tile is
 // packed, the matching tile of the next strip is fetched into L2.
-template <int P>
+template <int P, bool kShared = true>
 void pack_all(const float* X, int ld, bool k_contiguous, bool want_lines, int n_lines, int Lt, int K, int Kt,
               uint16_t* out) {
-#pragma omp for schedule(static) nowait
-  for (int t = 0; t < Lt * Kt; t++) {
+  auto one = [&](int t) {
     const int lb = k_contiguous ? t / Kt : t % Lt, kt = k_contiguous ? t % Kt : t / Lt;
     if (k_contiguous)
       prefetch_l2(X, ld, (lb + 1) * 16, std::min(n_lines, (lb + 2) * 16), kt * 32, std::min(K, (kt + 1) * 32));
     else
       prefetch_l2(X, ld, (kt + 1) * 32, std::min(K, (kt + 2) * 32), lb * 16, std::min(n_lines, (lb + 1) * 16));
     pack_tile<P>(X, ld, k_contiguous, want_lines, lb * 16, n_lines, K, kt * 32, out + ((size_t)lb * Kt + kt) * P * 512);
+  };
+  if constexpr (kShared) {
+#pragma omp for schedule(static) nowait
+    for (int t = 0; t < Lt * Kt; t++) one(t);
+  } else {
+    for (int t = 0; t < Lt * Kt; t++) one(t);
   }
 }
 template <int P>
@@ -696,6 +702,103 @@ bool amx_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
   return amx_gemm_ep(ta, tb, M, N, K, alpha, A, B, beta, C, nullptr);
 }
 
+namespace {
+uint16_t* g_pb_local[kMaxThreads];  // split K: per thread, the B chunk being multiplied
+size_t g_pb_local_n[kMaxThreads];
+float* g_part[kMaxThreads];  // split K: per thread, its partial product
+size_t g_part_n[kMaxThreads];
+
+// C = alpha · Σ_t part_t + beta · C over rows [r0, r1) of the [M, N] parts (C [M, N], or Cᵀ when trans_c:
+// C is then [N, M] with leading dimension ldc).
+void combine_parts(float* const* part, int nparts, int M, int N, float alpha, float beta, float* C, int ldc, bool trans_c,
+                   int r0, int r1) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  if (!trans_c) {
+    for (int i = r0; i < r1; i++)
+      for (int j = 0; j < N; j += 16) {
+        const __mmask16 m = uf::mask_n(N - j);
+        __m512 x = _mm512_maskz_loadu_ps(m, part[0] + (size_t)i * N + j);
+        for (int t = 1; t < nparts; t++) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, part[t] + (size_t)i * N + j));
+        x = _mm512_mul_ps(va, x);
+        float* c = C + (size_t)i * ldc + j;
+        if (beta != 0.f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c), x);
+        _mm512_mask_storeu_ps(c, m, x);
+      }
+    return;
+  }
+  // rows [r0, r1) of the parts (r0 a multiple of 16) are columns of C
+  for (int i0 = r0; i0 < r1; i0 += 16)
+    for (int j0 = 0; j0 < N; j0 += 16) {
+      __m512i r[16];
+      const __mmask16 mj = uf::mask_n(N - j0);
+      for (int u = 0; u < 16; u++) {
+        __m512 x = _mm512_setzero_ps();
+        if (i0 + u < r1)
+          for (int t = 0; t < nparts; t++) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mj, part[t] + (size_t)(i0 + u) * N + j0));
+        r[u] = _mm512_castps_si512(x);
+      }
+      uf::transpose16(r);
+      const __mmask16 mi = uf::mask_n(r1 - i0);
+      for (int v = 0; v < 16 && j0 + v < N; v++) {
+        float* c = C + (size_t)(j0 + v) * ldc + i0;
+        __m512 x = _mm512_mul_ps(va, _mm512_castsi512_ps(r[v]));
+        if (beta != 0.f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mi, c), x);
+        _mm512_mask_storeu_ps(c, mi, x);
+      }
+    }
+}
+
+// K split between the threads (the weight gradients: K = tokens, far more than M and N): each thread multiplies
+// its own range of k, a 512-deep chunk at a time, with that chunk of B packed by itself into an L2-sized buffer,
+// into a partial product of its own; the partial products are added at the end. Splitting the rows of C
+// instead, every thread needs all of B, which is packed by both before the product and streams from L3 once
+// per k chunk and thread.
+template <int P>
+bool gemm_split_k(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                  float beta, float* C, int ldc, bool trans_c, const GemmEpilogue* ep) {
+  const int nth = omp_get_max_threads();
+  const int kc = kKct * 32;
+  const Dims dc = dims_of(M, N, kc);
+  for (int t = 0; t < nth; t++)
+    if (!grow(g_pb_local[t], g_pb_local_n[t], (size_t)dc.Nt * dc.Kt * P * 512) ||
+        !grow(g_part[t], g_part_n[t], (size_t)M * N))
+      return false;
+#pragma omp parallel
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    const int kt_all = (K + 31) / 32;
+    const int k0 = (int)((int64_t)kt_all * t / n) * 32, k1 = std::min(K, (int)((int64_t)kt_all * (t + 1) / n) * 32);
+    float* part = g_part[t];
+    load_tile_config();
+    bool first = true;
+    for (int kb = k0; kb < k1; kb += kc) {
+      const int kn = std::min(kc, k1 - kb);
+      const Dims d = dims_of(M, N, kn);
+      pack_all<P, false>(tb ? B + kb : B + (size_t)kb * ldb, ldb, tb, false, N, d.Nt, kn, d.Kt, g_pb_local[t]);
+      compute_thread<P>(ta, ta ? A + (size_t)kb * lda : A + kb, lda, d, nullptr, g_pb_local[t], 1.f, first ? 0.f : 1.f,
+                        part, N, false, 0, 1, nullptr, t);
+      first = false;
+    }
+    if (first) std::memset(part, 0, sizeof(float) * (size_t)M * N);
+    _tile_release();
+#pragma omp barrier
+    const int rows = trans_c ? (M + 15) / 16 : M;  // units: rows of the parts, or 16-row blocks of them
+    const int u0 = (int)((int64_t)rows * t / n), u1 = (int)((int64_t)rows * (t + 1) / n);
+    if (trans_c) combine_parts(g_part, n, M, N, alpha, beta, C, ldc, true, u0 * 16, std::min(M, u1 * 16));
+    else combine_parts(g_part, n, M, N, alpha, beta, C, ldc, false, u0, u1);
+    if (ep) {  // the fused step over C's rows, once they are final (with trans_c, after every thread's columns)
+      const int crows = trans_c ? N : M, ccols = trans_c ? M : N;
+      if (trans_c) {
+#pragma omp barrier
+      }
+      const int e0 = trans_c ? (int)((int64_t)crows * t / n) : u0, e1 = trans_c ? (int)((int64_t)crows * (t + 1) / n) : u1;
+      if (e1 > e0) uf::gemm_epilogue_block(*ep, C, ldc, e0, e1, 0, ccols);
+    }
+  }
+  return true;
+}
+}  // namespace
+
 bool amx_gemm_ep(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
                  float* C, const GemmEpilogue* ep) {
   constexpr int P = 3;
@@ -719,12 +822,18 @@ bool amx_gemm_ep(bool ta, bool tb, int M, int N, int K, float alpha, const float
     tb = !t;
   }
   Dims d = dims_of(M, N, K);
+  int lda = ta ? M : K, ldb = tb ? K : N;
+  // Deep products with a small C (the weight gradients, the lm head's input gradient) split K between the threads
+  // (gemm_split_k); `amx_bench one … cold`: 256×256×4096 T,N 292–299 → 438–446 GFLOP/s, 1024×256×4096 T,N 475–486
+  // → 513–566, 4096×256×4096 N,N 376–603 → 592–678, 256×256×1024 T,N 251–258 → 322–331; below K = 1024, or with
+  // a C larger than 256·K floats, the partial products cost more than they save (4096×768×256: 526–572 → 435–437).
+  if (omp_get_max_threads() > 1 && K >= 1024 && (size_t)M * N <= (size_t)K * 256)
+    return gemm_split_k<P>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, trans_c, ep);
   uint16_t* pb = grow(g_pb, g_pb_n, (size_t)d.Nt * d.Kt * P * 512);
   if (!pb) return false;
   const bool full_a = !split_m(d, omp_get_max_threads());
   uint16_t* pa = full_a ? grow(g_pa, g_pa_n, (size_t)d.Mt * d.Kt * P * 512) : nullptr;
   if (full_a && !pa) return false;
-  int lda = ta ? M : K, ldb = tb ? K : N;
 #pragma omp parallel
   {
     pack_B_all<P>(tb, d, B, ldb, pb);

@@ -126,7 +126,7 @@ for (const threads of [1, 2]) {
         try {
           for (const mode of ['blas', 'auto'] as const) {
             nk.setGemmMode(mode);
-            for (const [M, N, K] of [[5, 7, 3], [300, 64, 40], [512, 256, 64]] as const) {
+            for (const [M, N, K] of [[5, 7, 3], [300, 64, 40], [512, 256, 64], [40, 70, 1500], [70, 40, 1500]] as const) {
               for (const transA of [false, true]) {
                 for (const transB of [false, true]) {
                   const A = randn32(rng, M * K), B = randn32(rng, K * N);
@@ -150,7 +150,7 @@ for (const threads of [1, 2]) {
     // and K beyond one 512-deep chunk; with K in one chunk the step runs between the next block's tile products,
     // partial blocks included), and GELU of the float64 product.
     describe('gemmGelu', () => {
-      const shapes: [number, number, number][] = [[5, 7, 3], [70, 33, 40], [300, 96, 64], [257, 600, 48], [600, 257, 48], [300, 64, 1100], [1, 1, 1]];
+      const shapes: [number, number, number][] = [[5, 7, 3], [70, 33, 40], [300, 96, 64], [257, 600, 48], [600, 257, 48], [300, 64, 1100], [64, 300, 1100], [1, 1, 1]];
       for (const mode of ['blas', 'auto', ...(nk.gemmAmxAvailable() ? ['amx'] as const : [])] as const) {
         it(`${mode}: aux = gelu(C) and C = C·gelu'(aux), as the separate kernels`, () => {
           const rng = new Rng(8800);
@@ -216,8 +216,10 @@ for (const threads of [1, 2]) {
         return worst;
       };
       // [300, 40, 700]: the rows split between threads in several chunks, each after the first packed while the
-      // previous one is multiplied (K ≥ 512), over two k chunks.
-      const shapes: [number, number, number][] = [[1, 1, 1], [5, 13, 7], [17, 3, 33], [33, 47, 65], [64, 37, 129], [70, 100, 600], [31, 65, 1100], [300, 40, 700]];
+      // previous one is multiplied (K ≥ 512), over two k chunks. K ≥ 1024 with a small C: with two threads K is
+      // split between them and their partial products added ([31, 65, 1100] computed transposed; [130, 20, 2100]
+      // and [20, 130, 2100] with several 512-deep chunks per thread).
+      const shapes: [number, number, number][] = [[1, 1, 1], [5, 13, 7], [17, 3, 33], [33, 47, 65], [64, 37, 129], [70, 100, 600], [31, 65, 1100], [300, 40, 700], [130, 20, 2100], [20, 130, 2100]];
       for (const [M, N, K] of shapes) {
         for (const transA of [false, true]) {
           for (const transB of [false, true]) {
@@ -331,6 +333,29 @@ for (const threads of [1, 2]) {
                   for (let j = 0; j < N; j++)
                     assert.equal(Number.isNaN(C2[i * N + j]), j === jb, `${tag} packed=${withPack}: B's NaN, C[${i}, ${j}] = ${C2[i * N + j]}`);
               }
+            }
+          }
+        }
+      });
+
+      // K ≥ 1024 with a small C: two threads each multiply half of K and add their partial products.
+      it('a NaN in either half of K reaches its row or column of C (products split along K)', () => {
+        const M = 40, N = 24, K = 1100;
+        for (const ka of [5, 1000]) {
+          for (const transA of [false, true]) {
+            for (const transB of [false, true]) {
+              const tag = `k=${ka} transA=${transA} transB=${transB}`;
+              const A = filled(M * K, 0.5), B = filled(K * N, 0.25);
+              new Uint32Array(A.buffer)[transA ? ka * M + 3 : 3 * K + ka] = 0x7fffffff;
+              const C = filled(M * N, NaN);
+              nk.gemm(transA, transB, M, N, K, 1, A, B, 0, C);
+              for (let i = 0; i < M; i++)
+                for (let j = 0; j < N; j++) assert.equal(Number.isNaN(C[i * N + j]), i === 3, `${tag}: A's NaN, C[${i}, ${j}]`);
+              const A2 = filled(M * K, 0.5);
+              new Uint32Array(B.buffer)[transB ? 7 * K + ka : ka * N + 7] = 0xffc00000;
+              nk.gemm(transA, transB, M, N, K, 1, A2, B, 0, C);
+              for (let i = 0; i < M; i++)
+                for (let j = 0; j < N; j++) assert.equal(Number.isNaN(C[i * N + j]), j === 7, `${tag}: B's NaN, C[${i}, ${j}]`);
             }
           }
         }
