@@ -708,43 +708,28 @@ size_t g_pb_local_n[kMaxThreads];
 float* g_part[kMaxThreads];  // split K: per thread, its partial product
 size_t g_part_n[kMaxThreads];
 
-// C = alpha · Σ_t part_t + beta · C over rows [r0, r1) of the [M, N] parts (C [M, N], or Cᵀ when trans_c:
-// C is then [N, M] with leading dimension ldc).
+// C = alpha · Σ_t part_t + beta · C for the 32-row blocks [b0, b1) of the [M, N] parts: each 32×32 block is summed
+// into a scratch block and written back as compute_thread writes its blocks (transposed when trans_c: C is then
+// [N, M], and d's M counts C's columns as writeback_t expects).
 void combine_parts(float* const* part, int nparts, int M, int N, float alpha, float beta, float* C, int ldc, bool trans_c,
-                   int r0, int r1) {
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  if (!trans_c) {
-    for (int i = r0; i < r1; i++)
-      for (int j = 0; j < N; j += 16) {
-        const __mmask16 m = uf::mask_n(N - j);
-        __m512 x = _mm512_maskz_loadu_ps(m, part[0] + (size_t)i * N + j);
-        for (int t = 1; t < nparts; t++) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, part[t] + (size_t)i * N + j));
-        x = _mm512_mul_ps(va, x);
-        float* c = C + (size_t)i * ldc + j;
-        if (beta != 0.f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c), x);
-        _mm512_mask_storeu_ps(c, m, x);
+                   int b0, int b1) {
+  alignas(64) float cbuf[32 * 32];
+  const Dims d{M, N, 0, 0, 0, 0};
+  for (int i0 = 32 * b0; i0 < std::min(M, 32 * b1); i0 += 32)
+    for (int j0 = 0; j0 < N; j0 += 32) {
+      const __mmask16 m0 = uf::mask_n(N - j0), m1 = uf::mask_n(N - j0 - 16);
+      for (int r = 0; r < 32; r++) {
+        __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+        for (int t = 0; t < nparts && i0 + r < M; t++) {
+          const float* p = part[t] + (size_t)(i0 + r) * N + j0;
+          x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, p));
+          x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, p + 16));
+        }
+        _mm512_store_ps(cbuf + r * 32, x0);
+        _mm512_store_ps(cbuf + r * 32 + 16, x1);
       }
-    return;
-  }
-  // rows [r0, r1) of the parts (r0 a multiple of 16) are columns of C
-  for (int i0 = r0; i0 < r1; i0 += 16)
-    for (int j0 = 0; j0 < N; j0 += 16) {
-      __m512i r[16];
-      const __mmask16 mj = uf::mask_n(N - j0);
-      for (int u = 0; u < 16; u++) {
-        __m512 x = _mm512_setzero_ps();
-        if (i0 + u < r1)
-          for (int t = 0; t < nparts; t++) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mj, part[t] + (size_t)(i0 + u) * N + j0));
-        r[u] = _mm512_castps_si512(x);
-      }
-      uf::transpose16(r);
-      const __mmask16 mi = uf::mask_n(r1 - i0);
-      for (int v = 0; v < 16 && j0 + v < N; v++) {
-        float* c = C + (size_t)(j0 + v) * ldc + i0;
-        __m512 x = _mm512_mul_ps(va, _mm512_castsi512_ps(r[v]));
-        if (beta != 0.f) x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mi, c), x);
-        _mm512_mask_storeu_ps(c, mi, x);
-      }
+      if (trans_c) writeback_t(cbuf, 32, alpha, beta, C, ldc, d, i0, j0);
+      else writeback(cbuf, alpha, beta, C, ldc, d, i0, j0);
     }
 }
 
@@ -782,16 +767,16 @@ bool gemm_split_k(bool ta, bool tb, int M, int N, int K, float alpha, const floa
     if (first) std::memset(part, 0, sizeof(float) * (size_t)M * N);
     _tile_release();
 #pragma omp barrier
-    const int rows = trans_c ? (M + 15) / 16 : M;  // units: rows of the parts, or 16-row blocks of them
-    const int u0 = (int)((int64_t)rows * t / n), u1 = (int)((int64_t)rows * (t + 1) / n);
-    if (trans_c) combine_parts(g_part, n, M, N, alpha, beta, C, ldc, true, u0 * 16, std::min(M, u1 * 16));
-    else combine_parts(g_part, n, M, N, alpha, beta, C, ldc, false, u0, u1);
+    const int nb = (M + 31) / 32;  // 32-row blocks of the parts
+    const int b0 = (int)((int64_t)nb * t / n), b1 = (int)((int64_t)nb * (t + 1) / n);
+    combine_parts(g_part, n, M, N, alpha, beta, C, ldc, trans_c, b0, b1);
     if (ep) {  // the fused step over C's rows, once they are final (with trans_c, after every thread's columns)
       const int crows = trans_c ? N : M, ccols = trans_c ? M : N;
       if (trans_c) {
 #pragma omp barrier
       }
-      const int e0 = trans_c ? (int)((int64_t)crows * t / n) : u0, e1 = trans_c ? (int)((int64_t)crows * (t + 1) / n) : u1;
+      const int e0 = trans_c ? (int)((int64_t)crows * t / n) : 32 * b0;
+      const int e1 = trans_c ? (int)((int64_t)crows * (t + 1) / n) : std::min(M, 32 * b1);
       if (e1 > e0) uf::gemm_epilogue_block(*ep, C, ldc, e0, e1, 0, ccols);
     }
   }
