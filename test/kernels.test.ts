@@ -254,14 +254,15 @@ for (const threads of [1, 2]) {
       for (const [N, K] of [[37, 70], [100, 33], [64, 600]] as const) {
         for (const transA of [false, true]) {
           for (const transB of [false, true]) {
-            it(`packed B: N=${N} K=${K} transA=${transA} transB=${transB}, rows 3, 8, 45`, () => {
+            it(`packed B: N=${N} K=${K} transA=${transA} transB=${transB}, rows 3, 8, 45, 64, 97`, () => {
               const rng = new Rng(950 + N + K + (transA ? 1000 : 0) + (transB ? 2000 : 0));
               const B = randn32(rng, K * N).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
               const packed = new Uint16Array(nk.gemmPackSize(N, K));
               assert.ok(packed.length > 0);
               assert.equal(nk.gemmPackB(transB, N, K, B, packed), true);
               const absB = B.map(Math.abs);
-              for (const M of [3, 8, 45]) {
+              // 3 and 45 rows: the threads split C's columns; 64 and 97: its rows (the decoder's batch of 64)
+              for (const M of [3, 8, 45, 64, 97]) {
                 const A = randn32(rng, M * K).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
                 for (const [alpha, beta] of [[1, 0], [-1.5, 1]]) {
                   const C0 = randn32(rng, M * N);
