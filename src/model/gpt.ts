@@ -76,6 +76,11 @@ export interface PackedDecodeWeights {
   embedOut: Uint16Array;
 }
 
+/** Whether two float arrays hold the same bytes (memcmp: NaNs compare by their bits). */
+function sameBytes(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
 export class GPT {
   readonly N: number;
   readonly F: number;
@@ -187,11 +192,18 @@ export class GPT {
     if (k.gemmPackSize(D, D) === 0 || k.getGemmMode() === 'blas') return null;
     // Packing itself is fast (about 20 GB/s); allocating fresh zeroed buffers for every cache cost more
     // than the packing (a sampler makes one cache per call), so the buffers stay with the model and each
-    // new cache repacks the current weights into them.
+    // new cache repacks the current weights into them, unless a weight is bit for bit what it was at its last
+    // packing (a frozen model sampled call after call: the second model's 12 ms sampling call spent 0.8 ms
+    // packing). The comparison is against a copy kept for it (memcmp, a tenth of the packing's time), so any
+    // change to a weight, by whatever means, repacks it.
     const old = this.packBufs;
     const pack = (B: Float32Array, transB: boolean, N: number, K: number, reuse: Uint16Array | undefined) => {
+      const src = reuse && this.packSrc.get(reuse);
+      if (reuse && src && src.length === B.length && sameBytes(src, B)) return reuse;
       const p = reuse ?? new Uint16Array(k.gemmPackSize(N, K));
       k.gemmPackB(transB, N, K, B, p);
+      if (src && src.length === B.length) src.set(B);
+      else this.packSrc.set(p, Float32Array.from(B));
       return p;
     };
     this.packBufs = noGrad(() => {
@@ -209,6 +221,8 @@ export class GPT {
   }
   /** The buffers of the last packing (see packDecodeWeights). */
   private packBufs: PackedDecodeWeights | null = null;
+  /** For each packed buffer, a copy of the weight it was last packed from. */
+  private readonly packSrc = new Map<Uint16Array, Float32Array>();
 
   /**
    * Feed one token per row at absolute position `pos` (all rows in step), appending its keys and
