@@ -76,6 +76,9 @@ export interface PackedDecodeWeights {
   embedOut: Uint16Array;
 }
 
+/** Decoder weights up to this size (float32 bytes) keep a copy to skip repacking unchanged weights. */
+const kPackSourceBytes = 16 << 20;
+
 /** Whether two float arrays hold the same bytes (memcmp: NaNs compare by their bits). */
 function sameBytes(a: Float32Array, b: Float32Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -193,15 +196,20 @@ export class GPT {
     // Packing itself is fast (about 20 GB/s); allocating fresh zeroed buffers for every cache cost more
     // than the packing (a sampler makes one cache per call), so the buffers stay with the model and each
     // new cache repacks the current weights into them, unless a weight is bit for bit what it was at its last
-    // packing (a frozen model sampled call after call: the second model's 12 ms sampling call spent 0.8 ms
-    // packing). The comparison is against a copy kept for it (memcmp, a tenth of the packing's time), so any
-    // change to a weight, by whatever means, repacks it.
+    // packing (a frozen model sampled call after call: the second benchmark model's 11 ms sampling call spent
+    // 0.85 ms packing). The comparison is against a copy kept for it (memcmp, half the packing's time), so any
+    // change to a weight, by whatever means, repacks it. Only small models keep the copies: for them packing
+    // is a noticeable share of a sampling call; a larger model decodes so much longer per call that packing is
+    // under 1% of it (third benchmark model: 5 of 1500 ms), and the copy would cost its weights' size in memory.
+    const keepSources = (L * (4 * D * D + 2 * D * F) + V * D) * 4 <= kPackSourceBytes;
+    if (!keepSources) this.packSrc.clear();
     const old = this.packBufs;
     const pack = (B: Float32Array, transB: boolean, N: number, K: number, reuse: Uint16Array | undefined) => {
       const src = reuse && this.packSrc.get(reuse);
       if (reuse && src && src.length === B.length && sameBytes(src, B)) return reuse;
       const p = reuse ?? new Uint16Array(k.gemmPackSize(N, K));
       k.gemmPackB(transB, N, K, B, p);
+      if (!keepSources) return p;
       if (src && src.length === B.length) src.set(B);
       else this.packSrc.set(p, Float32Array.from(B));
       return p;
