@@ -584,9 +584,12 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
   double total = 0.0;
 #pragma omp parallel reduction(+ : total)
   {
-    // exp(P − max P) of the current row, computed once (five exponentials per element became two).
-    std::vector<float> ep_row((size_t)V);
+    // exp(P − max P) and exp(Q − max Q) of the current row, computed once (five exponentials per element became
+    // two). The gradient is written only in the last pass over the row, after every read of Q, so dlq may be lq
+    // itself (the gradient written over θ's logits).
+    std::vector<float> ep_row((size_t)V), eq_row((size_t)V);
     float* ep = ep_row.data();
+    float* eq = eq_row.data();
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
       const float* P = lp + r * V;
@@ -596,14 +599,14 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
       float mp = row_max(P, V), mq = row_max(Q, V);
       // Both sums in one loop (one vectorisation, one summation order), so θ = π gives bit-identical
       // normalisers: KL and its gradient are then exactly zero, as at the first finetuning step. exp(Q − max Q)
-      // is kept in g when there is a gradient to write.
+      // is kept when there is a gradient to write.
       float spf = 0.f, sqf = 0.f;
       if (g) {
 #pragma omp simd reduction(+ : spf, sqf)
         for (int v = 0; v < V; v++) {
           const float a = fast_exp(P[v] - mp), b = fast_exp(Q[v] - mq);
           ep[v] = a;
-          g[v] = b;
+          eq[v] = b;
           spf += a;
           sqf += b;
         }
@@ -630,7 +633,7 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
         float c = grad_scale * w[r];
         float invq = (float)(1.0 / sq);
 #pragma omp simd
-        for (int v = 0; v < V; v++) g[v] = c * (g[v] * invq - ep[v] * invp);
+        for (int v = 0; v < V; v++) g[v] = c * (eq[v] * invq - ep[v] * invp);
       }
     }
   }

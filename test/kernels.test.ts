@@ -887,6 +887,12 @@ for (const threads of [1, 2]) {
           expectGrad('klDiv dlogitsQ', dq, (l) => gradScale * ref.klDiv(lp, l, weights, R, V).loss, lq, rng, 300);
           const lossOnly = nk.klDiv(lp, lq, weights, R, V, null, null, 1);
           assert.ok(Math.abs(lossOnly - loss) <= 1e-6 * Math.abs(loss), `loss without outputs ${lossOnly} vs ${loss}`);
+
+          // dlq = lq itself (the kl_pre step's in-place loss): the same loss, and the same gradient in place.
+          const inPlace = Float32Array.from(lq);
+          const lossIn = nk.klDiv(lp, inPlace, weights, R, V, null, inPlace, gradScale);
+          assert.equal(lossIn, loss, 'in-place loss');
+          for (let i = 0; i < R * V; i++) assert.equal(inPlace[i], dq[i], `in-place gradient at ${i}`);
         });
       }
 

@@ -266,13 +266,14 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float
 
 /**
  * Weighted mean KL(p‖q) per row, p = softmax(refLogits) (frozen reference π, no gradient),
- * q = softmax(logits).
+ * q = softmax(logits). `inPlace` as in crossEntropy: the gradient is written over the logits.
  */
-export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32Array): Tensor {
+export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32Array, inPlace = false): Tensor {
   const [R, V] = rows2(logits);
   check(refLogits.length === logits.size, 'klDiv: reference logits must match logits');
   check(weights.length === R, 'klDiv: weights length must equal rows');
-  return rowMeanLoss(logits, weights, (norm, d) => K().klDiv(refLogits, logits.data, weights, R, V, null, d, norm));
+  return rowMeanLoss(logits, weights, (norm, d) => K().klDiv(refLogits, logits.data, weights, R, V, null, d, norm),
+    inPlace);
 }
 
 function sum(w: Float32Array): number {

@@ -38,10 +38,10 @@ export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number, c
   return crossEntropy(logits, targets, weights, consume);
 }
 
-/** KL(π‖θ) averaged over predicting positions (the last position of each row is excluded, like NTP). */
-export function klLoss(refLogits: Float32Array, logits: Tensor, B: number, T: number): Tensor {
+/** KL(π‖θ) averaged over predicting positions (the last position of each row is excluded, like NTP); `consume` as in ntpLoss. */
+export function klLoss(refLogits: Float32Array, logits: Tensor, B: number, T: number, consume = false): Tensor {
   const { weights } = ntpTargets(new Int32Array(B * T), B, T);
-  return klDiv(refLogits, logits, weights);
+  return klDiv(refLogits, logits, weights, consume);
 }
 
 export interface EvalResult {

@@ -67,7 +67,8 @@ export class Stepper {
     } else if (this.method === 'kl_pre') {
       const r = this.replay!.next();
       const Br = r.length / T;
-      reg = klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T);
+      // θ's replay logits are read by nothing else: the KL gradient is written over them.
+      reg = klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T, true);
     } else if (this.method === 'kl_dwn') {
       reg = klLoss(keep(() => this.pi!.logits(ids, B, T)), logits, B, T);
     }
