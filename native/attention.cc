@@ -708,10 +708,10 @@ void decode_row_v(float* out, const float* q, const float* kc, const float* vc, 
 // value row (NH·H contiguous floats) is read once, as one sequential stream per sequence, instead of NH
 // strided passes that each take a quarter of every row. Per head the arithmetic is decode_row_v's, in the
 // same order, so the results are the same bit for bit. s: NH rows of round16(last+1) floats.
-// The pass over the keys also requests the start of this sequence's value rows into L2, and the pass over the values
-// the start of the next sequence's key rows (next_k, or null), so each pass has a second stream from memory and the next pass starts
-// without waiting for the hardware prefetcher to ramp up: the third model's decode attention (64 sequences of up
-// to 256 cached rows of 1 KiB, out of cache) 933 → 785 ms per sampling call.
+// The pass over the keys also requests the start of this sequence's value rows into L2, and the pass over the
+// values the start of the next sequence's key rows (next_k, or null), so each pass has a second stream from
+// memory and the next pass starts without waiting for the hardware prefetcher to ramp up: the third model's
+// decode attention (64 sequences of up to 256 cached rows of 1 KiB, out of cache) 933 → 785 ms per sampling call.
 template <int NC, int NH>
 void decode_rows_all(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int last,
                      float scale, float* s, const float* next_k) {
