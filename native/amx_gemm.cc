@@ -678,9 +678,9 @@ void pack_all(const float* X, int ld, bool k_contiguous, bool want_lines, int n_
     for (int t = 0; t < Lt * Kt; t++) one(t);
   }
 }
-template <int P>
+template <int P, bool kShared = true>
 void pack_B_all(bool tb, const Dims& d, const float* B, int ldb, uint16_t* pb) {
-  pack_all<P>(B, ldb, tb, false, d.N, d.Nt, d.K, d.Kt, pb);
+  pack_all<P, kShared>(B, ldb, tb, false, d.N, d.Nt, d.K, d.Kt, pb);
 }
 template <int P>
 void pack_A_all(bool ta, const Dims& d, const float* A, int lda, uint16_t* pa) {
@@ -759,7 +759,7 @@ bool gemm_split_k(bool ta, bool tb, int M, int N, int K, float alpha, const floa
     for (int kb = k0; kb < k1; kb += kc) {
       const int kn = std::min(kc, k1 - kb);
       const Dims d = dims_of(M, N, kn);
-      pack_all<P, false>(tb ? B + kb : B + (size_t)kb * ldb, ldb, tb, false, N, d.Nt, kn, d.Kt, g_pb_local[t]);
+      pack_B_all<P, false>(tb, d, tb ? B + kb : B + (size_t)kb * ldb, ldb, g_pb_local[t]);
       compute_thread<P>(ta, ta ? A + (size_t)kb * lda : A + kb, lda, d, nullptr, g_pb_local[t], 1.f, first ? 0.f : 1.f,
                         part, N, false, 0, 1, nullptr, t);
       first = false;

@@ -206,7 +206,7 @@ export class GPT {
     const old = this.packBufs;
     const pack = (B: Float32Array, transB: boolean, N: number, K: number, reuse: Uint16Array | undefined) => {
       const src = reuse && this.packSrc.get(reuse);
-      if (reuse && src && src.length === B.length && sameBytes(src, B)) return reuse;
+      if (reuse && src && sameBytes(src, B)) return reuse;
       const p = reuse ?? new Uint16Array(k.gemmPackSize(N, K));
       k.gemmPackB(transB, N, K, B, p);
       if (!keepSources) return p;
