@@ -139,7 +139,7 @@ Napi::Value GemmPackB(const Napi::CallbackInfo& info) {
   int N = a.dim(1), K = a.dim(2);
   const float* B = a.f32(3, (int64_t)K * N);
   const size_t words = uf::gemm_pack_size(N, K);
-  if (words == 0) a.fail(4, "cannot be filled: this machine or build has no AMX engine (gemmPackSize is 0)");
+  if (words == 0) a.fail(4, "cannot be filled: this machine or build has no packing engine (gemmPackSize is 0)");
   uint16_t* P = a.u16n(4, (int64_t)words);
   if (!P) a.fail(4, "must be a Uint16Array");
   return Napi::Boolean::New(info.Env(), uf::gemm_pack_b(tb, N, K, B, P));

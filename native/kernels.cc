@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels.h"
 #include "amx_gemm.h"
+#include "f32_packed.h"
 #include "qknorm.h"
 #include "vmath.h"
 
@@ -99,18 +100,25 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, co
   sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 
-size_t gemm_pack_size(int N, int K) { return amx_available() ? amx_packed_b_size(N, K) : 0; }
+// The packing is the AMX engine's where the machine has AMX, else float32 panels (f32_packed.cc, AVX-512F).
+size_t gemm_pack_size(int N, int K) { return amx_available() ? amx_packed_b_size(N, K) : f32_packed_b_size(N, K); }
 
-bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed) { return amx_pack_b(tb, N, K, B, packed); }
+bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed) {
+  return amx_available() ? amx_pack_b(tb, N, K, B, packed) : f32_pack_b(tb, N, K, B, packed);
+}
 
 void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B,
                  const uint16_t* packed, float beta, float* C) {
   if (M == 0 || N == 0) return;
   const int mode = get_gemm_mode();
-  // With B packed beforehand AMX wins from 8 rows up (decoder products: 1.5–1.8× sgemm at 64 rows).
-  if (packed && mode != 1 && !omp_in_parallel() && (M >= 8 || mode == 2) &&
-      amx_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C))
-    return;
+  if (packed && mode != 1 && !omp_in_parallel()) {
+    if (amx_available()) {
+      // With B packed beforehand AMX wins from 8 rows up (decoder products: 1.5–1.8× sgemm at 64 rows).
+      if ((M >= 8 || mode == 2) && amx_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C)) return;
+    } else if (f32_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C)) {
+      return;
+    }
+  }
   sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 

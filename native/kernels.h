@@ -19,10 +19,11 @@ void set_gemm_mode(int mode);
 int get_gemm_mode();
 // True when gemm() can use the AMX kernel on this machine (build and OS support).
 bool gemm_amx_available();
-// A right operand used by many products (frozen weights while decoding), packed once for the AMX engine:
-// gemm_pack_size gives its uint16 words (0 without AMX), gemm_pack_b fills them from op(B) [K, N] (transposed
-// when tb). gemm_packed is gemm(ta, tb, ...) that uses `packed` (when not null, the engine allows AMX and
-// M ≥ 8) or else B itself; packed must come from gemm_pack_b with the same tb, N, K and B.
+// A right operand used by many products (frozen weights while decoding), packed once: for the AMX engine where the
+// machine has AMX, else in float32 panels (f32_packed.h; AVX-512F builds). gemm_pack_size gives its uint16 words
+// (0 with neither), gemm_pack_b fills them from op(B) [K, N] (transposed when tb). gemm_packed is gemm(ta, tb, ...)
+// that uses `packed` (when not null and the engine is not sgemm; on AMX from M ≥ 8) or else B itself; packed must
+// come from gemm_pack_b with the same tb, N, K and B.
 size_t gemm_pack_size(int N, int K);
 bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
 void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B,

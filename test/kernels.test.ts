@@ -249,49 +249,6 @@ for (const threads of [1, 2]) {
         }
       }
 
-      // Packed right operand (decoding's frozen weights): same accuracy bound, packed once, used by
-      // products with different rows; fewer than 8 rows fall back to sgemm on B.
-      for (const [N, K] of [[37, 70], [100, 33], [64, 600]] as const) {
-        for (const transA of [false, true]) {
-          for (const transB of [false, true]) {
-            it(`packed B: N=${N} K=${K} transA=${transA} transB=${transB}, rows 3, 8, 45, 64, 97`, () => {
-              const rng = new Rng(950 + N + K + (transA ? 1000 : 0) + (transB ? 2000 : 0));
-              const B = randn32(rng, K * N).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
-              const packed = new Uint16Array(nk.gemmPackSize(N, K));
-              assert.ok(packed.length > 0);
-              assert.equal(nk.gemmPackB(transB, N, K, B, packed), true);
-              const absB = B.map(Math.abs);
-              // 3 and 45 rows: the threads split C's columns; 64 and 97: its rows (the decoder's batch of 64)
-              for (const M of [3, 8, 45, 64, 97]) {
-                const A = randn32(rng, M * K).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
-                for (const [alpha, beta] of [[1, 0], [-1.5, 1]]) {
-                  const C0 = randn32(rng, M * N);
-                  const expected = to64(C0);
-                  ref.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
-                  const scale = new Float64Array(M * N).map((_, i) => Math.abs(beta * C0[i]!));
-                  ref.gemm(transA, transB, M, N, K, Math.abs(alpha), A.map(Math.abs), absB, 1, scale);
-                  const C = Float32Array.from(C0);
-                  nk.gemmPacked(transA, transB, M, N, K, alpha, A, B, packed, beta, C);
-                  nk.setGemmMode('blas');
-                  const blas = Float32Array.from(C0);
-                  nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, blas);
-                  nk.setGemmMode('amx');
-                  const e = scaledErr(C, expected, scale), eBlas = scaledErr(blas, expected, scale);
-                  assert.ok(e <= 2 * eBlas + 1.2e-7, `M=${M} alpha=${alpha} beta=${beta}: packed error ${e.toExponential(2)} vs sgemm ${eBlas.toExponential(2)}`);
-                }
-              }
-            });
-          }
-        }
-      }
-
-      it('packed B: a packing of the wrong size is refused, naming the argument', () => {
-        const B = new Float32Array(20 * 30);
-        assert.throws(() => nk.gemmPackB(false, 20, 30, B, new Uint16Array(10)), /gemmPackB.*argument 4|Uint16Array|elements/);
-        const A = new Float32Array(16 * 30), C = new Float32Array(16 * 20);
-        assert.throws(() => nk.gemmPacked(false, false, 16, 20, 30, 1, A, B, new Uint16Array(10), 0, C), /elements/);
-      });
-
       it('honours subarray offsets, and beta = 0 ignores NaN already in C', () => {
         const rng = new Rng(77);
         const M = 40, N = 50, K = 70;
@@ -310,7 +267,7 @@ for (const threads of [1, 2]) {
       // Every NaN bit pattern must reach the product. Splitting rounds each float to bf16 by integer addition;
       // a NaN whose payload fills the top mantissa bits (0x7fffffff, 0xffffffff, 0x7fff8000) used to carry into
       // the sign in all three pieces, which came out ±0: the NaN vanished and the row was finite.
-      it('a NaN of any payload in A or B reaches its row or column of C (every transpose, packed B too)', () => {
+      it('a NaN of any payload in A or B reaches its row or column of C (every transpose)', () => {
         const M = 256, N = 48, K = 96;
         for (const bits of [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fff8000, 0x7fffffff, 0xffffffff]) {
           for (const transA of [false, true]) {
@@ -325,15 +282,11 @@ for (const threads of [1, 2]) {
                 for (let j = 0; j < N; j++)
                   assert.equal(Number.isNaN(C[i * N + j]), i === ia, `${tag}: A's NaN, C[${i}, ${j}] = ${C[i * N + j]}`);
               new Uint32Array(B.buffer)[transB ? jb * K + kb : kb * N + jb] = bits;
-              const packed = new Uint16Array(nk.gemmPackSize(N, K));
-              assert.ok(nk.gemmPackB(transB, N, K, B, packed));
-              for (const withPack of [false, true]) {
-                const C2 = new Float32Array(M * N);
-                nk.gemmPacked(transA, transB, M, N, K, 1, filled(M * K, 0.5), B, withPack ? packed : null, 0, C2);
-                for (let i = 0; i < M; i++)
-                  for (let j = 0; j < N; j++)
-                    assert.equal(Number.isNaN(C2[i * N + j]), j === jb, `${tag} packed=${withPack}: B's NaN, C[${i}, ${j}] = ${C2[i * N + j]}`);
-              }
+              const C2 = new Float32Array(M * N);
+              nk.gemm(transA, transB, M, N, K, 1, filled(M * K, 0.5), B, 0, C2);
+              for (let i = 0; i < M; i++)
+                for (let j = 0; j < N; j++)
+                  assert.equal(Number.isNaN(C2[i * N + j]), j === jb, `${tag}: B's NaN, C[${i}, ${j}] = ${C2[i * N + j]}`);
             }
           }
         }
@@ -365,6 +318,85 @@ for (const threads of [1, 2]) {
       it('setGemmMode rejects an unknown engine', () => {
         assert.throws(() => nk.setGemmMode('gpu' as 'amx'), /setGemmMode: argument 0 must be 'auto', 'blas' or 'amx'/);
         assert.equal(nk.getGemmMode(), 'amx');
+      });
+    });
+
+    // A right operand packed once and used by many products (the decoder's frozen weights): on the AMX engine
+    // where the machine has AMX, else float32 panels of 32 columns (native/f32_packed.cc, AVX-512F). Either way
+    // it must be as accurate as float32 sgemm on B, with the same scaled error as the AMX suite above.
+    describe('gemmPacked with B packed beforehand (AMX, or float32 panels)', { skip: nk.gemmPackSize(8, 8) === 0 && 'this build has no packing engine' }, () => {
+      before(() => nk.setGemmMode('auto'));
+      after(() => nk.setGemmMode('auto'));
+      const scaledErr = (C: ArrayLike<number>, ref64: F64, scale: F64) => {
+        let worst = 0;
+        for (let i = 0; i < C.length; i++) {
+          const e = Math.abs(C[i]! - ref64[i]!) / scale[i]!;
+          if (!(e <= worst)) worst = e; // NaN → fails below
+        }
+        return worst;
+      };
+      // Shapes: one panel or a few (the threads split C's rows), many (they split the panels: [100, 33] and
+      // [300, 50]), N not a multiple of 32, tiny products on one thread ([37, 70] with 3 rows). Rows 3, 8, 45,
+      // 64, 97: partial and whole register blocks; on AMX, the threads split C's columns (3, 45) or rows (64, 97).
+      for (const [N, K] of [[37, 70], [100, 33], [64, 600], [300, 50]] as const) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            it(`packed B: N=${N} K=${K} transA=${transA} transB=${transB}, rows 3, 8, 45, 64, 97`, () => {
+              const rng = new Rng(950 + N + K + (transA ? 1000 : 0) + (transB ? 2000 : 0));
+              const B = randn32(rng, K * N).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
+              const packed = new Uint16Array(nk.gemmPackSize(N, K));
+              assert.ok(packed.length > 0);
+              assert.equal(nk.gemmPackB(transB, N, K, B, packed), true);
+              const absB = B.map(Math.abs);
+              for (const M of [3, 8, 45, 64, 97]) {
+                const A = randn32(rng, M * K).map((x) => x * 10 ** (4 * (2 * rng.next() - 1)));
+                for (const [alpha, beta] of [[1, 0], [-1.5, 1]]) {
+                  // beta = 0 must not read C: it starts as NaN there
+                  const C0 = beta === 0 ? new Float32Array(M * N).fill(NaN) : randn32(rng, M * N);
+                  const expected = beta === 0 ? new Float64Array(M * N) : to64(C0);
+                  ref.gemm(transA, transB, M, N, K, alpha, A, B, beta, expected);
+                  const scale = new Float64Array(M * N).map((_, i) => (beta === 0 ? 0 : Math.abs(beta * C0[i]!)));
+                  ref.gemm(transA, transB, M, N, K, Math.abs(alpha), A.map(Math.abs), absB, 1, scale);
+                  const C = Float32Array.from(C0);
+                  nk.gemmPacked(transA, transB, M, N, K, alpha, A, B, packed, beta, C);
+                  nk.setGemmMode('blas');
+                  const blas = Float32Array.from(C0);
+                  nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, blas);
+                  nk.setGemmMode('auto');
+                  const e = scaledErr(C, expected, scale), eBlas = scaledErr(blas, expected, scale);
+                  assert.ok(e <= 2 * eBlas + 1.2e-7, `M=${M} alpha=${alpha} beta=${beta}: packed error ${e.toExponential(2)} vs sgemm ${eBlas.toExponential(2)}`);
+                }
+              }
+            });
+          }
+        }
+      }
+
+      it('packed B: a packing of the wrong size is refused, naming the argument', () => {
+        const B = new Float32Array(20 * 30);
+        assert.throws(() => nk.gemmPackB(false, 20, 30, B, new Uint16Array(10)), /gemmPackB.*argument 4|Uint16Array|elements/);
+        const A = new Float32Array(16 * 30), C = new Float32Array(16 * 20);
+        assert.throws(() => nk.gemmPacked(false, false, 16, 20, 30, 1, A, B, new Uint16Array(10), 0, C), /elements/);
+      });
+
+      it('packed B: a NaN of any payload in B reaches its column of C, and only it (every transpose)', () => {
+        const M = 64, N = 48, K = 96;
+        for (const bits of [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fff8000, 0x7fffffff, 0xffffffff]) {
+          for (const transA of [false, true]) {
+            for (const transB of [false, true]) {
+              const tag = `NaN 0x${bits.toString(16)} transA=${transA} transB=${transB}`;
+              const B = filled(K * N, 0.25), jb = 7, kb = 11;  // B's NaN at op(B)[kb, jb]
+              new Uint32Array(B.buffer)[transB ? jb * K + kb : kb * N + jb] = bits;
+              const packed = new Uint16Array(nk.gemmPackSize(N, K));
+              assert.ok(nk.gemmPackB(transB, N, K, B, packed));
+              const C = new Float32Array(M * N);
+              nk.gemmPacked(transA, transB, M, N, K, 1, filled(M * K, 0.5), B, packed, 0, C);
+              for (let i = 0; i < M; i++)
+                for (let j = 0; j < N; j++)
+                  assert.equal(Number.isNaN(C[i * N + j]), j === jb, `${tag}: B's NaN, C[${i}, ${j}] = ${C[i * N + j]}`);
+            }
+          }
+        }
       });
     });
 

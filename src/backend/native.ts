@@ -46,13 +46,14 @@ export interface NativeKernels {
    *  geluForward / geluBackward(…, accumulate = false). */
   gemmGelu(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
     beta: number, C: F32, kind: 1 | 2, aux: F32): void;
-  /** Words (uint16) of op(B) [K, N] packed for the AMX engine; 0 where this machine or build has none. */
+  /** Words (uint16) of op(B) [K, N] packed for gemmPacked: in the AMX engine's layout where the machine has AMX,
+   *  else in float32 panels of 32 columns (native/f32_packed.cc; AVX-512F builds); 0 where neither exists. */
   gemmPackSize(N: number, K: number): number;
   /** Packs op(B) (B is [K,N], or [N,K] when transB) into `packed` (gemmPackSize(N, K) words) for
    *  gemmPacked. For a right operand used by many products: the frozen weights while decoding. */
   gemmPackB(transB: boolean, N: number, K: number, B: F32, packed: Uint16Array): boolean;
-  /** gemm with op(B) also given packed (or null): uses the packing on the AMX engine (from 8 rows), else
-   *  B. `packed` must hold gemmPackB(transB, N, K, B) of the same B, or the result is wrong. */
+  /** gemm with op(B) also given packed (or null): uses the packing (on AMX from 8 rows up; the float32 panels from
+   *  one row), else B. `packed` must hold gemmPackB(transB, N, K, B) of the same B, or the result is wrong. */
   gemmPacked(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
              packed: Uint16Array | null, beta: number, C: F32): void;
   /** `batch` independent gemms; matrix i of A starts at i*strideA (elements), likewise B and C. */

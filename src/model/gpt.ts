@@ -62,8 +62,8 @@ export interface KVCache {
   Tmax: number;
   k: Float32Array[]; // per layer [B, Tmax, N, H]
   v: Float32Array[];
-  /** The weights packed for the AMX engine when the cache was made (null without AMX), so decoding does
-   *  not repack them every step. The buffers belong to the model, and each newCache() refills them with the
+  /** The weights packed for gemmPacked when the cache was made (AMX tiles, or float32 panels on machines without
+   *  AMX; null where there is no packing engine or gemm is set to sgemm), so decoding does not repack them every step. The buffers belong to the model, and each newCache() refills them with the
    *  current weights: a cache must not outlive a change of the weights. */
   packed?: PackedDecodeWeights | null;
 }
@@ -162,8 +162,7 @@ export class GPT {
   newCache(B: number, Tmax = this.cfg.T): KVCache {
     const D = this.cfg.D;
     const mk = () => Array.from({ length: this.cfg.L }, () => new Float32Array(B * Tmax * D));
-    // gemmPacked uses a packing only from 8 rows up; fewer rows would pack for nothing.
-    return { B, Tmax, k: mk(), v: mk(), packed: B >= 8 ? this.packDecodeWeights() : null };
+    return { B, Tmax, k: mk(), v: mk(), packed: this.wantsPacking(B) ? this.packDecodeWeights() : null };
   }
 
   /**
@@ -178,7 +177,7 @@ export class GPT {
     const st = this.samplerStore;
     const k = st?.k.deref(), v = st?.v.deref();
     if (st && k && v && st.Tmax >= Tmax && st.B >= B) {
-      return { B, Tmax: st.Tmax, k, v, packed: B >= 8 ? this.packDecodeWeights() : null };
+      return { B, Tmax: st.Tmax, k, v, packed: this.wantsPacking(B) ? this.packDecodeWeights() : null };
     }
     const c = this.newCache(B, Tmax);
     this.samplerStore = { B, Tmax, k: new WeakRef(c.k), v: new WeakRef(c.v) };
@@ -186,8 +185,15 @@ export class GPT {
   }
   private samplerStore: { B: number; Tmax: number; k: WeakRef<Float32Array[]>; v: WeakRef<Float32Array[]> } | null = null;
 
-  /** Every decoder weight packed once for the AMX engine (about 1.5× their float32 size), or null (no AMX,
-   *  or the engine set to sgemm). */
+  /** On AMX, gemmPacked uses a packing only from 8 rows up, so fewer rows would pack for nothing; the float32
+   *  panels of machines without AMX are faster than sgemm from one row up (1 × 1024 × 256: 63–79 against 17
+   *  GFLOP/s). */
+  private wantsPacking(B: number): boolean {
+    return B >= 8 || !native().gemmAmxAvailable();
+  }
+
+  /** Every decoder weight packed once for gemmPacked: for the AMX engine (about 1.5× their float32 size) where the
+   *  machine has AMX, else in float32 panels (their size); null where neither exists or the engine is set to sgemm. */
   private packDecodeWeights(): PackedDecodeWeights | null {
     const k = native();
     const { D, L, V } = this.cfg;

@@ -1,0 +1,14 @@
+// float32 GEMM with a pre-packed right operand (f32_packed.cc): the decoder's engine on machines without AMX.
+// Same convention as gemm() in kernels.h; built for AVX-512F, otherwise the size is 0 and nothing is packed.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+// uint16 words of op(B) [K, N] packed (panels of 32 columns, k-major, float32), 0 without AVX-512F.
+size_t f32_packed_b_size(int N, int K);
+// Packs op(B) (B is [K, N], or [N, K] when tb) into f32_packed_b_size(N, K) words (4-byte aligned).
+bool f32_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
+// C = alpha·op(A)·(packed op(B)) + beta·C. Returns false (and does nothing) for K = 0, alpha = 0 or an unaligned
+// packing; the caller then multiplies by B itself. Must not be called from inside an OpenMP parallel region.
+bool f32_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, const uint16_t* packed, float beta,
+                     float* C);
