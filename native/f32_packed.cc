@@ -1,17 +1,20 @@
-// float32 GEMM with a pre-packed right operand, for machines without AMX (AVX-512F). See f32_packed.h.
+// float32 GEMM with a packed right operand, for machines without AMX (AVX-512F). See f32_packed.h.
 //
 // Decoding multiplies a few rows (the batch being sampled, typically 64) by the same frozen weights at every
 // position. cblas_sgemm repacks the weights in every call and, with so few rows, reaches about 60% of its
 // 1024³ speed there (measured on a 2-core AMD EPYC, AVX-512: 113 against 183 GFLOP/s). Here op(B) is packed
 // once into panels of 32 columns, k-major (for each k, the panel's 32 values: two zmm loads), zero-padded to a
 // whole panel; a call broadcasts A's values straight from its rows (no packing: A is small and stays in L2)
-// and keeps an 8 × 32 block of C in 16 registers for the whole of K. Each product is a plain float32 FMA
-// chain over k in order, so the result is what a straightforward float32 dot product gives.
+// and keeps an 8 × 32 block of C in 16 registers over each 256-deep k block, the blocks' sums added in order.
+// Training's activation products with a narrow output use the same kernel with B packed per call (f32_gemm).
 #include "f32_packed.h"
+
+#include "amx_gemm.h"  // GemmEpilogue, uf::gemm_epilogue_block
 
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -76,7 +79,7 @@ constexpr BlockFn kBlocks[kMR + 1] = {nullptr,  block<1>, block<2>, block<3>, bl
 
 // Rows [m0, m1) × panels [p0, p1) of C.
 void run(bool ta, int M, int N, int K, float alpha, const float* A, const float* packed, float beta, float* C,
-         int m0, int m1, int p0, int p1) {
+         int m0, int m1, int p0, int p1, const GemmEpilogue* ep = nullptr) {
   const int64_t rs = ta ? 1 : K, ks = ta ? M : 1;
   for (int ic = m0; ic < m1; ic += kMC) {
     const int ie = std::min(m1, ic + kMC);
@@ -86,6 +89,7 @@ void run(bool ta, int M, int N, int K, float alpha, const float* A, const float*
       for (int i = ic; i < ie; i += kMR) {
         const int mr = std::min(kMR, ie - i);
         kBlocks[mr](A + i * rs, rs, ks, P, K, alpha, beta, C + (int64_t)i * N + j0, N, ncols);
+        if (ep) uf::gemm_epilogue_block(*ep, C, N, i, i + mr, j0, j0 + ncols);  // the block is in L1
       }
     }
   }
@@ -142,10 +146,36 @@ bool f32_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, 
   return true;
 }
 
+// Products whose B is not packed beforehand (training on machines without AMX): B is packed into a scratch buffer
+// kept between calls, then the threads split C's rows in chunks of kMC.
+static std::vector<float> g_scratch;
+
+bool f32_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+              float* C, const GemmEpilogue* ep) {
+  if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.f) return false;
+  const size_t words = f32_packed_b_size(N, K);
+  if (g_scratch.size() < words / 2) g_scratch.resize(words / 2);
+  uint16_t* P16 = reinterpret_cast<uint16_t*>(g_scratch.data());
+  f32_pack_b(tb, N, K, B, P16);
+  const float* P = g_scratch.data();
+  const int np = panels(N);
+  const int nc = (M + kMC - 1) / kMC;
+#pragma omp parallel
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    const int c0 = (int)((int64_t)nc * t / n), c1 = (int)((int64_t)nc * (t + 1) / n);
+    if (c0 < c1) run(ta, M, N, K, alpha, A, P, beta, C, c0 * kMC, std::min(M, c1 * kMC), 0, np, ep);
+  }
+  return true;
+}
+
 #else  // no AVX-512F: no packing (gemm_packed falls back to sgemm on B)
 
 size_t f32_packed_b_size(int, int) { return 0; }
 bool f32_pack_b(bool, int, int, const float*, uint16_t*) { return false; }
 bool f32_gemm_packed(bool, int, int, int, float, const float*, const uint16_t*, float, float*) { return false; }
+bool f32_gemm(bool, bool, int, int, int, float, const float*, const float*, float, float*, const GemmEpilogue*) {
+  return false;
+}
 
 #endif

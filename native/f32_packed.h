@@ -12,3 +12,10 @@ bool f32_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
 // packing; the caller then multiplies by B itself. Must not be called from inside an OpenMP parallel region.
 bool f32_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, const uint16_t* packed, float beta,
                      float* C);
+
+// The same engine for a B not packed beforehand (the activation products of training on machines without AMX): B is
+// packed into a buffer kept between calls, the threads split C's rows. ep: a step fused into each 8 × 32 block
+// as soon as it is final (amx_gemm.h), nullptr for none. Returns false (does nothing) where f32_gemm_packed would.
+struct GemmEpilogue;
+bool f32_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
+              float* C, const GemmEpilogue* ep);
