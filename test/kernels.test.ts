@@ -44,6 +44,17 @@ function expectGrad(what: string, analytic: ArrayLike<number>, f: (x: F64) => nu
     `worst at flat index ${worstAt}: analytic ${analytic[worstAt]} vs fd ${worstAt >= 0 ? fd[Array.from(coords).indexOf(worstAt)] : NaN}`);
 }
 
+// Worst error per element of a product against float64, |C − C64| / (|alpha|·Σ_k|a_ik·b_kj| + |beta·c_ij|): the scale
+// float32 rounding of the sum is proportional to (a NaN makes it NaN, which fails the callers' bounds).
+function scaledErr(C: ArrayLike<number>, ref64: F64, scale: F64): number {
+  let worst = 0;
+  for (let i = 0; i < C.length; i++) {
+    const e = Math.abs(C[i]! - ref64[i]!) / scale[i]!;
+    if (!(e <= worst)) worst = e;
+  }
+  return worst;
+}
+
 function filled(n: number, v: number): Float32Array {
   return new Float32Array(n).fill(v);
 }
@@ -204,19 +215,10 @@ for (const threads of [1, 2]) {
     });
 
     // The AMX-BF16 engine behind gemm (native/amx_gemm.cc), forced on for every shape: it must be as accurate
-    // as float32 sgemm. Error per element is |C − C64| / (|alpha|·Σ_k|a_ik·b_kj| + |beta·c_ij|), the scale
-    // float32 rounding of the sum is proportional to.
+    // as float32 sgemm, by scaledErr.
     describe('gemm on AMX-BF16 (three bf16 pieces per float, six products)', { skip: !nk.gemmAmxAvailable() && 'this machine has no AMX' }, () => {
       before(() => nk.setGemmMode('amx'));
       after(() => nk.setGemmMode('auto'));
-      const scaledErr = (C: ArrayLike<number>, ref64: F64, scale: F64) => {
-        let worst = 0;
-        for (let i = 0; i < C.length; i++) {
-          const e = Math.abs(C[i]! - ref64[i]!) / scale[i]!;
-          if (!(e <= worst)) worst = e; // NaN → fails below
-        }
-        return worst;
-      };
       // [300, 40, 700]: the rows split between threads in several chunks, each after the first packed while the
       // previous one is multiplied (K ≥ 512), over two k chunks. K ≥ 1024 with a small C: with two threads K is
       // split between them and their partial products added ([31, 65, 1100] computed transposed; [130, 20, 2100]
@@ -329,14 +331,6 @@ for (const threads of [1, 2]) {
     describe('gemmPacked with B packed beforehand (AMX, or float32 panels)', { skip: nk.gemmPackSize(8, 8) === 0 && 'this build has no packing engine' }, () => {
       before(() => nk.setGemmMode('auto'));
       after(() => nk.setGemmMode('auto'));
-      const scaledErr = (C: ArrayLike<number>, ref64: F64, scale: F64) => {
-        let worst = 0;
-        for (let i = 0; i < C.length; i++) {
-          const e = Math.abs(C[i]! - ref64[i]!) / scale[i]!;
-          if (!(e <= worst)) worst = e; // NaN → fails below
-        }
-        return worst;
-      };
       // Shapes: one panel or a few (the threads split C's rows), many (they split the panels: [100, 33] and
       // [300, 50]), N not a multiple of 32, tiny products on one thread ([37, 70] with 3 rows). Rows 3, 8, 45,
       // 64, 97: partial and whole register blocks; on AMX, the threads split C's columns (3, 45) or rows (64, 97).
