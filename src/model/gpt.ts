@@ -63,8 +63,9 @@ export interface KVCache {
   k: Float32Array[]; // per layer [B, Tmax, N, H]
   v: Float32Array[];
   /** The weights packed for gemmPacked when the cache was made (AMX tiles, or float32 panels on machines without
-   *  AMX; null where there is no packing engine or gemm is set to sgemm), so decoding does not repack them every step. The buffers belong to the model, and each newCache() refills them with the
-   *  current weights: a cache must not outlive a change of the weights. */
+   *  AMX; null where there is no packing engine or gemm is set to sgemm), so decoding does not repack them every
+   *  step. The buffers belong to the model, and each newCache() refills them with the current weights: a cache
+   *  must not outlive a change of the weights. */
   packed?: PackedDecodeWeights | null;
 }
 
