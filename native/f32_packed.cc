@@ -32,6 +32,8 @@ constexpr int kMC = 64;
 constexpr int kKC = 256;
 
 inline int panels(int N) { return (N + kNR - 1) / kNR; }
+// Start of thread t's share of x items split evenly over n threads (its share ends at part(x, t + 1, n)).
+inline int part(int x, int t, int n) { return (int)((int64_t)x * t / n); }
 
 // C[0..MR) × [0..ncols) of one panel: acc = op(A)[rows]·panel, then C = alpha·acc + beta·C.
 // A's element (r, k) is at A[r·rs + k·ks].
@@ -124,22 +126,19 @@ bool f32_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, 
   if ((reinterpret_cast<uintptr_t>(packed_words) & 3) != 0) return false;
   const float* P = reinterpret_cast<const float*>(packed_words);
   const int np = panels(N);
+  // Small products (under about 0.2 MFLOP a thread) on the calling thread alone.
   const int nth = std::max(1, std::min(omp_get_max_threads(), (int)(2.0 * M * N * K / 2e5) + 1));
-  if (nth == 1) {
-    run(ta, M, N, K, alpha, A, P, beta, C, 0, M, 0, np);
-    return true;
-  }
   // Each thread its own panels (B, the larger operand, is read once in all) while there are at least two per
   // thread; otherwise (a narrow output: a small vocabulary's logits) each thread its own register blocks of rows.
   const bool by_panels = np >= 2 * nth;
-#pragma omp parallel num_threads(nth)
+  const int nb = (M + kMR - 1) / kMR;
+#pragma omp parallel num_threads(nth) if (nth > 1)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
     if (by_panels) {
-      run(ta, M, N, K, alpha, A, P, beta, C, 0, M, (int)((int64_t)np * t / n), (int)((int64_t)np * (t + 1) / n));
+      run(ta, M, N, K, alpha, A, P, beta, C, 0, M, part(np, t, n), part(np, t + 1, n));
     } else {
-      const int nb = (M + kMR - 1) / kMR;
-      const int b0 = (int)((int64_t)nb * t / n), b1 = (int)((int64_t)nb * (t + 1) / n);
+      const int b0 = part(nb, t, n), b1 = part(nb, t + 1, n);
       if (b0 < b1) run(ta, M, N, K, alpha, A, P, beta, C, b0 * kMR, std::min(M, b1 * kMR), 0, np);
     }
   }
@@ -163,7 +162,7 @@ bool f32_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A
 #pragma omp parallel
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    const int c0 = (int)((int64_t)nc * t / n), c1 = (int)((int64_t)nc * (t + 1) / n);
+    const int c0 = part(nc, t, n), c1 = part(nc, t + 1, n);
     if (c0 < c1) run(ta, M, N, K, alpha, A, P, beta, C, c0 * kMC, std::min(M, c1 * kMC), 0, np, ep);
   }
   return true;

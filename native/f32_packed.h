@@ -1,4 +1,5 @@
-// float32 GEMM with a pre-packed right operand (f32_packed.cc): the decoder's engine on machines without AMX.
+// float32 GEMM with a packed right operand (f32_packed.cc), for machines without AMX: the decoder's products (B packed
+// once) and training's narrow activation products (B packed per call).
 // Same convention as gemm() in kernels.h; built for AVX-512F, otherwise the size is 0 and nothing is packed.
 #pragma once
 #include <cstddef>

@@ -100,8 +100,9 @@ static void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
 // EPYC (Zen 4, AVX-512) in the third benchmark model's training step (per-kernel profile, two rounds): those products
 // (N = 256, K = 256 to 4096) 292–296 → 259–277 ms per step, most of them 10–20% faster one by one. Wider outputs
 // measured even or slower, and the MLP's products with GELU fused into each 8 × 32 block 4–21% slower than sgemm
-// and a separate pass, so those stay on sgemm. gemm and gemmGelu choose alike, so their values stay identical. Weight gradients (A
-// transposed, K tokens) stay on sgemm too: packing their B, K × N, would cost a tenth of the product.
+// and a separate pass, so those stay on sgemm. gemm and gemmGelu choose alike, so their values stay identical.
+// Weight gradients (A transposed, K tokens) stay on sgemm too: packing their B, K × N, would cost a tenth of the
+// product.
 static bool want_f32(bool ta, int M, int N, int K) {
   const int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel() || amx_available()) return false;

@@ -55,6 +55,17 @@ function scaledErr(C: ArrayLike<number>, ref64: F64, scale: F64): number {
   return worst;
 }
 
+// NaN bit patterns every product must carry through: quiet, negative, signalling, and payloads that fill the
+// top mantissa bits (which once carried into the sign when split into bf16 pieces).
+const NAN_PATTERNS = [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fff8000, 0x7fffffff, 0xffffffff];
+
+// C [M, N] is NaN exactly where `nan(i, j)` says.
+function expectNaNAt(what: string, C: Float32Array, M: number, N: number, nan: (i: number, j: number) => boolean): void {
+  for (let i = 0; i < M; i++)
+    for (let j = 0; j < N; j++)
+      assert.equal(Number.isNaN(C[i * N + j]), nan(i, j), `${what}, C[${i}, ${j}] = ${C[i * N + j]}`);
+}
+
 function filled(n: number, v: number): Float32Array {
   return new Float32Array(n).fill(v);
 }
@@ -273,7 +284,7 @@ for (const threads of [1, 2]) {
       // the sign in all three pieces, which came out ±0: the NaN vanished and the row was finite.
       it('a NaN of any payload in A or B reaches its row or column of C (every transpose)', () => {
         const M = 256, N = 48, K = 96;
-        for (const bits of [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fff8000, 0x7fffffff, 0xffffffff]) {
+        for (const bits of NAN_PATTERNS) {
           for (const transA of [false, true]) {
             for (const transB of [false, true]) {
               const tag = `NaN 0x${bits.toString(16)} transA=${transA} transB=${transB}`;
@@ -282,15 +293,11 @@ for (const threads of [1, 2]) {
               new Uint32Array(A.buffer)[transA ? ka * M + ia : ia * K + ka] = bits;
               const C = new Float32Array(M * N);
               nk.gemm(transA, transB, M, N, K, 1, A, B, 0, C);  // B gets its NaN below
-              for (let i = 0; i < M; i++)
-                for (let j = 0; j < N; j++)
-                  assert.equal(Number.isNaN(C[i * N + j]), i === ia, `${tag}: A's NaN, C[${i}, ${j}] = ${C[i * N + j]}`);
+              expectNaNAt(`${tag}: A's NaN`, C, M, N, (i) => i === ia);
               new Uint32Array(B.buffer)[transB ? jb * K + kb : kb * N + jb] = bits;
               const C2 = new Float32Array(M * N);
               nk.gemm(transA, transB, M, N, K, 1, filled(M * K, 0.5), B, 0, C2);
-              for (let i = 0; i < M; i++)
-                for (let j = 0; j < N; j++)
-                  assert.equal(Number.isNaN(C2[i * N + j]), j === jb, `${tag}: B's NaN, C[${i}, ${j}] = ${C2[i * N + j]}`);
+              expectNaNAt(`${tag}: B's NaN`, C2, M, N, (_, j) => j === jb);
             }
           }
         }
@@ -307,13 +314,11 @@ for (const threads of [1, 2]) {
               new Uint32Array(A.buffer)[transA ? ka * M + 3 : 3 * K + ka] = 0x7fffffff;
               const C = filled(M * N, NaN);
               nk.gemm(transA, transB, M, N, K, 1, A, B, 0, C);
-              for (let i = 0; i < M; i++)
-                for (let j = 0; j < N; j++) assert.equal(Number.isNaN(C[i * N + j]), i === 3, `${tag}: A's NaN, C[${i}, ${j}]`);
+              expectNaNAt(`${tag}: A's NaN`, C, M, N, (i) => i === 3);
               const A2 = filled(M * K, 0.5);
               new Uint32Array(B.buffer)[transB ? 7 * K + ka : ka * N + 7] = 0xffc00000;
               nk.gemm(transA, transB, M, N, K, 1, A2, B, 0, C);
-              for (let i = 0; i < M; i++)
-                for (let j = 0; j < N; j++) assert.equal(Number.isNaN(C[i * N + j]), j === 7, `${tag}: B's NaN, C[${i}, ${j}]`);
+              expectNaNAt(`${tag}: B's NaN`, C, M, N, (_, j) => j === 7);
             }
           }
         }
@@ -377,7 +382,7 @@ for (const threads of [1, 2]) {
 
       it('packed B: a NaN of any payload in B reaches its column of C, and only it (every transpose)', () => {
         const M = 64, N = 48, K = 96;
-        for (const bits of [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fff8000, 0x7fffffff, 0xffffffff]) {
+        for (const bits of NAN_PATTERNS) {
           for (const transA of [false, true]) {
             for (const transB of [false, true]) {
               const tag = `NaN 0x${bits.toString(16)} transA=${transA} transB=${transB}`;
@@ -387,9 +392,7 @@ for (const threads of [1, 2]) {
               assert.ok(nk.gemmPackB(transB, N, K, B, packed));
               const C = new Float32Array(M * N);
               nk.gemmPacked(transA, transB, M, N, K, 1, filled(M * K, 0.5), B, packed, 0, C);
-              for (let i = 0; i < M; i++)
-                for (let j = 0; j < N; j++)
-                  assert.equal(Number.isNaN(C[i * N + j]), j === jb, `${tag}: B's NaN, C[${i}, ${j}] = ${C[i * N + j]}`);
+              expectNaNAt(`${tag}: B's NaN`, C, M, N, (_, j) => j === jb);
             }
           }
         }
