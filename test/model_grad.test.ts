@@ -41,7 +41,7 @@ for (const withKL of [false, true]) {
       model.params.zeroGrad();
       const logits = model.forward(ids, B, cfg.T);
       // Without KL the logits are consumed by their loss (the gradient written over them, as in training).
-      const ntp = ntpLoss(logits, ids, B, cfg.T, !withKL);
+      const ntp = ntpLoss(logits, ids, B, cfg.T, { inPlace: !withKL });
       const loss = withKL ? weightedSum([ntp, klLoss(pi.logits(ids, B, cfg.T), logits, B, cfg.T)], [1, coeff]) : ntp;
       loss.backward();
     });

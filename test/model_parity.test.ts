@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { native } from '../src/backend/native.js';
 import { loadModel, saveWeights } from '../src/model/checkpoint.js';
+import { samplerCache } from '../src/model/sample.js';
 import { gpt64Forward, gptShapes, randomGptWeights, weightsTo64 } from './helpers/gpt64.js';
 import type { Gpt64Config } from './helpers/gpt64.js';
 import { readSafetensors, writeSafetensors } from './helpers/safetensors.js';
@@ -109,7 +110,7 @@ for (const c of cases) {
       for (const B of [2, 9]) {
         const tokens = randInts(rng, B * T, V);
         const expected = gpt64Forward(c.cfg, w64, tokens, B, T);
-        const cache = model.newCache(B, T);
+        const cache = samplerCache(model, B, T);
         if (B >= 8 && native().gemmPackSize(c.cfg.D, c.cfg.D) > 0) assert.ok(cache.packed, 'weights packed for decoding');
         for (let t = 0; t < T; t++) {
           const step = Int32Array.from({ length: B }, (_, b) => tokens[b * T + t]);

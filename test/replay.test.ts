@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GPT } from '../src/model/gpt.js';
-import { sample } from '../src/model/sample.js';
+import { sample, samplerCache } from '../src/model/sample.js';
 import { scope } from '../src/tensor/pool.js';
 import { klLoss } from '../src/train/losses.js';
 import { Rng } from '../src/util/rng.js';
@@ -106,8 +106,8 @@ test('sampling again reuses the model\'s cache storage and packed weights, and d
   const draw = (m: GPT, rows: number, length: number, seed: number) =>
     sample(m, { prompts: Int32Array.from({ length: rows }, (_, i) => i % c.V), promptLength: 1, length, temperature: 1, rng: new Rng(seed) });
   draw(model, 16, c.T, 1); // leaves stale keys/values in 16 rows × 10 positions
-  const storage = model.samplerCache(12, 8).k;
-  assert.equal(model.samplerCache(9, 7).k, storage, 'a smaller cache reuses the storage');
+  const storage = samplerCache(model, 12, 8).k;
+  assert.equal(samplerCache(model, 9, 7).k, storage, 'a smaller cache reuses the storage');
   assert.deepEqual(draw(model, 12, 8, 2), draw(model.clone(), 12, 8, 2));
   for (let i = 0; i < model.params.data.length; i += 3) model.params.data[i]! *= -1.5;
   assert.deepEqual(draw(model, 12, 8, 3), draw(model.clone(), 12, 8, 3));

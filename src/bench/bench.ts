@@ -2,6 +2,7 @@
  * `unforget bench`: synthetic-data throughput of the configured model and regulariser, measured
  * with the same Stepper as `unforget train`, plus KV-cache sampling and a cblas_sgemm reference.
  */
+import { gemm } from '../backend/gemm.js';
 import { native } from '../backend/native.js';
 import type { Config } from '../config/schema.js';
 import { GPT, type GPTConfig } from '../model/gpt.js';
@@ -35,20 +36,20 @@ export function sgemmReference(n = 1024, reps = 10): number {
   const mode = k.getGemmMode();
   k.setGemmMode('blas');
   try {
-    return timeGemm(k, n, reps);
+    return timeGemm(n, reps);
   } finally {
     k.setGemmMode(mode);
   }
 }
 
-function timeGemm(k: ReturnType<typeof native>, n: number, reps: number): number {
+function timeGemm(n: number, reps: number): number {
   const rng = new Rng(1);
   const A = rng.fillNormal(new Float32Array(n * n), 1) as Float32Array;
   const B = rng.fillNormal(new Float32Array(n * n), 1) as Float32Array;
   const C = new Float32Array(n * n);
-  for (let i = 0; i < 2; i++) k.gemm(false, false, n, n, n, 1, A, B, 0, C);
+  for (let i = 0; i < 2; i++) gemm(C, A, B, n, n, n);
   const t0 = performance.now();
-  for (let i = 0; i < reps; i++) k.gemm(false, false, n, n, n, 1, A, B, 0, C);
+  for (let i = 0; i < reps; i++) gemm(C, A, B, n, n, n);
   return (2 * n * n * n * reps) / ((performance.now() - t0) / 1000) / 1e9;
 }
 

@@ -4,8 +4,9 @@
  * Randomness comes from a seeded Rng, so a sample is reproducible.
  */
 import { native } from '../backend/native.js';
+import { OperandPacks, packingPays } from '../backend/packing.js';
 import { Rng } from '../util/rng.js';
-import type { GPT } from './gpt.js';
+import type { GPT, KVCache } from './gpt.js';
 
 export interface SampleOptions {
   /** Prompt ids, [rows, P] row-major; rows = number of sequences to sample. */
@@ -36,7 +37,7 @@ export function sample(model: GPT, o: SampleOptions): Int32Array {
   const Bmax = Math.max(1, Math.min(o.batchSize ?? rows, rows));
   for (let r0 = 0; r0 < rows; r0 += Bmax) {
     const B = Math.min(Bmax, rows - r0);
-    const cache = model.samplerCache(B, o.length);
+    const cache = samplerCache(model, B, o.length);
     const ids = new Int32Array(B);
     const u = new Float64Array(B);
     const logits = new Float32Array(B * V);
@@ -53,4 +54,29 @@ export function sample(model: GPT, o: SampleOptions): Int32Array {
     o.onProgress?.(r0 + B);
   }
   return out;
+}
+
+/** What a model's sampler keeps between calls: its decoder weight packings, and its last KV cache's storage. */
+interface SamplerMemory {
+  packs: OperandPacks;
+  kv: { B: number; Tmax: number; k: WeakRef<Float32Array[]>; v: WeakRef<Float32Array[]> } | null;
+}
+const memory = new WeakMap<GPT, SamplerMemory>();
+
+/**
+ * A KV cache for sampling B rows of up to Tmax positions, with the decoder's weights packed when that pays on
+ * this machine (backend/packing.ts). It reuses the storage of the model's previous sampler cache while that is
+ * still alive and large enough (held weakly, so the garbage collector may free it between calls), which spares
+ * zeroing and page-faulting a large cache on every call. So only one sampler cache per model may be in use at a
+ * time. Stale contents are never read: decoding writes position pos before it reads positions ≤ pos.
+ */
+export function samplerCache(model: GPT, B: number, Tmax = model.cfg.T): KVCache {
+  let mem = memory.get(model);
+  if (!mem) memory.set(model, (mem = { packs: new OperandPacks(), kv: null }));
+  const packed = packingPays(B) ? mem.packs.pack(model.decodeOperands()) : null;
+  const kv = mem.kv, k = kv?.k.deref(), v = kv?.v.deref();
+  if (kv && k && v && kv.Tmax >= Tmax && kv.B >= B) return { B, Tmax: kv.Tmax, k, v, packed };
+  const cache = model.newCache(B, Tmax, packed);
+  mem.kv = { B, Tmax, k: new WeakRef(cache.k), v: new WeakRef(cache.v) };
+  return cache;
 }

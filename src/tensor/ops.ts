@@ -3,6 +3,7 @@
  * closure calling the matching native backward kernel. Shapes are checked here so that native
  * code only ever sees consistent sizes.
  */
+import { gemm, gemmGelu } from '../backend/gemm.js';
 import { native } from '../backend/native.js';
 import { alloc } from './pool.js';
 import { Tensor, isGradEnabled, numel, type Shape } from './tensor.js';
@@ -42,14 +43,14 @@ function rows2(t: Tensor): [number, number] {
  * Matrix product over the last dimension: x [..., K] · W [K, N] → [..., N];
  * with transW, W is [N, K] and the product is x · Wᵀ (used for logits = h · embed_outᵀ).
  */
-export function matmul(x: Tensor, w: Tensor, transW = false): Tensor {
+export function matmul(x: Tensor, w: Tensor, { transW = false }: { transW?: boolean } = {}): Tensor {
   const [M, Kx] = rows2(x);
   check(w.shape.length === 2, `matmul: weight must be 2-D, got [${w.shape}]`);
   const [Kw, N] = transW ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
   check(Kx === Kw, `matmul: inner dimensions differ (${Kx} vs ${Kw})`);
   const outShape = [...x.shape.slice(0, -1), N];
   const out = Tensor.empty(outShape);
-  K().gemm(false, transW, M, N, Kx, 1, x.data, w.data, 0, out.data);
+  gemm(out.data, x.data, w.data, M, N, Kx, { transB: transW });
   if (!needsGrad(x, w)) return out;
   return record(out, [x, w], (g) => productBackward(x, w, transW, g, M, Kx, N));
 }
@@ -60,12 +61,12 @@ function productBackward(x: Tensor, w: Tensor, transW: boolean, g: Float32Array,
     // Written (beta 0) into a fresh buffer when x has no gradient yet, else added.
     const fresh = !x.grad;
     if (fresh) x.grad = alloc(x.size, false);
-    K().gemm(false, !transW, M, Kx, N, 1, g, w.data, fresh ? 0 : 1, x.grad!);
+    gemm(x.grad!, g, w.data, M, Kx, N, { transB: !transW, beta: fresh ? 0 : 1 });
   }
   if (w.requiresGrad) {
     // dW = xᵀ g ([K,N]) or, transposed, gᵀ x ([N,K])
-    if (transW) K().gemm(true, false, N, Kx, M, 1, g, x.data, 1, w.gradBuffer());
-    else K().gemm(true, false, Kx, N, M, 1, x.data, g, 1, w.gradBuffer());
+    if (transW) gemm(w.gradBuffer(), g, x.data, N, Kx, M, { transA: true, beta: 1 });
+    else gemm(w.gradBuffer(), x.data, g, Kx, N, M, { transA: true, beta: 1 });
   }
 }
 
@@ -82,7 +83,7 @@ export function residualMatmul(x: Tensor, a: Tensor, w: Tensor): Tensor {
   const N = w.shape[1]!;
   check(x.size === M * N, `residualMatmul: residual has ${x.size} elements, the product ${M * N}`);
   const out = new Tensor(x.data, x.shape);
-  K().gemm(false, false, M, N, Ka, 1, a.data, w.data, 1, out.data);
+  gemm(out.data, a.data, w.data, M, N, Ka, { beta: 1 });
   if (!needsGrad(x, a, w)) return out;
   return record(out, [x, a, w], (g) => {
     productBackward(a, w, false, g, M, Ka, N);
@@ -103,20 +104,19 @@ export function residualMlp(x: Tensor, a: Tensor, wUp: Tensor, wDown: Tensor): T
   check(wDown.shape.length === 2 && wDown.shape[0] === F, `residualMlp: down weight must be [${F}, N], got [${wDown.shape}]`);
   const N = wDown.shape[1]!;
   check(x.size === M * N, `residualMlp: residual has ${x.size} elements, the block makes ${M * N}`);
-  const k = K();
   const grad = needsGrad(x, a, wUp, wDown);
   // Without a graph the pre-activation is not kept: GELU is applied in place.
   const pre = alloc(M * F, false);
   const act = grad ? alloc(M * F, false) : pre;
-  k.gemmGelu(false, false, M, F, D, 1, a.data, wUp.data, 0, pre, 1, act);
+  gemmGelu(pre, a.data, wUp.data, M, F, D, { gelu: 'forward', act });
   const out = new Tensor(x.data, x.shape);
-  k.gemm(false, false, M, N, F, 1, act, wDown.data, 1, out.data);
+  gemm(out.data, act, wDown.data, M, N, F, { beta: 1 });
   if (!grad) return out;
   return record(out, [x, a, wUp, wDown], (g) => {
-    if (wDown.requiresGrad) k.gemm(true, false, F, N, M, 1, act, g, 1, wDown.gradBuffer());
+    if (wDown.requiresGrad) gemm(wDown.gradBuffer(), act, g, F, N, M, { transA: true, beta: 1 });
     if (a.requiresGrad || wUp.requiresGrad) {
       const dpre = alloc(M * F, false);
-      k.gemmGelu(false, true, M, F, N, 1, g, wDown.data, 0, dpre, 2, pre);
+      gemmGelu(dpre, g, wDown.data, M, F, N, { gelu: 'backward', pre }, { transB: true });
       productBackward(a, wUp, false, dpre, M, D, F);
     }
     if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
@@ -250,14 +250,18 @@ function rowMeanLoss(logits: Tensor, weights: Float32Array, kernel: (norm: numbe
   });
 }
 
+/** How a loss over logits hands back its gradient. */
+export interface LossOptions {
+  /** Write the gradient over the logits as the loss is computed, which saves an [R, V] buffer and its first
+   *  write; only for logits that nothing reads afterwards. */
+  inPlace?: boolean;
+}
+
 /**
  * Weighted mean cross-entropy of logits [R, V] against targets: Σ w·nll / Σ w (the NTP loss when
  * w masks the last position of each sequence). Returns a scalar tensor.
- * With `inPlace` the gradient is written over the logits as the loss is computed (no [R, V] buffer more, and
- * no read-for-ownership of one: 1–2% of the largest benchmark model's step); only for logits that nothing
- * else reads afterwards.
  */
-export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float32Array, inPlace = false): Tensor {
+export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float32Array, { inPlace = false }: LossOptions = {}): Tensor {
   const [R, V] = rows2(logits);
   check(targets.length === R && weights.length === R, 'crossEntropy: targets/weights length must equal rows');
   return rowMeanLoss(logits, weights, (norm, d) => K().crossEntropy(logits.data, targets, weights, R, V, null, d, norm),
@@ -266,9 +270,9 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, weights: Float
 
 /**
  * Weighted mean KL(p‖q) per row, p = softmax(refLogits) (frozen reference π, no gradient),
- * q = softmax(logits). `inPlace` as in crossEntropy: the gradient is written over the logits.
+ * q = softmax(logits).
  */
-export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32Array, inPlace = false): Tensor {
+export function klDiv(refLogits: Float32Array, logits: Tensor, weights: Float32Array, { inPlace = false }: LossOptions = {}): Tensor {
   const [R, V] = rows2(logits);
   check(refLogits.length === logits.size, 'klDiv: reference logits must match logits');
   check(weights.length === R, 'klDiv: weights length must equal rows');

@@ -64,8 +64,3 @@ export function keep(fn: () => Float32Array): Float32Array {
     }
   }
 }
-
-/** Drop all pooled buffers (e.g. after a phase with different shapes). */
-export function releasePool(): void {
-  free.clear();
-}

@@ -69,11 +69,6 @@ export class Tensor {
     return out;
   }
 
-  /** Detached copy-free alias: same data, no graph. */
-  detach(): Tensor {
-    return new Tensor(this.data, this.shape, false);
-  }
-
   item(): number {
     if (this.data.length !== 1) throw new Error(`item(): tensor has ${this.data.length} elements`);
     return this.data[0]!;

@@ -4,7 +4,7 @@
  */
 import { native } from '../backend/native.js';
 import type { GPT } from '../model/gpt.js';
-import { crossEntropy, klDiv } from '../tensor/ops.js';
+import { crossEntropy, klDiv, type LossOptions } from '../tensor/ops.js';
 import { scope } from '../tensor/pool.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -32,16 +32,16 @@ export function h2Start(T: number): number {
   return Math.floor(T / 2);
 }
 
-/** `consume`: the gradient replaces the logits (nothing reads them after this loss). */
-export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number, consume = false): Tensor {
+/** NTP over the predicting positions; with `inPlace` the gradient replaces the logits (nothing reads them after this loss). */
+export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number, o: LossOptions = {}): Tensor {
   const { targets, weights } = ntpTargets(ids, B, T);
-  return crossEntropy(logits, targets, weights, consume);
+  return crossEntropy(logits, targets, weights, o);
 }
 
-/** KL(π‖θ) averaged over predicting positions (the last position of each row is excluded, like NTP); `consume` as in ntpLoss. */
-export function klLoss(refLogits: Float32Array, logits: Tensor, B: number, T: number, consume = false): Tensor {
+/** KL(π‖θ) averaged over predicting positions (the last position of each row is excluded, like NTP); `inPlace` as in ntpLoss. */
+export function klLoss(refLogits: Float32Array, logits: Tensor, B: number, T: number, o: LossOptions = {}): Tensor {
   const { weights } = ntpTargets(new Int32Array(B * T), B, T);
-  return klDiv(refLogits, logits, weights, consume);
+  return klDiv(refLogits, logits, weights, o);
 }
 
 export interface EvalResult {

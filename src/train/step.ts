@@ -1,7 +1,8 @@
 /**
- * One optimisation step: NTP on the training batch plus reg.coeff · R (SPEC §3), backward, update.
+ * One optimisation step: NTP on the training batch plus reg.coeff · R (docs/contract.md §2), backward, update.
  * Shared by `unforget train` and `unforget bench`, so the benchmark measures the real step.
  */
+import type { RegMethod } from '../config/schema.js';
 import type { GPT } from '../model/gpt.js';
 import type { ParamSet } from '../model/params.js';
 import type { ReplaySource } from '../replay/replay.js';
@@ -10,8 +11,6 @@ import { keep, scope } from '../tensor/pool.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { klLoss, ntpLoss } from './losses.js';
 import type { Optimizer } from './optim.js';
-
-export type RegMethod = 'ntp_pre' | 'kl_pre' | 'kl_dwn' | 'replace' | null;
 
 export interface StepResult {
   loss: number;
@@ -25,7 +24,7 @@ export class Stepper {
     /** Parameters being trained (the model's, or LoRA's). */
     readonly trainable: ParamSet,
     readonly optimizer: Optimizer,
-    readonly method: RegMethod,
+    readonly method: RegMethod | null,
     readonly coeff: number,
     /** The frozen reference model π (needed by kl_pre and kl_dwn). */
     readonly pi: GPT | null,
@@ -58,17 +57,17 @@ export class Stepper {
     this.trainable.zeroGrad();
     const logits = this.model.forward(ids, B, T);
     // The logits are consumed by their loss, except under kl_dwn, whose KL term reads them afterwards.
-    const ntp = ntpLoss(logits, ids, B, T, this.method !== 'kl_dwn');
+    const ntp = ntpLoss(logits, ids, B, T, { inPlace: this.method !== 'kl_dwn' });
     let reg: Tensor | null = null;
     if (this.method === 'ntp_pre') {
       const r = this.replay!.next();
       const Br = r.length / T;
-      reg = ntpLoss(this.model.forward(r, Br, T), r, Br, T, true);
+      reg = ntpLoss(this.model.forward(r, Br, T), r, Br, T, { inPlace: true });
     } else if (this.method === 'kl_pre') {
       const r = this.replay!.next();
       const Br = r.length / T;
       // θ's replay logits are read by nothing else: the KL gradient is written over them.
-      reg = klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T, true);
+      reg = klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T, { inPlace: true });
     } else if (this.method === 'kl_dwn') {
       reg = klLoss(keep(() => this.pi!.logits(ids, B, T)), logits, B, T);
     }
