@@ -11,7 +11,7 @@ import { loadConfig } from '../config/load.js';
 import { bestMarkovLoss, makeMarkovChain, sampleMarkov } from '../data/markov.js';
 import { allSequences, readTokenFile, TokenDataset, writeTokenFile } from '../data/tokens.js';
 import { DataError, UnforgetError } from '../errors.js';
-import { loadModel, readCheckpointConfig, checkpointPaths } from '../model/checkpoint.js';
+import { checkpointPaths, checkpointTokenId, loadCheckpoint } from '../model/checkpoint.js';
 import { sample } from '../model/sample.js';
 import { TOY_PRESETS, runToyContinual, toySections } from '../experiments/toy/continual.js';
 import { accuracyTable, runDemo } from '../experiments/toy/demo.js';
@@ -100,12 +100,10 @@ function cmdEval(args: string[]): void {
   if (!values.model) throw new UnforgetError('eval: --model DIR is required');
   if (!values.data) throw new UnforgetError('eval: --data FILE.bin is required');
   if (values.split !== 'all' && values.split !== 'valid') throw new UnforgetError(`eval: --split must be 'all' or 'valid', got '${values.split}'`);
-  const model = loadModel(values.model);
-  const saved = readCheckpointConfig(values.model);
+  const { model, config } = loadCheckpoint(values.model);
   const { T, V } = model.cfg;
   const tf = readTokenFile(values.data, { V });
-  const savedData = (saved.data ?? {}) as Record<string, unknown>;
-  const tokenId = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : tf.sidecar.dataset_token_id ?? (typeof savedData.token_id === 'number' ? savedData.token_id : null);
+  const tokenId = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : tf.sidecar.dataset_token_id ?? config.tokenId;
   if (tokenId !== null && tokenId >= V) throw new UnforgetError(`eval: dataset token id ${tokenId} is ≥ the model's vocabulary size ${V}`);
   const B = intOpt(values.batch, 'batch', 32, 1);
   let batches: Iterable<Int32Array>;
@@ -116,15 +114,8 @@ function cmdEval(args: string[]): void {
       for (let i = 0; i < all.numBatches(B); i++) yield all.batch(i, B);
     })();
   } else {
-    const opt = (saved.opt ?? {}) as Record<string, unknown>;
-    const ds = new TokenDataset(tf.tokens, {
-      T,
-      batchSize: typeof opt.batch_size === 'number' ? opt.batch_size : B,
-      numTokensValid: typeof savedData.num_tokens_valid === 'number' ? savedData.num_tokens_valid : 0,
-      splitSeed: typeof savedData.split_seed === 'number' ? savedData.split_seed : 0,
-      tokenId,
-      source: values.data,
-    });
+    const { numTokensValid, splitSeed, batchSize } = config.split;
+    const ds = new TokenDataset(tf.tokens, { T, batchSize: batchSize ?? B, numTokensValid, splitSeed, tokenId, source: values.data });
     if (ds.numValidBatches === 0) throw new DataError(`${values.data}: the checkpoint's config defines no validation split (data.num_tokens_valid=0)`);
     batches = (function* () {
       for (let i = 0; i < ds.numValidBatches; i++) yield ds.validBatch(i);
@@ -152,25 +143,18 @@ async function cmdSample(args: string[]): Promise<void> {
   });
   if (!values.model) throw new UnforgetError('sample: --model DIR is required');
   if (values.prompt !== undefined && values['token-id'] !== undefined) throw new UnforgetError('sample: give either --prompt or --token-id, not both');
-  const model = loadModel(values.model);
+  const { model, config } = loadCheckpoint(values.model);
   const { T, V } = model.cfg;
   const n = intOpt(values.n, 'n', 1, 1);
-  const tokenizer = await loadTokenizer(values.tokenizer ?? null, values.model);
-  const savedData = (readCheckpointConfig(values.model).data ?? {}) as Record<string, unknown>;
+  const tokenizer = await loadTokenizer(values.tokenizer ?? null, checkpointPaths(values.model).dir, config.dataPath);
   let prompt: number[];
   if (values.prompt !== undefined) {
     if (!tokenizer) throw new UnforgetError('sample: --prompt TEXT needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE or use --token-id');
     prompt = await tokenizer.encode(values.prompt);
-    const tid = savedData.token_id;
-    if (typeof tid === 'number') prompt = [tid, ...prompt];
+    if (config.tokenId !== null) prompt = [config.tokenId, ...prompt];
     if (prompt.length === 0) throw new UnforgetError('sample: the prompt encodes to no tokens');
   } else {
-    let tid: number | null = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : null;
-    if (tid === null) {
-      const d = savedData;
-      if (typeof d.token_id === 'number') tid = d.token_id;
-      else if (typeof d.path === 'string' && fs.existsSync(d.path)) tid = readTokenFile(d.path).sidecar.dataset_token_id;
-    }
+    const tid = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : checkpointTokenId(config);
     if (tid === null) throw new UnforgetError("sample: no prompt: pass --token-id ID or --prompt TEXT (the checkpoint's data has no dataset token id)");
     prompt = [tid];
   }

@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from 'tokenizers';
 import { DataError } from '../errors.js';
-import { checkpointPaths, readCheckpointConfig } from '../model/checkpoint.js';
 import { readSidecar } from './tokens.js';
 
 export interface TextCodec {
@@ -40,17 +39,14 @@ export function openTokenizer(file: string): TextCodec {
 }
 
 /**
- * The tokenizer for a checkpoint: an explicit file, else `tokenizer.json` in the checkpoint
- * folder, else the `tokenizer` path recorded in its training data's sidecar. Null if none.
+ * The tokenizer for a checkpoint: an explicit file, else `tokenizer.json` in the checkpoint folder `dir`,
+ * else the `tokenizer` path recorded in the sidecar of its training data `dataPath`. Null if none.
  */
-export async function loadTokenizer(explicit: string | null, checkpoint: string): Promise<TextCodec | null> {
+export async function loadTokenizer(explicit: string | null, dir: string, dataPath: string | null): Promise<TextCodec | null> {
   if (explicit) return openTokenizer(explicit);
-  const dir = checkpointPaths(checkpoint).dir;
   const beside = path.join(dir, 'tokenizer.json');
   if (fs.existsSync(beside)) return openTokenizer(beside);
-  const saved = readCheckpointConfig(checkpoint);
-  const dataPath = (saved.data as Record<string, unknown> | undefined)?.path;
-  if (typeof dataPath === 'string' && fs.existsSync(dataPath)) {
+  if (dataPath !== null && fs.existsSync(dataPath)) {
     const side = readSidecar(dataPath);
     if (side && typeof side.tokenizer === 'string') {
       const candidates = [side.tokenizer, path.join(path.dirname(dataPath), side.tokenizer)];

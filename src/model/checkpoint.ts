@@ -1,8 +1,7 @@
 /**
- * Checkpoints: a folder with the weights and the run's resolved `config.yaml` (whose `model` section
- * gives D, L, H, T, V). The weights are either our `model.safetensors` or the study's reference
- * `weights.npz` (np.savez); both hold the SPEC §7 tensors under the same names and shapes. Writes are
- * atomic.
+ * Checkpoints (docs/contract.md §6): a folder with the weights and the run's resolved `config.yaml` (whose
+ * `model` section gives D, L, H, T, V). The weights are either our `model.safetensors` or the study's reference
+ * `weights.npz` (np.savez); both hold the same tensors under the same names and shapes. Writes are atomic.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,10 +11,11 @@ import { DataError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readNpz, writeNpz } from '../io/npz.js';
 import { expectShapes, readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { readSidecar } from '../data/tokens.js';
 import { GPT, specShapes, validateGPTConfig, type GPTConfig } from './gpt.js';
 
 export const WEIGHTS_FILE = 'model.safetensors';
-/** The weights file of the study's reference code (np.savez of the SPEC §7 tensors). */
+/** The weights file of the study's reference code (np.savez of the checkpoint tensors). */
 export const NPZ_WEIGHTS_FILE = 'weights.npz';
 export const CONFIG_FILE = 'config.yaml';
 
@@ -43,9 +43,25 @@ export function checkpointPaths(p: string): CheckpointPaths {
   return { dir: p, weights: useNpz ? npz : st, config: path.join(p, CONFIG_FILE), format: useNpz ? 'npz' : 'safetensors' };
 }
 
-/** The whole saved config of a checkpoint, as a plain object. */
-export function readCheckpointConfig(p: string): Record<string, unknown> {
-  const { config } = checkpointPaths(p);
+/**
+ * What a checkpoint's config.yaml says, parsed once: train, eval and sample all read a checkpoint through this.
+ * The fields a config does not record get the defaults the run had (docs/contract.md §3).
+ */
+export interface CheckpointConfig {
+  /** The config.yaml it was read from. */
+  file: string;
+  model: GPTConfig;
+  /** data.path: as recorded, or relative to the checkpoint folder when only that exists; null when none is recorded. */
+  dataPath: string | null;
+  /** data.token_id, the dataset token id the config set; null when it relied on the data's sidecar. */
+  tokenId: number | null;
+  /** The train/validation split the run used. */
+  split: { numTokensValid: number; splitSeed: number; batchSize: number | null };
+  /** run.seed, which regenerates the run's initial weights; null when not recorded. */
+  runSeed: number | null;
+}
+
+function readConfigYaml(config: string): Record<string, unknown> {
   if (!fs.existsSync(config)) throw new DataError(`${config}: checkpoint config is missing (needed for the model's dimensions and previous data)`);
   let parsed: unknown;
   try {
@@ -57,11 +73,44 @@ export function readCheckpointConfig(p: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/** The config of the checkpoint at `p` (a folder, or its weights file). */
+export function readCheckpointConfig(p: string): CheckpointConfig {
+  const { dir, config: file } = checkpointPaths(p);
+  const saved = readConfigYaml(file);
+  const section = (name: string) => {
+    const s = saved[name];
+    return (s !== null && typeof s === 'object' && !Array.isArray(s) ? s : {}) as Record<string, unknown>;
+  };
+  const data = section('data'), opt = section('opt'), run = section('run');
+  const num = (v: unknown) => (typeof v === 'number' ? v : null);
+  let dataPath = typeof data.path === 'string' ? data.path : null;
+  // A relative data path is relative to where the run was started; the checkpoint folder is the next guess.
+  if (dataPath !== null && !fs.existsSync(dataPath) && !path.isAbsolute(dataPath)) {
+    const alt = path.join(dir, dataPath);
+    if (fs.existsSync(alt)) dataPath = alt;
+  }
+  return {
+    file,
+    model: modelConfigOf(saved, file),
+    dataPath,
+    tokenId: num(data.token_id),
+    split: { numTokensValid: num(data.num_tokens_valid) ?? 0, splitSeed: num(data.split_seed) ?? 0, batchSize: num(opt.batch_size) },
+    runSeed: num(run.seed),
+  };
+}
+
+/** The dataset token id of a checkpoint's data: its config's data.token_id, else its data file's sidecar; null if neither. */
+export function checkpointTokenId(c: CheckpointConfig): number | null {
+  if (c.tokenId !== null) return c.tokenId;
+  if (c.dataPath === null || !fs.existsSync(c.dataPath)) return null;
+  return readSidecar(c.dataPath)?.dataset_token_id ?? null;
+}
+
 /**
  * D, L, H, T, V of a saved config: from its `model:` section (ours and the reference code's layout),
  * or, for a flat config without one, from the top level.
  */
-export function modelConfigOf(saved: Record<string, unknown>, file: string): GPTConfig {
+function modelConfigOf(saved: Record<string, unknown>, file: string): GPTConfig {
   const section = saved.model;
   const nested = section !== null && typeof section === 'object' && !Array.isArray(section);
   const flat = !nested && (['D', 'L', 'H', 'T', 'V'] as const).some((k) => k in saved);
@@ -82,33 +131,33 @@ export function modelConfigOf(saved: Record<string, unknown>, file: string): GPT
 
 export interface CheckpointTensors {
   paths: CheckpointPaths;
-  cfg: GPTConfig;
-  /** The SPEC §7 tensors (row-major float32), in SPEC order, shapes checked against `cfg`. */
+  config: CheckpointConfig;
+  /** The checkpoint tensors (row-major float32), in checkpoint order, shapes checked against the config. */
   tensors: Record<string, { shape: number[]; data: Float32Array }>;
 }
 
 /**
- * The SPEC §7 tensors of a checkpoint (safetensors or npz) and its model config, every tensor's
- * presence and shape checked against the config. Extra tensors in the file are ignored.
+ * The tensors of a checkpoint (safetensors or npz) and its config, every tensor's presence and shape checked
+ * against the config. Extra tensors in the file are ignored.
  */
 export function readCheckpointTensors(p: string): CheckpointTensors {
   const paths = checkpointPaths(p);
   if (!fs.existsSync(paths.dir)) throw new DataError(`${paths.dir}: checkpoint folder does not exist`);
-  const cfg = modelConfigOf(readCheckpointConfig(p), paths.config);
+  const config = readCheckpointConfig(p);
   if (!fs.existsSync(paths.weights) && paths.weights === path.join(p, WEIGHTS_FILE)) {
     throw new DataError(`${paths.weights}: no such file (and no ${NPZ_WEIGHTS_FILE} beside it)`);
   }
-  const shapes = specShapes(cfg);
+  const shapes = specShapes(config.model);
   const file = paths.format === 'npz' ? readNpz(paths.weights, new Set(Object.keys(shapes))) : readSafetensors(paths.weights).tensors;
   expectShapes(paths.weights, file, shapes);
   const tensors: CheckpointTensors['tensors'] = {};
   for (const name of Object.keys(shapes)) tensors[name] = { shape: shapes[name]!, data: file.get(name)!.data };
-  return { paths, cfg, tensors };
+  return { paths, config, tensors };
 }
 
-/** Load a model from a checkpoint folder (or its model.safetensors / weights.npz). */
-export function loadModel(p: string): GPT {
-  const { paths, cfg, tensors } = readCheckpointTensors(p);
+/** A checkpoint's model and its config, each read once. */
+export function loadCheckpoint(p: string): { model: GPT; config: CheckpointConfig } {
+  const { paths, config, tensors } = readCheckpointTensors(p);
   const data: Record<string, Float32Array> = {};
   for (const [name, t] of Object.entries(tensors)) {
     for (let i = 0; i < t.data.length; i++) {
@@ -116,7 +165,12 @@ export function loadModel(p: string): GPT {
     }
     data[name] = t.data;
   }
-  return GPT.fromSpec(cfg, data);
+  return { model: GPT.fromSpec(config.model, data), config };
+}
+
+/** Load a model from a checkpoint folder (or its model.safetensors / weights.npz). */
+export function loadModel(p: string): GPT {
+  return loadCheckpoint(p).model;
 }
 
 /** Write model.safetensors (atomically) into `dir`. */

@@ -1,6 +1,7 @@
 /**
  * A training run, read top to bottom: resolve the config, load data and model (and the frozen
- * reference π when finetuning), then loop — batch, replay, step, log, evaluate, stop — and save.
+ * reference π when finetuning), then loop — batch, replay, step, evaluate, record, checkpoint, stop —
+ * and summarise. The metrics and files it writes are those of docs/contract.md §5 and §6.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,14 +11,14 @@ import type { Config } from '../config/schema.js';
 import { BatchStream, TokenDataset, readTokenFile } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
-import { loadModel, modelConfigOf, readCheckpointConfig, saveWeights, checkpointPaths } from '../model/checkpoint.js';
+import { checkpointTokenId, loadCheckpoint, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
 import { GPT, paramCounts, type GPTConfig } from '../model/gpt.js';
 import { LoRA } from '../model/lora.js';
-import { RandomReplay, RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
+import { RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { Rng } from '../util/rng.js';
-import { evaluate, type EvalResult } from './losses.js';
+import { evaluate as evaluateSet } from './losses.js';
 import { learningRate, makeOptimizer } from './optim.js';
-import { Stepper } from './step.js';
+import { Stepper, type StepResult } from './step.js';
 
 export type StopReason = 'train_length' | 'target_loss' | 'train_time' | 'early_stop' | 'interrupted' | 'nonfinite_loss';
 
@@ -42,57 +43,196 @@ export interface TrainOutcome {
   summary: Record<string, unknown>;
 }
 
-/** An evaluation set: batches of one data split. */
+type Metrics = Record<string, number>;
+
+/** An evaluation set: the validation batches of one dataset, reported as `<name>_*`. */
 interface EvalSet {
   name: string;
   dataset: TokenDataset;
+}
+
+/** The frozen reference π of a finetuning run, and what its checkpoint says about the data it learned. */
+interface Reference {
+  pi: GPT;
+  config: CheckpointConfig;
+  /** π's initial weights (regenerated from its run seed), for weights_l2_theta_pi_over_pi_init; null if unknown. */
+  init: GPT | null;
+}
+
+/** Everything the loop reads and updates, so that each of its steps is a function of the run. */
+interface Run {
+  cfg: Config;
+  runDir: string;
+  metricsFile: string;
+  reporter: Reporter;
+  model: GPT;
+  ref: Reference | null;
+  lora: LoRA | null;
+  replay: ReplaySource | null;
+  stepper: Stepper;
+  evalSets: EvalSet[];
+  trainStream: BatchStream;
+  mixStream: BatchStream | null;
+  mixRows: number;
   B: number;
   T: number;
+  totalSteps: number | null;
+  warmupSteps: number;
+  // progress
+  step: number;
+  tokensSeen: number;
+  stepTime: number;
+  nextEvalAt: number;
+  /** Sums of the step losses since the last evaluation, for train_loss*. */
+  since: { loss: number; ntp: number; reg: number; steps: number };
+  best: number;
+  evalsSinceBest: number;
+  first: Metrics | null;
+  last: Metrics;
+  lastSavedStep: number;
 }
 
-function* validBatches(s: EvalSet): Generator<Int32Array> {
-  for (let i = 0; i < s.dataset.numValidBatches; i++) yield s.dataset.validBatch(i);
-}
+export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<TrainOutcome> {
+  const run = setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
+  const { cfg, reporter } = run;
 
-/** The previous run's data, as recorded in its config.yaml. */
-interface PrevData {
-  path: string;
-  tokenId: number | null;
-  splitSeed: number;
-  numTokensValid: number;
-  batchSize: number;
-  runSeed: number | null;
-}
-
-function prevDataOf(saved: Record<string, unknown>, configFile: string): PrevData | null {
-  const data = (saved.data ?? {}) as Record<string, unknown>;
-  const opt = (saved.opt ?? {}) as Record<string, unknown>;
-  const run = (saved.run ?? {}) as Record<string, unknown>;
-  if (typeof data.path !== 'string') return null;
-  const num = (v: unknown, d: number) => (typeof v === 'number' ? v : d);
-  // A relative data path in a checkpoint's config is relative to where that run was started;
-  // try it as given, then relative to the checkpoint folder.
-  let p = data.path;
-  if (!fs.existsSync(p) && !path.isAbsolute(p)) {
-    const alt = path.join(path.dirname(configFile), p);
-    if (fs.existsSync(alt)) p = alt;
+  reporter.start(run.totalSteps, path.basename(run.runDir));
+  if (!run.evalSets.some((s) => s.name === 'valid')) {
+    reporter.log(`note: no validation split (data.num_tokens_valid=${cfg.data.num_tokens_valid} is under one sequence of T=${run.T}), so valid_* metrics are not reported`);
   }
+  let stopReason: StopReason | null = null;
+  let failure: NonFiniteLossError | null = null;
+  try {
+    evaluateAndSave(run, false);
+    for (;;) {
+      stopReason = stopBeforeStep(run, opts.shouldStop);
+      if (stopReason) break;
+      const lr = learningRate(run.step, cfg.opt.lr, run.warmupSteps, cfg.opt.lr_decay, run.totalSteps);
+      const result = trainStep(run, lr);
+      failure = divergence(run, result, lr);
+      if (failure) {
+        stopReason = 'nonfinite_loss';
+        break;
+      }
+      advance(run, result);
+      reporter.update(run.step, { loss: result.loss.toFixed(4), lr: lr.toPrecision(3) });
+      if (run.tokensSeen >= run.nextEvalAt) {
+        while (run.nextEvalAt <= run.tokensSeen) run.nextEvalAt += cfg.log.every_tokens;
+        stopReason = earlyStop(run, evaluateAndSave(run, false));
+        if (stopReason) break;
+      }
+      // Let signal handlers (Ctrl-C) run between steps.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (!failure && run.lastSavedStep !== run.step) evaluateAndSave(run, true);
+  } finally {
+    reporter.stop();
+  }
+  const summary = summarise(run, stopReason);
+  if (failure) throw failure;
+  return { runDir: run.runDir, summary };
+}
+
+// ---- set-up ------------------------------------------------------------------------------------
+
+function setUp(cfg: Config, reporter: Reporter): Run {
+  if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
+  if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
+  const ref = cfg.model.load_path ? loadReference(cfg.model.load_path) : null;
+  const mcfg = ref ? ref.config.model : freshModelConfig(cfg, cfg.data.path);
+  Object.assign(cfg.model, mcfg);
+  const { T } = mcfg;
+  if (T < 2) throw new ConfigError('model.T', 'must be at least 2 (position t predicts token t+1)');
+  const B = cfg.opt.batch_size;
+
+  // ---- data ----
+  const split = { batchSize: B, numTokensValid: cfg.data.num_tokens_valid, splitSeed: cfg.data.split_seed };
+  const train = openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id' });
+  const evalSets: EvalSet[] = [];
+  if (train.numValidBatches > 0) evalSets.push({ name: 'valid', dataset: train });
+  if ((cfg.stop.target_loss !== null || cfg.stop.early_stop_steps !== null) && train.numValidBatches === 0) {
+    throw new ConfigError(cfg.stop.target_loss !== null ? 'stop.target_loss' : 'stop.early_stop_steps', 'needs a validation split: set data.num_tokens_valid');
+  }
+  const prev = ref?.config.dataPath ? ref.config : null;
+  if (prev) {
+    const p = openDataset(prev.dataPath!, mcfg, { ...prev.split, batchSize: prev.split.batchSize ?? 32, tokenId: prev.tokenId, what: 'previous data' });
+    if (p.numValidBatches > 0) evalSets.push({ name: 'prev', dataset: p });
+  }
+  let mix: TokenDataset | null = null;
+  if (cfg.mix.path) {
+    mix = openDataset(cfg.mix.path, mcfg, { ...split, tokenId: null, what: 'mix data' });
+    if (mix.numValidBatches > 0) evalSets.push({ name: 'mix', dataset: mix });
+  }
+
+  // ---- model, replay, optimizer ----
+  const model = ref ? ref.pi.clone() : GPT.init(mcfg, cfg.run.seed);
+  model.setTrainable(true);
+  const rng = new Rng(cfg.run.seed);
+  // LoRA: the base weights are frozen and only the adapters train; checkpoints hold W + A·B.
+  const lora = cfg.model.lora_rank !== null ? new LoRA(model, cfg.model.lora_rank, cfg.run.seed + 7) : null;
+  lora?.attach();
+  const replay = makeReplay(cfg, ref, prev, mcfg, rng.fork('replay'));
+  const stepper = new Stepper(model, lora ? lora.params : model.params, makeOptimizer(cfg.opt), cfg.reg.method, cfg.reg.coeff, ref?.pi ?? null, replay);
+
+  // ---- length and schedule ----
+  const tokensPerStep = B * T;
+  const counts = paramCounts(mcfg);
+  let totalSteps: number | null = null;
+  if (cfg.stop.num_tokens_train !== null) totalSteps = Math.ceil(cfg.stop.num_tokens_train / tokensPerStep);
+  else if (cfg.stop.tokens_per_param !== null) totalSteps = Math.ceil((cfg.stop.tokens_per_param * (counts.n_param_nonembed + counts.n_param_embed)) / tokensPerStep);
+  else if (cfg.stop.num_epochs !== null) totalSteps = Math.ceil(cfg.stop.num_epochs * train.numTrainBatches);
+
+  // ---- run folder ----
+  const runDir = makeRunDir(cfg);
+  fs.mkdirSync(runDir, { recursive: true });
+  cfg.run.id = path.basename(runDir);
+  writeFileAtomic(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
+
   return {
-    path: p,
-    tokenId: typeof data.token_id === 'number' ? data.token_id : null,
-    splitSeed: num(data.split_seed, 0),
-    numTokensValid: num(data.num_tokens_valid, 0),
-    batchSize: num(opt.batch_size, 32),
-    runSeed: typeof run.seed === 'number' ? run.seed : null,
+    cfg, runDir, metricsFile: path.join(runDir, 'metrics.jsonl'), reporter,
+    model, ref, lora, replay, stepper, evalSets,
+    trainStream: new BatchStream(train, cfg.run.seed),
+    mixStream: mix ? new BatchStream(mix, cfg.run.seed + 1) : null,
+    mixRows: cfg.mix.path ? Math.floor(cfg.mix.coeff * B) : 0,
+    B, T, totalSteps, warmupSteps: Math.ceil(cfg.opt.warmup_tokens / tokensPerStep),
+    step: 0, tokensSeen: 0, stepTime: 0, nextEvalAt: cfg.log.every_tokens,
+    since: { loss: 0, ntp: 0, reg: 0, steps: 0 },
+    best: Infinity, evalsSinceBest: 0, first: null, last: {}, lastSavedStep: -1,
   };
 }
 
-function openDataset(file: string, V: number, T: number, B: number, numTokensValid: number, splitSeed: number, tokenIdOverride: number | null, what: string) {
-  const tf = readTokenFile(file, { V });
-  const tokenId = tokenIdOverride ?? tf.sidecar.dataset_token_id ?? null;
-  if (tokenId !== null && tokenId >= V) throw new DataError(`${file}: dataset token id ${tokenId} (${what}) is ≥ vocabulary size ${V}`);
-  const dataset = new TokenDataset(tf.tokens, { T, batchSize: B, numTokensValid, splitSeed, tokenId, source: file });
-  return { file: tf, dataset, tokenId };
+/** π from a checkpoint, frozen; its config tells the model's dimensions and the data it was trained on. */
+function loadReference(loadPath: string): Reference {
+  const { model: pi, config } = loadCheckpoint(loadPath);
+  pi.setTrainable(false);
+  // ‖π − θ_init‖ needs π's own initialisation, which the run seed of a run whose data is known regenerates.
+  const known = config.dataPath !== null && config.runSeed !== null;
+  return { pi, config, init: known ? GPT.init(config.model, config.runSeed!) : null };
+}
+
+/** The model dimensions of a run from scratch; V defaults to the data sidecar's vocab_size. */
+function freshModelConfig(cfg: Config, dataPath: string): GPTConfig {
+  const V = cfg.model.V ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
+  if (V === null) throw new ConfigError('model.V', `is not set and ${dataPath} has no sidecar vocab_size`);
+  return { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T, V };
+}
+
+interface DatasetOptions {
+  batchSize: number;
+  numTokensValid: number;
+  splitSeed: number;
+  /** Overrides the sidecar's dataset token id; null keeps it. */
+  tokenId: number | null;
+  /** Where the token id came from, for the error when it is out of range. */
+  what: string;
+}
+
+/** A token file cut into T-long sequences, split and batched (docs/contract.md §3). */
+function openDataset(file: string, m: GPTConfig, o: DatasetOptions): TokenDataset {
+  const tf = readTokenFile(file, { V: m.V });
+  const tokenId = o.tokenId ?? tf.sidecar.dataset_token_id ?? null;
+  if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: dataset token id ${tokenId} (${o.what}) is ≥ vocabulary size ${m.V}`);
+  return new TokenDataset(tf.tokens, { T: m.T, batchSize: o.batchSize, numTokensValid: o.numTokensValid, splitSeed: o.splitSeed, tokenId, source: file });
 }
 
 /** Resolve the run folder `<model.save_dir or log.dir>/<run.id>`; refuses an existing non-empty folder. */
@@ -105,234 +245,11 @@ export function makeRunDir(cfg: Config, hint = 'choose another run.id'): string 
   return dir;
 }
 
-export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<TrainOutcome> {
-  const reporter = opts.reporter ?? silentReporter;
-  const cfg: Config = structuredClone(cfgIn);
-  if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
-  if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
-
-  // ---- the reference model π (finetuning) and the model θ ----
-  let pi: GPT | null = null;
-  let prev: PrevData | null = null;
-  let thetaInit: GPT | null = null;
-  let mcfg: GPTConfig;
-  if (cfg.model.load_path) {
-    const saved = readCheckpointConfig(cfg.model.load_path);
-    const cfile = checkpointPaths(cfg.model.load_path).config;
-    mcfg = modelConfigOf(saved, cfile);
-    pi = loadModel(cfg.model.load_path);
-    pi.setTrainable(false);
-    prev = prevDataOf(saved, cfile);
-    // ‖π − θ_init‖ needs π's own initialisation, which its run seed regenerates exactly.
-    if (prev?.runSeed !== null && prev?.runSeed !== undefined) thetaInit = GPT.init(mcfg, prev.runSeed);
-    Object.assign(cfg.model, mcfg);
-  } else {
-    let V = cfg.model.V;
-    if (V === null) {
-      V = readTokenFile(cfg.data.path).sidecar.vocab_size ?? null;
-      if (V === null) throw new ConfigError('model.V', `is not set and ${cfg.data.path} has no sidecar vocab_size`);
-      cfg.model.V = V;
-    }
-    mcfg = { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T, V };
-  }
-  const { T, V } = mcfg;
-  if (T < 2) throw new ConfigError('model.T', 'must be at least 2 (position t predicts token t+1)');
-  const B = cfg.opt.batch_size;
-
-  // ---- data ----
-  const train = openDataset(cfg.data.path, V, T, B, cfg.data.num_tokens_valid, cfg.data.split_seed, cfg.data.token_id, 'data.token_id');
-  const evalSets: EvalSet[] = [];
-  if (train.dataset.numValidBatches > 0) evalSets.push({ name: 'valid', dataset: train.dataset, B, T });
-  if ((cfg.stop.target_loss !== null || cfg.stop.early_stop_steps !== null) && train.dataset.numValidBatches === 0) {
-    throw new ConfigError(cfg.stop.target_loss !== null ? 'stop.target_loss' : 'stop.early_stop_steps', 'needs a validation split: set data.num_tokens_valid');
-  }
-  let prevSet: EvalSet | null = null;
-  if (prev) {
-    const p = openDataset(prev.path, V, T, prev.batchSize, prev.numTokensValid, prev.splitSeed, prev.tokenId, 'previous data');
-    if (p.dataset.numValidBatches > 0) {
-      prevSet = { name: 'prev', dataset: p.dataset, B: prev.batchSize, T };
-      evalSets.push(prevSet);
-    }
-  }
-  let mix: ReturnType<typeof openDataset> | null = null;
-  const mixRows = cfg.mix.path ? Math.floor(cfg.mix.coeff * B) : 0;
-  if (cfg.mix.path) {
-    mix = openDataset(cfg.mix.path, V, T, B, cfg.data.num_tokens_valid, cfg.data.split_seed, null, 'mix data');
-    if (mix.dataset.numValidBatches > 0) evalSets.push({ name: 'mix', dataset: mix.dataset, B, T });
-  }
-
-  // ---- model, replay, optimizer ----
-  const model = pi ? pi.clone() : GPT.init(mcfg, cfg.run.seed);
-  model.setTrainable(true);
-  const rng = new Rng(cfg.run.seed);
-  // LoRA: the base weights are frozen and only the adapters train; checkpoints hold W + A·B.
-  const lora = cfg.model.lora_rank !== null ? new LoRA(model, cfg.model.lora_rank, cfg.run.seed + 7) : null;
-  lora?.attach();
-  const effective = () => (lora ? lora.merged() : model);
-  const replay = makeReplay(cfg, pi, prev, T, V, rng.fork('replay'));
-  const stepper = new Stepper(model, lora ? lora.params : model.params, makeOptimizer(cfg.opt), cfg.reg.method, cfg.reg.coeff, pi, replay);
-
-  // ---- length and schedule ----
-  const tokensPerStep = B * T;
-  const counts = paramCounts(mcfg);
-  let totalSteps: number | null = null;
-  if (cfg.stop.num_tokens_train !== null) totalSteps = Math.ceil(cfg.stop.num_tokens_train / tokensPerStep);
-  else if (cfg.stop.tokens_per_param !== null) totalSteps = Math.ceil((cfg.stop.tokens_per_param * (counts.n_param_nonembed + counts.n_param_embed)) / tokensPerStep);
-  else if (cfg.stop.num_epochs !== null) totalSteps = Math.ceil(cfg.stop.num_epochs * train.dataset.numTrainBatches);
-  const warmupSteps = Math.ceil(cfg.opt.warmup_tokens / tokensPerStep);
-
-  // ---- run folder ----
-  const runDir = makeRunDir(cfg);
-  fs.mkdirSync(runDir, { recursive: true });
-  cfg.run.id = path.basename(runDir);
-  writeFileAtomic(path.join(runDir, 'config.yaml'), dumpConfig(cfg));
-  const metricsFile = path.join(runDir, 'metrics.jsonl');
-
-  // ---- evaluation ----
-  const evalAll = (): Record<string, number> => {
-    const out: Record<string, number> = {};
-    for (const s of evalSets) {
-      const r: EvalResult = evaluate(model, validBatches(s), s.T, pi);
-      out[`${s.name}_ntp`] = r.ntp;
-      out[`${s.name}_ntp_h2`] = r.ntp_h2;
-      if (r.kl !== undefined) out[`${s.name}_kl`] = r.kl;
-    }
-    return out;
-  };
-  const weightsFinite = () => Number.isFinite(native().sumSquares(stepper.trainable.data, stepper.trainable.size));
-  const weightNorms = (theta: GPT): Record<string, number> => {
-    const k = native();
-    const out: Record<string, number> = { weights_l2_theta: Math.sqrt(k.sumSquares(theta.params.data, theta.params.size)) };
-    if (pi && thetaInit) {
-      const num = Math.sqrt(k.diffSumSquares(theta.params.data, pi.params.data, theta.params.size));
-      const den = Math.sqrt(k.diffSumSquares(pi.params.data, thetaInit.params.data, pi.params.size));
-      out.weights_l2_theta_pi_over_pi_init = num / den;
-    }
-    return out;
-  };
-
-  // ---- the loop ----
-  let step = 0, tokensSeen = 0, stepTime = 0;
-  let sumLoss = 0, sumNtp = 0, sumReg = 0, nSince = 0;
-  let nextLogAt = cfg.log.every_tokens;
-  let best = Infinity, evalsSinceBest = 0;
-  let stopReason: StopReason | null = null;
-  let last: Record<string, number> = {};
-  let lastSavedStep = -1;
-  const start: Record<string, number> = {};
-  const trainStream = new BatchStream(train.dataset, cfg.run.seed);
-  const mixStream = mix ? new BatchStream(mix.dataset, cfg.run.seed + 1) : null;
-
-  const logEvent = (final: boolean) => {
-    const rec: Record<string, number> = {
-      step,
-      train_tokens_seen: tokensSeen,
-      train_time_elapsed: stepTime,
-      epoch: trainStream.fractionalEpoch,
-      lr: learningRate(Math.max(0, step - 1), cfg.opt.lr, warmupSteps, cfg.opt.lr_decay, totalSteps),
-    };
-    if (nSince > 0) {
-      rec.train_loss = sumLoss / nSince;
-      rec.train_loss_ntp = sumNtp / nSince;
-      rec.train_loss_reg = sumReg / nSince;
-    }
-    const theta = effective();
-    Object.assign(rec, evalAll(), weightNorms(theta));
-    if (replay) {
-      rec.replay_sample_time = replay.seconds;
-      rec.replay_sequences = replay.sampled;
-    }
-    sumLoss = sumNtp = sumReg = nSince = 0;
-    appendJsonLine(metricsFile, rec);
-    last = rec;
-    if (step === 0) Object.assign(start, rec);
-    saveWeights(runDir, theta);
-    lastSavedStep = step;
-    const shown = ['train_loss', 'valid_ntp', 'prev_ntp', 'valid_kl'].filter((k) => rec[k] !== undefined).map((k) => `${k}=${rec[k]!.toFixed(4)}`);
-    reporter.log(`step ${step}${final ? ' (end)' : ''}: tokens=${tokensSeen} ${shown.join(' ')}`);
-    if (rec.valid_ntp !== undefined) {
-      if (rec.valid_ntp < best - 1e-12) {
-        best = rec.valid_ntp;
-        evalsSinceBest = 0;
-      } else evalsSinceBest++;
-    }
-    return rec;
-  };
-
-  reporter.start(totalSteps, path.basename(runDir));
-  if (train.dataset.numValidBatches === 0) {
-    reporter.log(`note: no validation split (data.num_tokens_valid=${cfg.data.num_tokens_valid} is under one sequence of T=${T}), so valid_* metrics are not reported`);
-  }
-  logEvent(false);
-  let failure: NonFiniteLossError | null = null;
-  try {
-    for (;;) {
-      if (totalSteps !== null && step >= totalSteps) { stopReason = 'train_length'; break; }
-      if (cfg.stop.train_time !== null && stepTime >= cfg.stop.train_time) { stopReason = 'train_time'; break; }
-      if (opts.shouldStop?.()) { stopReason = 'interrupted'; break; }
-      const lr = learningRate(step, cfg.opt.lr, warmupSteps, cfg.opt.lr_decay, totalSteps);
-      const t0 = performance.now();
-      const ids = trainStream.nextBatch();
-      if (mixStream && mixRows > 0) ids.set(mixStream.nextBatch().subarray(0, mixRows * T), (B - mixRows) * T);
-      const r = stepper.step(ids, B, T, lr);
-      stepTime += (performance.now() - t0) / 1000;
-      // A finite loss can still come with an update that overflows the weights; neither may reach
-      // a checkpoint.
-      const what = !Number.isFinite(r.loss)
-        ? `training loss became ${r.loss}`
-        : !weightsFinite()
-          ? `training diverged (loss ${r.loss.toPrecision(4)}; the update made the weights non-finite)`
-          : null;
-      if (what) {
-        stopReason = 'nonfinite_loss';
-        failure = new NonFiniteLossError(
-          `${what} at step ${step} (lr=${lr.toPrecision(3)}); stopped and kept the checkpoint of step ${lastSavedStep} in ${runDir}`,
-        );
-        break;
-      }
-      step++;
-      tokensSeen += tokensPerStep;
-      sumLoss += r.loss;
-      sumNtp += r.ntp;
-      sumReg += r.reg;
-      nSince++;
-      reporter.update(step, { loss: r.loss.toFixed(4), lr: lr.toPrecision(3) });
-      if (tokensSeen >= nextLogAt) {
-        while (nextLogAt <= tokensSeen) nextLogAt += cfg.log.every_tokens;
-        const rec = logEvent(false);
-        if (cfg.stop.target_loss !== null && rec.valid_ntp !== undefined && rec.valid_ntp <= cfg.stop.target_loss) { stopReason = 'target_loss'; break; }
-        if (cfg.stop.early_stop_steps !== null && evalsSinceBest >= cfg.stop.early_stop_steps) { stopReason = 'early_stop'; break; }
-      }
-      // Let signal handlers (Ctrl-C) run between steps.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    if (!failure && lastSavedStep !== step) logEvent(true);
-  } finally {
-    reporter.stop();
-  }
-
-  // ---- summary ----
-  const summary: Record<string, unknown> = {
-    ...last,
-    stop_reason: stopReason,
-    steps: step,
-    tokens_per_s: stepTime > 0 ? tokensSeen / stepTime : null,
-    ...counts,
-    run_dir: runDir,
-  };
-  if (prevSet && start.prev_ntp !== undefined) {
-    summary.prev_ntp_start = start.prev_ntp;
-    summary.forgetting = (last.prev_ntp ?? NaN) - start.prev_ntp;
-  }
-  writeJsonAtomic(path.join(runDir, 'summary.json'), summary);
-  if (failure) throw failure;
-  return { runDir, summary };
-}
-
-function makeReplay(cfg: Config, pi: GPT | null, prev: PrevData | null, T: number, V: number, rng: Rng): ReplaySource | null {
+/** The replay source of reg.method (docs/contract.md §2), or null when the method replays nothing. */
+function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig | null, m: GPTConfig, rng: Rng): ReplaySource | null {
   const method = cfg.reg.method;
   if (method === null || method === 'kl_dwn') {
-    if (method === 'kl_dwn' && !pi) throw new ConfigError('reg.method', 'kl_dwn needs model.load_path (the reference model π)');
+    if (method === 'kl_dwn' && !ref) throw new ConfigError('reg.method', 'kl_dwn needs model.load_path (the reference model π)');
     return null;
   }
   const B = cfg.opt.batch_size;
@@ -342,17 +259,18 @@ function makeReplay(cfg: Config, pi: GPT | null, prev: PrevData | null, T: numbe
     if (rows === 0) return null;
   }
   if (cfg.reg.synth) {
-    if (!pi) throw new ConfigError('reg.synth', 'self-generated replay needs model.load_path (the model π that samples it)');
-    const tokenId = prev?.tokenId ?? (prev ? readTokenFile(prev.path).sidecar.dataset_token_id : null);
-    if (tokenId === null || tokenId === undefined) {
+    if (!ref) throw new ConfigError('reg.synth', 'self-generated replay needs model.load_path (the model π that samples it)');
+    const tokenId = prev ? checkpointTokenId(prev) : null;
+    if (tokenId === null) {
       throw new ConfigError('reg.synth', "needs the previous dataset's token id: neither the checkpoint's data.token_id nor its data sidecar gives one");
     }
-    return new SynthReplay(pi, rows, cfg.reg.buffer, [tokenId], cfg.reg.temperature, rng);
+    return new SynthReplay(ref.pi, rows, cfg.reg.buffer, [tokenId], cfg.reg.temperature, rng);
   }
-  const replayPath = cfg.reg.path ?? prev?.path ?? null;
+  const replayPath = cfg.reg.path ?? prev?.dataPath ?? null;
   if (!replayPath) throw new ConfigError('reg.path', `reg.method=${method} with real replay needs previous data: set reg.path or finetune from a checkpoint (model.load_path)`);
   // Batch size 1 here: the split only has to exist; replay rows are drawn from its training part.
-  const ds = openDataset(replayPath, V, T, 1, prev?.numTokensValid ?? 0, prev?.splitSeed ?? 0, prev?.tokenId ?? null, 'replay data').dataset;
+  const split = prev?.split;
+  const ds = openDataset(replayPath, m, { batchSize: 1, numTokensValid: split?.numTokensValid ?? 0, splitSeed: split?.splitSeed ?? 0, tokenId: prev?.tokenId ?? null, what: 'replay data' });
   const pool = ds.trainIndices;
   if (rows > pool.length) {
     throw new ConfigError(cfg.reg.batch_size !== null ? 'reg.batch_size' : 'opt.batch_size', `${rows} rows per replay batch, but the real replay data's training split (${replayPath}) has only ${pool.length} sequences`);
@@ -369,4 +287,142 @@ function makeReplay(cfg: Config, pi: GPT | null, prev: PrevData | null, T: numbe
   });
 }
 
-export { RandomReplay };
+// ---- the loop's steps --------------------------------------------------------------------------
+
+/** The stop criteria checked before each step: the run's length, its time budget, an interrupt. */
+function stopBeforeStep(run: Run, shouldStop?: () => boolean): StopReason | null {
+  if (run.totalSteps !== null && run.step >= run.totalSteps) return 'train_length';
+  if (run.cfg.stop.train_time !== null && run.stepTime >= run.cfg.stop.train_time) return 'train_time';
+  if (shouldStop?.()) return 'interrupted';
+  return null;
+}
+
+/** One optimisation step on the next batch (with mix.coeff's rows from the second dataset). */
+function trainStep(run: Run, lr: number): StepResult {
+  const t0 = performance.now();
+  const ids = run.trainStream.nextBatch();
+  if (run.mixStream && run.mixRows > 0) ids.set(run.mixStream.nextBatch().subarray(0, run.mixRows * run.T), (run.B - run.mixRows) * run.T);
+  const r = run.stepper.step(ids, run.B, run.T, lr);
+  run.stepTime += (performance.now() - t0) / 1000;
+  return r;
+}
+
+/** The error that stops a run whose loss or weights became non-finite; neither may reach a checkpoint. */
+function divergence(run: Run, r: StepResult, lr: number): NonFiniteLossError | null {
+  const trainable = run.stepper.trainable;
+  // A finite loss can still come with an update that overflows the weights.
+  const what = !Number.isFinite(r.loss)
+    ? `training loss became ${r.loss}`
+    : !Number.isFinite(native().sumSquares(trainable.data, trainable.size))
+      ? `training diverged (loss ${r.loss.toPrecision(4)}; the update made the weights non-finite)`
+      : null;
+  if (!what) return null;
+  return new NonFiniteLossError(`${what} at step ${run.step} (lr=${lr.toPrecision(3)}); stopped and kept the checkpoint of step ${run.lastSavedStep} in ${run.runDir}`);
+}
+
+function advance(run: Run, r: StepResult): void {
+  run.step++;
+  run.tokensSeen += run.B * run.T;
+  run.since.loss += r.loss;
+  run.since.ntp += r.ntp;
+  run.since.reg += r.reg;
+  run.since.steps++;
+}
+
+/** An evaluation, recorded and checkpointed: every evaluation also saves the weights it measured. */
+function evaluateAndSave(run: Run, final: boolean): Metrics {
+  const theta = run.lora ? run.lora.merged() : run.model; // under LoRA, a plain model holding W + A·B
+  const metrics = evaluate(run, theta);
+  record(run, metrics, final);
+  checkpoint(run, theta);
+  return metrics;
+}
+
+/** The metrics of docs/contract.md §5 at this point of the run; `theta` is the model as trained so far. */
+function evaluate(run: Run, theta: GPT): Metrics {
+  const { cfg, since } = run;
+  const m: Metrics = {
+    step: run.step,
+    train_tokens_seen: run.tokensSeen,
+    train_time_elapsed: run.stepTime,
+    epoch: run.trainStream.fractionalEpoch,
+    lr: learningRate(Math.max(0, run.step - 1), cfg.opt.lr, run.warmupSteps, cfg.opt.lr_decay, run.totalSteps),
+  };
+  if (since.steps > 0) {
+    m.train_loss = since.loss / since.steps;
+    m.train_loss_ntp = since.ntp / since.steps;
+    m.train_loss_reg = since.reg / since.steps;
+  }
+  const pi = run.ref?.pi ?? null;
+  for (const s of run.evalSets) {
+    const r = evaluateSet(run.model, validBatches(s.dataset), run.T, pi);
+    m[`${s.name}_ntp`] = r.ntp;
+    m[`${s.name}_ntp_h2`] = r.ntp_h2;
+    if (r.kl !== undefined) m[`${s.name}_kl`] = r.kl;
+  }
+  const k = native();
+  m.weights_l2_theta = Math.sqrt(k.sumSquares(theta.params.data, theta.params.size));
+  if (pi && run.ref?.init) {
+    const num = Math.sqrt(k.diffSumSquares(theta.params.data, pi.params.data, theta.params.size));
+    const den = Math.sqrt(k.diffSumSquares(pi.params.data, run.ref.init.params.data, pi.params.size));
+    m.weights_l2_theta_pi_over_pi_init = num / den;
+  }
+  if (run.replay) {
+    m.replay_sample_time = run.replay.seconds;
+    m.replay_sequences = run.replay.sampled;
+  }
+  return m;
+}
+
+function* validBatches(d: TokenDataset): Generator<Int32Array> {
+  for (let i = 0; i < d.numValidBatches; i++) yield d.validBatch(i);
+}
+
+/** Appends the metrics to metrics.jsonl, shows them, and keeps the best valid_ntp for early stopping. */
+function record(run: Run, m: Metrics, final: boolean): void {
+  appendJsonLine(run.metricsFile, m);
+  run.since = { loss: 0, ntp: 0, reg: 0, steps: 0 };
+  run.first ??= m;
+  run.last = m;
+  const shown = ['train_loss', 'valid_ntp', 'prev_ntp', 'valid_kl'].filter((k) => m[k] !== undefined).map((k) => `${k}=${m[k]!.toFixed(4)}`);
+  run.reporter.log(`step ${run.step}${final ? ' (end)' : ''}: tokens=${run.tokensSeen} ${shown.join(' ')}`);
+  if (m.valid_ntp !== undefined) {
+    if (m.valid_ntp < run.best - 1e-12) {
+      run.best = m.valid_ntp;
+      run.evalsSinceBest = 0;
+    } else run.evalsSinceBest++;
+  }
+}
+
+/** Writes model.safetensors (atomically) with the weights just evaluated. */
+function checkpoint(run: Run, theta: GPT): void {
+  saveWeights(run.runDir, theta);
+  run.lastSavedStep = run.step;
+}
+
+/** The stop criteria checked after an evaluation: the target loss reached, or no new best for too long. */
+function earlyStop(run: Run, m: Metrics): StopReason | null {
+  const { target_loss, early_stop_steps } = run.cfg.stop;
+  if (target_loss !== null && m.valid_ntp !== undefined && m.valid_ntp <= target_loss) return 'target_loss';
+  if (early_stop_steps !== null && run.evalsSinceBest >= early_stop_steps) return 'early_stop';
+  return null;
+}
+
+/** summary.json: the last metrics, why the run stopped, its speed, parameter counts and the forgetting. */
+function summarise(run: Run, stopReason: StopReason | null): Record<string, unknown> {
+  const summary: Record<string, unknown> = {
+    ...run.last,
+    stop_reason: stopReason,
+    steps: run.step,
+    tokens_per_s: run.stepTime > 0 ? run.tokensSeen / run.stepTime : null,
+    ...paramCounts(run.model.cfg),
+    run_dir: run.runDir,
+  };
+  const start = run.first?.prev_ntp;
+  if (start !== undefined) {
+    summary.prev_ntp_start = start;
+    summary.forgetting = (run.last.prev_ntp ?? NaN) - start;
+  }
+  writeJsonAtomic(path.join(run.runDir, 'summary.json'), summary);
+  return summary;
+}
