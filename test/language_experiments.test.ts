@@ -65,7 +65,7 @@ function fakeCorpora(dir: string): void {
 
 const TINY = ['model.D=32', 'model.L=1', 'model.H=16', 'model.T=32', 'opt.batch_size=8', 'data.num_tokens_valid=2048', 'lang.vocab_size=300', 'lang.old=brown', 'lang.new=debian-reference-es', 'log.progress=false', 'run.threads=1'];
 
-test('language-shift runs every method and reports forgetting at a matched new-data loss', { timeout: 300_000 }, () => {
+test('language-shift runs every method and reports forgetting at a matched new-data loss, where replay removes most of it', { timeout: 300_000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uf-shift-'));
   fakeCorpora(path.join(dir, 'corpora'));
   const r = cliOk(dir, [
@@ -92,6 +92,13 @@ test('language-shift runs every method and reports forgetting at a matched new-d
   }
   assert.equal(s.methods.standard.forgetting_removed, 0);
   assert.ok(s.methods.standard.forgetting > 0, 'standard finetuning on the other language forgets');
+  // Replay of either kind, with either loss, removes most of that forgetting at the matched new-data loss.
+  for (const name of ['ntp_pre_real', 'ntp_pre_synth', 'kl_pre_real', 'kl_pre_synth']) {
+    const m = s.methods[name] as Record<string, number | null>;
+    console.log(`# ${name}: forgetting ${m.forgetting?.toFixed(4)} vs standard's ${m.standard_forgetting?.toFixed(4)} at new-data loss ${m.valid_ntp?.toFixed(4)}, removed ${m.forgetting_removed?.toFixed(3)}`);
+    assert.ok(m.standard_forgetting !== null && m.standard_forgetting > 0.1, `${name}: standard finetuning forgets at the matched loss (${m.standard_forgetting})`);
+    assert.ok(m.forgetting_removed !== null && m.forgetting_removed >= 0.5, `${name} removes ${m.forgetting_removed} of standard finetuning's forgetting (at least 0.5 expected)`);
+  }
   for (const f of ['plot.svg', 'plot.png', 'table.md', 'config.yaml']) assert.ok(fs.existsSync(path.join(out, f)), f);
   assert.match(r.stdout, /kl_pre_synth/);
   // The prepared data is cached and reused.
