@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cli, cliOk, type Result } from './helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { cli, cliOk, MAIN, type Result } from './helpers/cli.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 
 
@@ -422,6 +423,23 @@ test('CMD --help, CMD -h and help CMD print that command\'s usage and exit 0; he
   assert.match(cliOk(cwd, ['train', '--help']).stdout, /unforget train \[CONFIG\.yaml/);
   assert.match(cliOk(cwd, ['tokenize', '--help']).stdout, /--tokenizer FILE[\s\S]*INPUTS/);
   expectError(['help', 'frobnicate'], ['frobnicate']);
+});
+
+test('--version and -V print the package.json version and exit 0, also through a symlinked bin as npx runs it', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.resolve(path.dirname(MAIN), '../../../package.json'), 'utf8')) as { version: string };
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'unforget-cli-version-'));
+  tmpDirs.push(cwd);
+  const bin = path.join(cwd, 'node_modules', '.bin', 'unforget');
+  fs.mkdirSync(path.dirname(bin), { recursive: true });
+  fs.symlinkSync(MAIN, bin);
+  for (const args of [['--version'], ['-V']]) {
+    for (const r of [cliOk(cwd, args), spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8' })]) {
+      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stdout, `unforget ${pkg.version}\n`, args.join(' '));
+      assert.equal(r.stderr, '', args.join(' '));
+    }
+  }
+  assert.match(cliOk(cwd, ['--help']).stdout, /unforget --version \| -V/);
 });
 
 test('an unknown option', () => {

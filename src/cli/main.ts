@@ -18,6 +18,7 @@ import { cmdSample } from './cmd_sample.js';
 import { cmdSweep } from './cmd_sweep.js';
 import { cmdTokenize, cmdTokenizer } from './cmd_tokenizer.js';
 import { cmdTrain } from './cmd_train.js';
+import { packageVersion } from './version.js';
 
 const USAGE = `unforget — pretrain and finetune transformer LMs, measure forgetting, prevent it with self-generated replay
 
@@ -43,6 +44,7 @@ usage:
                   byte-level BPE tokenizer.json: ids 0..R-1 reserved, R = <|endoftext|>
   unforget tokenize --tokenizer FILE --out X.bin [--dataset-token-id 0] [--field text | --column text]
                   [--seed 0] INPUTS...   text/JSONL/Parquet (.gz, folders) → shuffled uint16 .bin + X.json
+  unforget --version | -V                              print the version
 
 Config keys are SPEC names (model.D, opt.lr, reg.method, stop.num_tokens_train, ...).`;
 
@@ -92,6 +94,10 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     process.stdout.write(USAGE + '\n');
     return cmd === undefined ? 1 : 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write(`unforget ${packageVersion()}\n`);
+    return 0;
   }
   if (!Object.hasOwn(COMMANDS, cmd)) throw new UnforgetError(`unknown command '${cmd}' (try: unforget --help)`);
   return (await COMMANDS[cmd]!(args)) ?? 0;
