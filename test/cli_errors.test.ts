@@ -442,6 +442,12 @@ test('--version and -V print the package.json version and exit 0, also through a
   assert.match(cliOk(cwd, ['--help']).stdout, /unforget --version \| -V/);
 });
 
+test('the help text points to documents in the repository only', () => {
+  const usage = cliOk(os.tmpdir(), ['--help']).stdout;
+  assert.doesNotMatch(usage, /SPEC/);
+  assert.match(usage, /^Config keys .* are listed in the README/m);
+});
+
 test('an unknown option', () => {
   expectError(['eval', '--model', 'runs/base', '--data', 'd.bin', '--bogus'], ['--bogus']);
 });
