@@ -219,6 +219,19 @@ test('train model.load_path: finetuning from a truncated checkpoint', () => {
   });
 });
 
+test('train model.load_path: a checkpoint folder that does not exist is reported before a missing stop criterion', () => {
+  const line = expectError(['train', 'model.load_path=missing'], ['model.load_path', 'missing']);
+  assert.equal(line, "error: config key 'model.load_path': missing: checkpoint folder does not exist");
+  expectError([...TRAIN, 'model.load_path=runs/base/gone.safetensors', 'stop.num_tokens_train=640'], [
+    "config key 'model.load_path': runs/base/gone.safetensors: checkpoint file does not exist",
+  ]);
+});
+
+test('train model.load_path: a folder without config.yaml, and an existing checkpoint without a stop criterion, keep their messages', () => {
+  expectError([...TRAIN, 'model.load_path=ck', 'stop.num_tokens_train=640', 'run.id=ft'], ['ck/config.yaml: checkpoint config is missing'], (dir) => copyRun(dir, 'ck', ['config.yaml']));
+  expectError([...TRAIN, 'model.load_path=runs/base'], ["config key 'stop': no stopping criterion"]);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Token files
 // ---------------------------------------------------------------------------------------------
