@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, DataError } from '../errors.js';
+import { ConfigError, DataError, fileError } from '../errors.js';
 import {
   buildSchema,
   checkConfig,
@@ -61,8 +61,7 @@ function readYamlFile(file: string): Plain {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(code === 'ENOENT' ? `${file}: config file not found` : `${file}: cannot read config file (${code ?? (err as Error).message})`);
+    throw fileError(err, file, 'config file');
   }
   return parseYamlMapping(text, file);
 }
