@@ -23,3 +23,14 @@ export class DataError extends UnforgetError {
 export class NonFiniteLossError extends UnforgetError {
   override name = 'NonFiniteLossError';
 }
+
+/**
+ * The DataError for a failed file-system call on `file`, so that every reader words it alike:
+ * `FILE: WHAT not found` when it does not exist, else `FILE: cannot VERB WHAT (CODE)`; without
+ * `what`, `FILE: no such file` and `FILE: cannot VERB (CODE)`.
+ */
+export function fileError(err: unknown, file: string, what?: string, verb = 'read'): DataError {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOENT') return new DataError(what ? `${file}: ${what} not found` : `${file}: no such file`);
+  return new DataError(`${file}: cannot ${verb}${what ? ` ${what}` : ''} (${e.code ?? e.message})`);
+}

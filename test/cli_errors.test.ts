@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cli, cliOk, type Result } from './helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { cli, cliOk, MAIN, type Result } from './helpers/cli.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 
 
@@ -216,6 +217,19 @@ test('train model.load_path: finetuning from a truncated checkpoint', () => {
     const f = path.join(copyRun(dir, 'ck'), 'model.safetensors');
     fs.truncateSync(f, 100);
   });
+});
+
+test('train model.load_path: a checkpoint folder that does not exist is reported before a missing stop criterion', () => {
+  const line = expectError(['train', 'model.load_path=missing'], ['model.load_path', 'missing']);
+  assert.equal(line, "error: config key 'model.load_path': missing: checkpoint folder does not exist");
+  expectError([...TRAIN, 'model.load_path=runs/base/gone.safetensors', 'stop.num_tokens_train=640'], [
+    "config key 'model.load_path': runs/base/gone.safetensors: checkpoint file does not exist",
+  ]);
+});
+
+test('train model.load_path: a folder without config.yaml, and an existing checkpoint without a stop criterion, keep their messages', () => {
+  expectError([...TRAIN, 'model.load_path=ck', 'stop.num_tokens_train=640', 'run.id=ft'], ['ck/config.yaml: checkpoint config is missing'], (dir) => copyRun(dir, 'ck', ['config.yaml']));
+  expectError([...TRAIN, 'model.load_path=runs/base'], ["config key 'stop': no stopping criterion"]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -422,6 +436,29 @@ test('CMD --help, CMD -h and help CMD print that command\'s usage and exit 0; he
   assert.match(cliOk(cwd, ['train', '--help']).stdout, /unforget train \[CONFIG\.yaml/);
   assert.match(cliOk(cwd, ['tokenize', '--help']).stdout, /--tokenizer FILE[\s\S]*INPUTS/);
   expectError(['help', 'frobnicate'], ['frobnicate']);
+});
+
+test('--version and -V print the package.json version and exit 0, also through a symlinked bin as npx runs it', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.resolve(path.dirname(MAIN), '../../../package.json'), 'utf8')) as { version: string };
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'unforget-cli-version-'));
+  tmpDirs.push(cwd);
+  const bin = path.join(cwd, 'node_modules', '.bin', 'unforget');
+  fs.mkdirSync(path.dirname(bin), { recursive: true });
+  fs.symlinkSync(MAIN, bin);
+  for (const args of [['--version'], ['-V']]) {
+    for (const r of [cliOk(cwd, args), spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8' })]) {
+      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stdout, `unforget ${pkg.version}\n`, args.join(' '));
+      assert.equal(r.stderr, '', args.join(' '));
+    }
+  }
+  assert.match(cliOk(cwd, ['--help']).stdout, /unforget --version \| -V/);
+});
+
+test('the help text points to documents in the repository only', () => {
+  const usage = cliOk(os.tmpdir(), ['--help']).stdout;
+  assert.doesNotMatch(usage, /SPEC/);
+  assert.match(usage, /^Config keys .* are listed in the README/m);
 });
 
 test('an unknown option', () => {

@@ -265,6 +265,16 @@ test('extra sections extend the schema', () => {
   assert.throws(() => buildSchema({ opt: toy }), /config section 'opt' is already defined/);
 });
 
+test('model.load_path must exist when loading a config, and is checked before the stop criterion; saved configs are not checked', () => {
+  const gone = path.join(tmpDir(), 'gone');
+  assertConfigError(() => loadConfig([], [`model.load_path=${gone}`]), `config key 'model.load_path': ${gone}: checkpoint folder does not exist`, 'model.load_path');
+  assertConfigError(() => loadConfig([], [STOP, `model.load_path=${gone}.npz`]), `config key 'model.load_path': ${gone}.npz: checkpoint file does not exist`);
+  const here = tmpDir();
+  assert.equal(loadConfig([], [STOP, `model.load_path=${here}`]).model.load_path, here);
+  assert.equal(validateConfig({ model: { load_path: gone } }, { requireStop: false }).model.load_path, gone);
+  assert.equal(configFromYamlText(`model:\n  load_path: ${gone}\n`).model.load_path, gone);
+});
+
 test('dumpConfig round-trips through configFromYamlText', () => {
   const c = loadConfig([], [
     'stop.num_tokens_train=123456', 'opt.lr=3e-4', 'opt.eps=1e-10', 'opt.lr_decay=cosine', 'run.id=20240102-030405-abcd',

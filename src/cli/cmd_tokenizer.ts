@@ -1,6 +1,6 @@
 /**
- * `unforget tokenizer train` and `unforget tokenize` (SPEC §7): byte-level BPE with reserved ids and
- * EOS; text, JSONL and Parquet inputs (and gzip of each).
+ * `unforget tokenizer train` and `unforget tokenize`: byte-level BPE with reserved ids and EOS;
+ * text, JSONL and Parquet inputs (and gzip of each).
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, DataError } from '../errors.js';
+import { ConfigError, DataError, fileError } from '../errors.js';
 import {
   buildSchema,
   checkConfig,
@@ -61,8 +61,7 @@ function readYamlFile(file: string): Plain {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(code === 'ENOENT' ? `${file}: config file not found` : `${file}: cannot read config file (${code ?? (err as Error).message})`);
+    throw fileError(err, file, 'config file');
   }
   return parseYamlMapping(text, file);
 }
@@ -204,20 +203,37 @@ export interface LoadOptions<E extends ExtraSections> {
   requireStop?: boolean;
 }
 
-/** Validates a merged raw mapping against the schema and the cross-key rules; throws ConfigError. */
-export function validateConfig<E extends ExtraSections = {}>(raw: unknown, opts: LoadOptions<E> = {}): ConfigWith<E> {
-  const schema = buildSchema(opts.sections);
+/** Checks a merged raw mapping against the schema alone (keys and types); throws ConfigError. */
+function parseWithSchema<E extends ExtraSections>(raw: unknown, sections: E | undefined): ConfigWith<E> {
+  const schema = buildSchema(sections);
   const res = schema.safeParse(raw, { reportInput: true });
   if (!res.success) throw toConfigError(res.error.issues, schema);
-  const cfg = res.data as unknown as ConfigWith<E>;
+  return res.data as unknown as ConfigWith<E>;
+}
+
+/** Validates a merged raw mapping against the schema and the cross-key rules; throws ConfigError. */
+export function validateConfig<E extends ExtraSections = {}>(raw: unknown, opts: LoadOptions<E> = {}): ConfigWith<E> {
+  const cfg = parseWithSchema(raw, opts.sections);
   checkConfig(cfg, { requireStop: opts.requireStop });
   return cfg;
 }
 
 /**
+ * A model.load_path the user gave must exist. loadConfig checks it before the cross-key rules, so
+ * that a mistyped checkpoint is reported first (not, say, a missing stop criterion); validateConfig
+ * does not, as a saved config's checkpoint may since have moved.
+ */
+function checkLoadPath(loadPath: string | null): void {
+  if (loadPath === null || fs.existsSync(loadPath)) return;
+  // A path to the weights file itself is allowed too (as model/checkpoint.ts's checkpointPaths reads it).
+  const what = /\.(safetensors|npz)$/.test(loadPath) ? 'checkpoint file' : 'checkpoint folder';
+  throw new ConfigError('model.load_path', `${loadPath}: ${what} does not exist`);
+}
+
+/**
  * The resolved config: schema defaults ← `base` ← each YAML file in order ← each `key=value`
  * override in order. Files that are missing or not YAML mappings are DataErrors naming the file;
- * bad keys and values are ConfigErrors naming the dotted key.
+ * bad keys and values, and a model.load_path that does not exist, are ConfigErrors naming the dotted key.
  */
 export function loadConfig<E extends ExtraSections = {}>(
   files: readonly string[],
@@ -232,7 +248,10 @@ export function loadConfig<E extends ExtraSections = {}>(
     const { key, value } = parseOverride(arg);
     setDotted(raw, key, value);
   }
-  return validateConfig(raw, opts);
+  const cfg = parseWithSchema(raw, opts.sections);
+  checkLoadPath(cfg.model.load_path);
+  checkConfig(cfg, { requireStop: opts.requireStop });
+  return cfg;
 }
 
 /** The config as YAML (the run folder's `config.yaml`); `configFromYamlText` reads it back. */

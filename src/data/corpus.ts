@@ -24,7 +24,7 @@ import { StringDecoder } from 'node:string_decoder';
 import zlib from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type Compressors } from 'hyparquet';
-import { DataError } from '../errors.js';
+import { DataError, fileError } from '../errors.js';
 
 export type InputKind = 'text' | 'jsonl' | 'parquet';
 
@@ -64,8 +64,7 @@ function statOrThrow(p: string): fs.Stats {
   try {
     return fs.statSync(p);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(code === 'ENOENT' ? `${p}: input not found` : `${p}: cannot read input (${code ?? (err as Error).message})`);
+    throw fileError(err, p, 'input');
   }
 }
 
@@ -99,7 +98,7 @@ export function collectInputs(paths: readonly string[]): CorpusInputs {
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true });
     } catch (err) {
-      throw new DataError(`${dir}: cannot list folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw fileError(err, dir, 'folder', 'list');
     }
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
@@ -220,7 +219,7 @@ function streamError(file: InputFile, err: unknown): DataError {
   if (err instanceof DataError) return err;
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'Z_DATA_ERROR' || e.code === 'Z_BUF_ERROR' || e.code === 'ERR_ZLIB') return new DataError(`${file.path}: not valid gzip data (${e.message})`);
-  return new DataError(`${file.path}: cannot read (${e.code ?? e.message})`);
+  return fileError(err, file.path);
 }
 
 function* cutPieces(text: string, limit: number, last: boolean): Generator<Piece, string> {

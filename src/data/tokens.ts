@@ -12,7 +12,7 @@
  * overwritten with the dataset token id, which is what lets a model be prompted for "data like X".
  */
 import fs from 'node:fs';
-import { DataError } from '../errors.js';
+import { DataError, fileError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
 
@@ -55,9 +55,8 @@ export function readSidecar(binPath: string): Sidecar | null {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return null;
-    throw new DataError(`${file}: cannot read sidecar (${code ?? (err as Error).message})`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fileError(err, file, 'sidecar');
   }
   let obj: unknown;
   try {
@@ -113,8 +112,7 @@ export function readTokenFile(binPath: string, opts: { V?: number } = {}): Token
   try {
     fd = fs.openSync(binPath, 'r');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(code === 'ENOENT' ? `${binPath}: token file not found` : `${binPath}: cannot open token file (${code ?? (err as Error).message})`);
+    throw fileError(err, binPath, 'token file', 'open');
   }
   let tokens: Uint16Array;
   try {

@@ -24,7 +24,7 @@
 import fs from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
 import zlib from 'node:zlib';
-import { DataError } from '../errors.js';
+import { DataError, fileError } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
 
 export interface NpyArray {
@@ -412,9 +412,7 @@ export function readNpz(file: string, only?: ReadonlySet<string>): Map<string, N
   try {
     fd = fs.openSync(file, 'r');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new DataError(`${file}: no such file`);
-    throw new DataError(`${file}: cannot read (${code ?? (err as Error).message})`);
+    throw fileError(err, file);
   }
   try {
     const size = fs.fstatSync(fd).size;

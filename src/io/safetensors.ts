@@ -13,7 +13,7 @@
  * fully covering data) and reports each violation as a one-line DataError naming the file.
  */
 import fs from 'node:fs';
-import { DataError } from '../errors.js';
+import { DataError, fileError } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
 
 export interface SafetensorsInput {
@@ -193,9 +193,7 @@ export function readSafetensors(file: string): SafetensorsFile {
   try {
     buf = fs.readFileSync(file);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new DataError(`${file}: no such file`);
-    throw new DataError(`${file}: cannot read (${code ?? (err as Error).message})`);
+    throw fileError(err, file);
   }
   if (buf.length < 8) {
     throw new DataError(`${file}: not a safetensors file (${buf.length} bytes, shorter than the 8-byte header length)`);

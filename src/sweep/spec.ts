@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import YAML from 'yaml';
 import { parseOverride } from '../config/load.js';
-import { DataError, UnforgetError } from '../errors.js';
+import { DataError, fileError, UnforgetError } from '../errors.js';
 
 export type Value = null | boolean | number | string | Value[];
 
@@ -237,8 +237,7 @@ export function readSweepFile(file: string): SweepSpec {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new DataError(code === 'ENOENT' ? `${file}: sweep file not found` : `${file}: cannot read sweep file (${code})`);
+    throw fileError(err, file, 'sweep file');
   }
   let doc: unknown;
   try {

@@ -1,0 +1,58 @@
+/**
+ * `unforget experiment NAME [--preset P] [--out DIR] [CONFIG.yaml ...] [key=value ...]`: one of the
+ * study's experiments, configured by a named preset that files and overrides then change.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load.js';
+import type { ExtraSections } from '../config/schema.js';
+import { UnforgetError } from '../errors.js';
+import { CAPACITY_PRESETS, capacitySections, runCapacity } from '../experiments/language/capacity.js';
+import { LR_PRESETS, lrSections, runLrTradeoff } from '../experiments/language/lrtradeoff.js';
+import { SHIFT_PRESETS, runLanguageShift, shiftSections } from '../experiments/language/shift.js';
+import { TOY_PRESETS, runToyContinual, toySections } from '../experiments/toy/continual.js';
+import { accuracyTable } from '../experiments/toy/demo.js';
+import { splitArgs, withInterrupt, type RunHooks } from './args.js';
+
+interface ExperimentEntry {
+  presets: Record<string, Record<string, unknown>>;
+  defaultPreset: string;
+  sections: ExtraSections;
+  run: (cfg: never, opts: RunHooks) => Promise<{ runDir: string; summary: Record<string, unknown>; table?: string }>;
+  /** The text printed at the end; without it, the experiment's own `table`. */
+  print?: (r: { summary: Record<string, unknown>; table?: string }) => string;
+}
+
+/** The experiments by command-line name; each has its own config section and presets. */
+const EXPERIMENTS: Record<string, ExperimentEntry> = {
+  'toy-continual': {
+    presets: TOY_PRESETS,
+    defaultPreset: 'reference',
+    sections: toySections,
+    run: runToyContinual as ExperimentEntry['run'],
+    print: (r) => accuracyTable(r.summary.tasks as string[], [['final accuracy', r.summary.final_accuracy as Record<string, number>]]),
+  },
+  'language-shift': { presets: SHIFT_PRESETS, defaultPreset: 'small', sections: shiftSections, run: runLanguageShift as ExperimentEntry['run'] },
+  capacity: { presets: CAPACITY_PRESETS, defaultPreset: 'small', sections: capacitySections, run: runCapacity as ExperimentEntry['run'] },
+  'lr-tradeoff': { presets: LR_PRESETS, defaultPreset: 'small', sections: lrSections, run: runLrTradeoff as ExperimentEntry['run'] },
+};
+
+export async function cmdExperiment(args: string[]): Promise<void> {
+  const [name, ...rest] = args;
+  const { values, positionals } = parseArgs({ args: rest, options: { preset: { type: 'string' }, out: { type: 'string' } }, strict: true, allowPositionals: true });
+  const entry = name !== undefined && Object.hasOwn(EXPERIMENTS, name) ? EXPERIMENTS[name]! : null;
+  if (!entry) throw new UnforgetError(`experiment: unknown experiment '${name ?? ''}' (available: ${Object.keys(EXPERIMENTS).join(', ')})`);
+  const presetName = values.preset ?? entry.defaultPreset;
+  const preset = entry.presets[presetName];
+  if (!preset) throw new UnforgetError(`experiment ${name}: unknown preset '${presetName}' (presets: ${Object.keys(entry.presets).join(', ')})`);
+  const { files, overrides } = splitArgs(positionals);
+  // --out DIR is the run folder itself: its parent becomes log.dir and its name run.id.
+  if (values.out) overrides.push(`log.dir=${path.dirname(values.out)}`, `run.id=${path.basename(values.out)}`);
+  const cfg = loadConfig(files, overrides, preset as never, { sections: entry.sections, requireStop: false });
+  await withInterrupt(cfg.log.progress, async (hooks) => {
+    const r = await entry.run(cfg as never, hooks);
+    process.stderr.write(`run folder: ${r.runDir}\n`);
+    const text = entry.print ? entry.print(r) : r.table;
+    if (text) process.stdout.write(text + '\n');
+  });
+}
