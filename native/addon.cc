@@ -155,21 +155,6 @@ Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value GemmBatched(const Napi::CallbackInfo& info) {
-  Args a(info, "gemmBatched");
-  bool ta = a.boolean(0), tb = a.boolean(1);
-  int batch = a.dim(2), M = a.dim(3), N = a.dim(4), K = a.dim(5);
-  float alpha = (float)a.num(6);
-  int64_t sA = (int64_t)a.num(8), sB = (int64_t)a.num(10), sC = (int64_t)a.num(13);
-  int64_t last = batch > 0 ? batch - 1 : 0;
-  const float* A = a.f32(7, batch ? last * sA + (int64_t)M * K : 0);
-  const float* B = a.f32(9, batch ? last * sB + (int64_t)K * N : 0);
-  float beta = (float)a.num(11);
-  float* C = a.f32(12, batch ? last * sC + (int64_t)M * N : 0);
-  uf::gemm_batched(ta, tb, batch, M, N, K, alpha, A, sA, B, sB, beta, C, sC);
-  return info.Env().Undefined();
-}
-
 void throwBadId(const Napi::CallbackInfo& info, const char* fn, int64_t row, int32_t id, int V) {
   throw Napi::RangeError::New(info.Env(), std::string(fn) + ": token id " + std::to_string(id) + " at row " +
                                               std::to_string(row) + " is outside [0, " + std::to_string(V) + ")");
@@ -212,20 +197,6 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   int64_t R = a.dim(4);
   int C = a.dim(5);
   uf::rmsnorm_backward(a.f32(0, R * C), a.f32(1, R * C), a.f32(2, R * C), a.f32(3, R), R, C);
-  return info.Env().Undefined();
-}
-
-template <bool Fwd>
-Napi::Value Rope(const Napi::CallbackInfo& info) {
-  Args a(info, Fwd ? "ropeForward" : "ropeBackward");
-  int B = a.dim(1), T = a.dim(2), heads = a.dim(3), H = a.dim(4);
-  int64_t sB = (int64_t)a.num(5), sT = (int64_t)a.num(6);
-  int pos0 = a.dim(7);
-  if (H % 2) a.fail(4, "(head size) must be even");
-  int64_t need = (B && T) ? (B - 1) * sB + (T - 1) * sT + (int64_t)heads * H : 0;
-  float* x = a.f32(0, need);
-  if (Fwd) uf::rope_forward(x, B, T, heads, H, sB, sT, pos0);
-  else uf::rope_backward(x, B, T, heads, H, sB, sT, pos0);
   return info.Env().Undefined();
 }
 
@@ -378,13 +349,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"getGemmMode", GetGemmMode},
       {"gemmAmxAvailable", GemmAmxAvailable},
       {"gemm", Gemm},
-      {"gemmBatched", GemmBatched},
       {"embeddingForward", EmbeddingForward},
       {"embeddingBackward", EmbeddingBackward},
       {"rmsnormForward", RmsnormForward},
       {"rmsnormBackward", RmsnormBackward},
-      {"ropeForward", Rope<true>},
-      {"ropeBackward", Rope<false>},
       {"qkNormRopeForward", QkNormRopeForward},
       {"qkNormRopeBackward", QkNormRopeBackward},
       {"attentionForward", AttentionForward},

@@ -138,18 +138,6 @@ void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float
   sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
 }
 
-void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
-                  const float* B, int64_t sB, float beta, float* C, int64_t sC) {
-  // Small matrices: one single-threaded cblas call per thread; large ones: let OpenBLAS thread each.
-  double flops = 2.0 * M * N * K;
-  if (flops < 4e6 && batch > 1) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < batch; i++) gemm(ta, tb, M, N, K, alpha, A + i * sA, B + i * sB, beta, C + i * sC);
-  } else {
-    for (int i = 0; i < batch; i++) gemm(ta, tb, M, N, K, alpha, A + i * sA, B + i * sB, beta, C + i * sC);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 int64_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t rows, int V, int D) {
   for (int64_t r = 0; r < rows; r++)
@@ -237,37 +225,6 @@ void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0) {
   }
   cs = g_rope.cs.data() + (size_t)pos0 * half;
   sn = g_rope.sn.data() + (size_t)pos0 * half;
-}
-
-// Rotate one head vector in place; sign=+1 forward, -1 inverse (transpose).
-static inline void rotate(float* x, const float* c, const float* s, int half, float sign) {
-#pragma omp simd
-  for (int i = 0; i < half; i++) {
-    float x1 = x[i], x2 = x[i + half];
-    float si = sign * s[i];
-    x[i] = x1 * c[i] - x2 * si;
-    x[i + half] = x2 * c[i] + x1 * si;
-  }
-}
-
-static void rope_apply(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0,
-                       float sign) {
-  const float *cs, *sn;
-  rope_tables(cs, sn, T, H, pos0);
-  int half = H / 2;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < B; b++)
-    for (int t = 0; t < T; t++)
-      for (int n = 0; n < heads; n++)
-        rotate(x + b * strideB + t * strideTok + (int64_t)n * H, &cs[(size_t)t * half], &sn[(size_t)t * half], half,
-               sign);
-}
-
-void rope_forward(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0) {
-  rope_apply(x, B, T, heads, H, strideB, strideTok, pos0, 1.f);
-}
-void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0) {
-  rope_apply(dx, B, T, heads, H, strideB, strideTok, pos0, -1.f);
 }
 
 // A head at a time through the row helpers (qknorm.h): any even H, in AVX pieces when H is a multiple of 16.

@@ -32,8 +32,6 @@ void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float
 // kind 2: C = C · gelu'(aux)). Identical values to gemm followed by gelu_forward / gelu_backward.
 void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
                float* C, int kind, float* aux);
-void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
-                  const float* B, int64_t sB, float beta, float* C, int64_t sC);
 
 // returns -1 if all ids valid, else the first offending row
 int64_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t rows, int V, int D);
@@ -41,9 +39,6 @@ int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids,
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C);
 void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* rstd, int64_t R, int C);
-
-void rope_forward(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
-void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
 
 inline constexpr float kRmsEps = 1e-6f;
 // RoPE's cos/sin for positions pos0 .. pos0+T-1 of head size H (row p at offset p·H/2), computed once in double

@@ -56,10 +56,6 @@ export interface NativeKernels {
    *  one row), else B. `packed` must hold gemmPackB(transB, N, K, B) of the same B, or the result is wrong. */
   gemmPacked(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
              packed: Uint16Array | null, beta: number, C: F32): void;
-  /** `batch` independent gemms; matrix i of A starts at i*strideA (elements), likewise B and C. */
-  gemmBatched(transA: boolean, transB: boolean, batch: number, M: number, N: number, K: number,
-              alpha: number, A: F32, strideA: number, B: F32, strideB: number, beta: number,
-              C: F32, strideC: number): void;
 
   // ---- embedding ----
   /** out[r,:] = table[ids[r],:]; ids must be in [0,V) (checked; throws RangeError naming the row). */
@@ -74,12 +70,6 @@ export interface NativeKernels {
   rmsnormBackward(dx: F32, dy: F32, y: F32, rstd: F32, R: number, C: number): void;
 
   // ---- RoPE (base 10000, rotate-half; absolute position = pos0 + t) ----
-  /** x is [B, T, heads, H] with token stride `strideTok` (elements between consecutive t) and batch
-   *  stride `strideB`; rotates `heads` heads of size H in place, for t in [0,T), position pos0+t. */
-  ropeForward(x: F32, B: number, T: number, heads: number, H: number, strideB: number, strideTok: number, pos0: number): void;
-  /** In-place inverse rotation of a gradient laid out like ropeForward's x. */
-  ropeBackward(dx: F32, B: number, T: number, heads: number, H: number, strideB: number, strideTok: number, pos0: number): void;
-
   /** Fused q/k post-processing of the qkv projection, x and y both [B*T, 3, N, H]:
    *  y.q = RoPE(RMSNorm_H(x.q)), y.k = RoPE(RMSNorm_H(x.k)), y.v = x.v; rstd [B*T, 2, N].
    *  Position of token t of each sequence is pos0 + t. y may be x itself (in place; v is then left as it is). */
