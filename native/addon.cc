@@ -209,16 +209,6 @@ Napi::Value QkNormRopeForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value QkNormRopeBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "qkNormRopeBackward");
-  int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7), pos0 = a.dim(8);
-  if (H % 2) a.fail(7, "(head size) must be even");
-  int64_t rows = (int64_t)B * T, D = (int64_t)N * H;
-  uf::qk_norm_rope_backward(a.f32(0, rows * 3 * D), a.f32(1, rows * 3 * D), a.f32(2, rows * 3 * D),
-                            a.f32(3, rows * 2 * N), B, T, N, H, pos0);
-  return info.Env().Undefined();
-}
-
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionForward");
   int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6);
@@ -254,13 +244,6 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   Args a(info, "geluForward");
   int64_t n = (int64_t)a.num(2);
   uf::gelu_forward(a.f32(0, n), a.f32(1, n), n);
-  return info.Env().Undefined();
-}
-
-Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "geluBackward");
-  int64_t n = (int64_t)a.num(3);
-  uf::gelu_backward(a.f32(0, n), a.f32(1, n), a.f32(2, n), n, a.boolean(4));
   return info.Env().Undefined();
 }
 
@@ -354,12 +337,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"rmsnormForward", RmsnormForward},
       {"rmsnormBackward", RmsnormBackward},
       {"qkNormRopeForward", QkNormRopeForward},
-      {"qkNormRopeBackward", QkNormRopeBackward},
       {"attentionForward", AttentionForward},
       {"attentionBackward", AttentionBackward},
       {"attentionDecode", AttentionDecode},
       {"geluForward", GeluForward},
-      {"geluBackward", GeluBackward},
       {"crossEntropy", CrossEntropy},
       {"klDiv", KlDiv},
       {"adamwStep", AdamwStep},

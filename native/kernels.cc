@@ -243,19 +243,6 @@ static void qk_norm_rope_forward_rows(float* y, float* rstd, const float* x, int
   }
 }
 
-static void qk_norm_rope_backward_rows(float* dx, const float* dy, const float* y, const float* rstd, int64_t r0,
-                                       int64_t r1, int T, int N, int H, const float* cs, const float* sn) {
-  const int half = H / 2;
-  const int64_t D = (int64_t)N * H;
-  for (int64_t r = r0; r < r1; r++) {
-    const int t = (int)(r % T);
-    for (int j = 0; j < 2 * N; j++) {
-      const int64_t o = r * 3 * D + (int64_t)j * H;
-      scale_rotate_backward(dx + o, dy + o, y + o, H, rstd[r * 2 * N + j], &cs[(size_t)t * half], &sn[(size_t)t * half]);
-    }
-  }
-}
-
 #if defined(__AVX512F__)
 // H = 2, 4, 8 and 16: a vector holds 16/H whole heads; per-head sums are butterflies inside groups of H lanes,
 // and the rotation is y·C + halfswap(y)·S with C = (c, c), S = (−s, s) per head, tiled over the 16 lanes
@@ -330,91 +317,31 @@ static void qk_norm_rope_forward_lanes(float* y, float* rstd, const float* x, in
   }
 }
 
-static void qk_norm_rope_backward_lanes(float* dx, const float* dy, const float* y, const float* rstd, int64_t r0,
-                                        int64_t r1, int T, int N, int H, const float* c16, const float* s16) {
-  const int n = 2 * N * H;
-  const int64_t D = (int64_t)N * H;
-  const __m512 invH = _mm512_set1_ps(1.f / H);
-  const __m512i lane_head = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              __builtin_ctz(H));  // lane ← its head's rstd
-  for (int64_t r = r0; r < r1; r++) {
-    const int t = (int)(r % T);
-    const float* dyr = dy + r * 3 * D;
-    const float* yr = y + r * 3 * D;
-    float* dxr = dx + r * 3 * D;
-    const float* rr = rstd + r * 2 * N;
-    const __m512 C = _mm512_loadu_ps(c16 + (size_t)t * 16), S = _mm512_loadu_ps(s16 + (size_t)t * 16);
-    for (int i = 0; i < n; i += 16) {
-      const __mmask16 m = mask_n(n - i);
-      const __m512 g = _mm512_maskz_loadu_ps(m, dyr + i), v = _mm512_maskz_loadu_ps(m, yr + i);
-      const __m512 mean = _mm512_mul_ps(group_sum(_mm512_mul_ps(g, v), H), invH);
-      const int nh = std::min(16, n - i) / H;
-      const __m512 s = _mm512_permutexvar_ps(lane_head, _mm512_maskz_loadu_ps((__mmask16)((1u << nh) - 1), rr + i / H));
-      const __m512 u = _mm512_mul_ps(_mm512_fnmadd_ps(v, mean, g), s);
-      // inverse rotation: u·C − halfswap(u)·S
-      _mm512_mask_storeu_ps(dxr + i, m, _mm512_fnmadd_ps(half_swap(u, H), S, _mm512_mul_ps(u, C)));
-    }
-  }
-}
 #endif
 
-// Both directions: the rows of B·T split evenly over the threads, each thread's rows through the lane kernels
-// (H ≤ 16) or the row helpers, then v (the last D of each 3D-wide row) copied unless in place.
-template <class Lanes, class Rows>
-static void qk_norm_rope_run(float* dst, const float* src, int B, int T, int N, int H, int pos0, Lanes lanes,
-                             Rows rows) {
+// The rows of B·T split evenly over the threads, each thread's rows through the lane kernel (H ≤ 16) or the row
+// helpers, then v (the last D of each 3D-wide row) copied unless in place.
+void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0) {
   const float *cs, *sn;
   rope_tables(cs, sn, T, H, pos0);
   const int64_t D = (int64_t)N * H, nrows = (int64_t)B * T;
-  const float *c16 = nullptr, *s16 = nullptr;
 #if defined(__AVX512F__)
+  const float *c16 = nullptr, *s16 = nullptr;
   const bool vec = qk_lanes_ok(H);
   if (vec) rope16(c16, s16, cs, sn, T, H, pos0);
-#else
-  const bool vec = false;
 #endif
 #pragma omp parallel
   {
     const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t r0 = nrows * tid / nth, r1 = nrows * (tid + 1) / nth;
-    if (vec) lanes(r0, r1, c16, s16);
-    else rows(r0, r1, cs, sn);
-    if (dst != src)
-      for (int64_t r = r0; r < r1; r++) std::memcpy(dst + r * 3 * D + 2 * D, src + r * 3 * D + 2 * D, sizeof(float) * D);
+#if defined(__AVX512F__)
+    if (vec) qk_norm_rope_forward_lanes(y, rstd, x, r0, r1, T, N, H, c16, s16);
+    else
+#endif
+      qk_norm_rope_forward_rows(y, rstd, x, r0, r1, T, N, H, cs, sn);
+    if (y != x)
+      for (int64_t r = r0; r < r1; r++) std::memcpy(y + r * 3 * D + 2 * D, x + r * 3 * D + 2 * D, sizeof(float) * D);
   }
-}
-
-void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0) {
-  qk_norm_rope_run(
-      y, x, B, T, N, H, pos0,
-      [&](int64_t r0, int64_t r1, const float* c16, const float* s16) {
-#if defined(__AVX512F__)
-        qk_norm_rope_forward_lanes(y, rstd, x, r0, r1, T, N, H, c16, s16);
-#else
-        (void)r0, (void)r1, (void)c16, (void)s16;
-#endif
-      },
-      [&](int64_t r0, int64_t r1, const float* cs, const float* sn) {
-        qk_norm_rope_forward_rows(y, rstd, x, r0, r1, T, N, H, cs, sn);
-      });
-}
-
-void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
-                           int pos0) {
-  // Rotation is orthogonal, so mean(dy_n · y_n) before RoPE equals mean(dy · y) after it, and
-  // dx = rstd · R⁻¹(dy − y · mean(dy·y)).
-  qk_norm_rope_run(
-      dx, dy, B, T, N, H, pos0,
-      [&](int64_t r0, int64_t r1, const float* c16, const float* s16) {
-#if defined(__AVX512F__)
-        qk_norm_rope_backward_lanes(dx, dy, y, rstd, r0, r1, T, N, H, c16, s16);
-#else
-        (void)r0, (void)r1, (void)c16, (void)s16;
-#endif
-      },
-      [&](int64_t r0, int64_t r1, const float* cs, const float* sn) {
-        qk_norm_rope_backward_rows(dx, dy, y, rstd, r0, r1, T, N, H, cs, sn);
-      });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,13 +359,13 @@ static void gelu_forward_range(float* y, const float* x, int64_t n) {
   }
 }
 
-// dx = dy · gelu'(x) (+ dx when accumulating); dx may be dy itself.
-static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
+// c = c · gelu'(x), in place (the backward of GELU written over the incoming gradient).
+static void gelu_grad_range(float* c, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = mask_n(n - i);
-    const __m512 prev = accumulate ? _mm512_maskz_loadu_ps(m, dx + i) : _mm512_setzero_ps();
-    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)), prev);
-    _mm512_mask_storeu_ps(dx + i, m, g);
+    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, c + i), gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)),
+                                     _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(c + i, m, g);
   }
 }
 #else
@@ -451,14 +378,14 @@ static void gelu_forward_range(float* y, const float* x, int64_t n) {
   }
 }
 
-static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
+static void gelu_grad_range(float* c, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) {
     float xi = x[i];
     float u = kGeluC * (xi + kGeluA * xi * xi * xi);
     float t = tanh_fast(u);
     float d = 0.5f * (1.f + t) + 0.5f * xi * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * xi * xi);
-    dx[i] = (accumulate ? dx[i] : 0.f) + dy[i] * d;
+    c[i] = 0.f + c[i] * d;
   }
 }
 #endif
@@ -467,19 +394,19 @@ void gelu_forward(float* y, const float* x, int64_t n) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_forward_range(y + lo, x + lo, hi - lo); });
 }
 
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_backward_range(dx + lo, dy + lo, x + lo, hi - lo, accumulate); });
+static void gelu_grad(float* c, const float* x, int64_t n) {
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_grad_range(c + lo, x + lo, hi - lo); });
 }
 
 // ---------------------------------------------------------------------------------------------
-// GELU fused into a product's output (see GemmEpilogue): the same arithmetic as gelu_forward and
-// gelu_backward(…, accumulate = false), so the fused and the separate forms give identical values.
+// GELU fused into a product's output (see GemmEpilogue): the same arithmetic as gelu_forward and gelu_grad, so the
+// fused and the separate forms give identical values.
 void gemm_epilogue_block(const GemmEpilogue& ep, float* C, int ldc, int i0, int i1, int j0, int j1) {
   for (int i = i0; i < i1; i++) {
     float* c = C + (int64_t)i * ldc;
     const int64_t n = j1 - j0;
     if (ep.kind == 1) gelu_forward_range(ep.y + (int64_t)i * ldc + j0, c + j0, n);
-    else gelu_backward_range(c + j0, c + j0, ep.x + (int64_t)i * ldc + j0, n);
+    else gelu_grad_range(c + j0, ep.x + (int64_t)i * ldc + j0, n);
   }
 }
 
@@ -491,7 +418,7 @@ void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
   if (want_f32(ta, M, N, K) && f32_gemm(ta, tb, M, N, K, alpha, A, B, beta, C, &ep)) return;
   sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
   if (kind == 1) gelu_forward(aux, C, (int64_t)M * N);
-  else gelu_backward(C, C, aux, (int64_t)M * N, false);
+  else gelu_grad(C, aux, (int64_t)M * N);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
 void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B,
                  const uint16_t* packed, float beta, float* C);
 // gemm with GELU fused into its output (C = alpha·op(A)·op(B) + beta·C, then kind 1: aux = gelu(C), C kept;
-// kind 2: C = C · gelu'(aux)). Identical values to gemm followed by gelu_forward / gelu_backward.
+// kind 2: C = C · gelu'(aux)). Identical values to gemm followed by gelu_forward, or by a separate pass of C · gelu'(aux).
 void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
                float* C, int kind, float* aux);
 
@@ -46,8 +46,6 @@ inline constexpr float kRmsEps = 1e-6f;
 void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0);
 
 void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0);
-void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
-                           int pos0);
 
 // lse [B, N, T]: each score row's log-sum-exp (scaled scores), saved for the backward pass.
 // With qk_rstd, q and k of qkv are raw: each head row of q and k gets RMSNorm over H and RoPE at its position
@@ -62,8 +60,6 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
                       int Tmax, int pos0);
 
 void gelu_forward(float* y, const float* x, int64_t n);
-// dx = dy·gelu'(x), added to dx when accumulate (a fresh gradient is written, with no zero-fill first).
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate);
 
 // return the weighted loss sum, or NaN-free; bad target → returns via *bad_row (>=0)
 double cross_entropy(const float* logits, const int32_t* targets, const float* w, int64_t R, int V, float* row_loss,

@@ -324,6 +324,18 @@ export function gelu(x: ArrayLike<number>): F64 {
   return y;
 }
 
+/** gelu'(x) in closed form: with t = tanh(u), u = c(x + 0.044715x³), 0.5(1 + t) + 0.5x(1 − t²)·c(1 + 3·0.044715x²). */
+export function geluGradScalar(x: number): number {
+  const t = Math.tanh(GELU_C * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x);
+}
+
+export function geluGrad(x: ArrayLike<number>): F64 {
+  const d = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) d[i] = geluGradScalar(x[i]);
+  return d;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // losses
 
