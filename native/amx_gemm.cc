@@ -14,6 +14,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include "amx_gemm.h"
+#include "bf16_split.h"
 #include "vmath.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__)
@@ -51,27 +52,6 @@ alignas(64) const TileCfg kTileCfg = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64
 
 void load_tile_config() { _tile_loadconfig(&kTileCfg); }
 
-// Splitting helpers. bfround: round-to-nearest-even to bf16, result kept as fp32 (low 16 bits zero).
-inline __m512 bfround(__m512 x) {
-  __m512i u = _mm512_castps_si512(x);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-  return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
-}
-// x -> P pieces (fp32 values exactly representable in bf16): hi, mid, lo (the kernel uses P = 3).
-// r = x − hi is a multiple of ulp24(x) of at most 2^15 of them; mid rounds r to 8 bits, so lo = r − mid is a
-// multiple of ulp24(x) of at most 2^7 of them: at most 8 significant bits, already a bf16 value (with denormals
-// flushed, a lo below the normal range is 0). Rounding it again was a no-op (10 of the 45 vector operations that
-// packing one 32-value row of a tile took).
-template <int P>
-inline void split(__m512 x, __m512* out) {
-  __m512 h = bfround(x);
-  out[0] = h;
-  __m512 r = _mm512_sub_ps(x, h);  // exact
-  __m512 m = bfround(r);
-  out[1] = m;
-  if (P == 3) out[2] = _mm512_sub_ps(r, m);  // exact, and a bf16 value (above)
-}
 // 32 contiguous values (two vectors) -> 16 dwords = 32 bf16 in order
 inline __m512i pack_contig(__m512 lo16, __m512 hi16) {
   const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
@@ -115,8 +95,8 @@ inline void line_pieces(const float* X, int ld, int line, int n_lines, int K, in
     x1 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0 - 16), X + (size_t)line * ld + k0 + 16);
   }
   __m512 s0[3], s1[3];
-  split<P>(x0, s0);
-  split<P>(x1, s1);
+  uf::split<P>(x0, s0);
+  uf::split<P>(x1, s1);
   for (int p = 0; p < P; p++) piece[p] = pack_contig(s0[p], s1[p]);
 }
 // One k pair of the kpairs layout: rows ka, ka+1 (zero from K on), 16 lines from line0 (lanes outside ml zero).
@@ -126,8 +106,8 @@ inline void kpair_pieces(const float* X, int ld, int line0, __mmask16 ml, int K,
   const __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)ka * ld + line0) : _mm512_setzero_ps();
   const __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)kb * ld + line0) : _mm512_setzero_ps();
   __m512 se[3], so[3];
-  split<P>(xe, se);
-  split<P>(xo, so);
+  uf::split<P>(xe, se);
+  uf::split<P>(xo, so);
   for (int p = 0; p < P; p++) piece[p] = pack_pair(se[p], so[p]);
 }
 template <int P>
