@@ -6,10 +6,10 @@
 //   rows_ab<false>:  C[i, :] =   Σ_j P[i, j] Z[j, :]    (O = P V, dQ = dS K)       h vectorised
 //   rows_ab<true>:   C[j, :] =   Σ_i P[i, j] Z[i, :]    (dK = dSᵀ Q, dV = Pᵀ dO)   h vectorised
 // Each works on a block of 8 rows and only over the causal part: row block [i0, i0+8) of S needs
-// columns j < i0+8, and column j of P or dS is zero above row j. That halves the work of the
-// full-matrix products the previous version made through sgemm, and avoids per-head cblas calls
-// for short sequences. The forward saves each score row's log-sum-exp; the backward recomputes
-// P = exp(S − lse) from Q and K (one product more) instead of reading B·N·T² stored probabilities.
+// columns j < i0+8, and column j of P or dS is zero above row j: half the work of full-matrix
+// products, and no per-head cblas calls for short sequences. The forward saves each score row's
+// log-sum-exp; the backward recomputes P = exp(S − lse) from Q and K (one product more) instead of
+// reading B·N·T² stored probabilities.
 // rows_abt applies an epilogue to each stored vector: the plain scale, or the masked exp that turns a block of
 // scores into softmax numerators (CausalExp), so the backward's P, and the forward's when q and k are
 // normalised (bounded scores), need no separate pass over the rows.
@@ -254,8 +254,8 @@ inline void softmax_grad_padded(float* di, const float* Pi, int jEnd, float scal
 #endif
 }
 
-// n floats; inline, since per-head rows are 16–64 floats and a memcpy call per row was a tenth of
-// the attention time.
+// n floats; inline, since per-head rows are only 16–64 floats and a memcpy call per row would cost more than
+// the copy.
 inline void copy_row(float* __restrict dst, const float* __restrict src, int n) {
 #if defined(__AVX512F__)
   int i = 0;
@@ -276,7 +276,7 @@ inline void load_head(float* dst, int Hp, const float* src, int64_t ld, int T, i
 
 // dst[h, t] = src[t, h] for t < Tp, from a padded [Tp, Hp] buffer into a [Hp, Tp] one (rows h ≥ H come
 // out as the source's zero padding). 16×16 blocks transposed in registers: reading single floats back
-// from lines just written by vector stores stalled on store forwarding.
+// from lines just written by vector stores would stall on store forwarding.
 inline void transpose_head(float* __restrict dst, int Tp, const float* __restrict src, int Hp, int H) {
 #if defined(__AVX512F__)
   (void)H;
@@ -353,8 +353,8 @@ inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, in
 // that are written before they are read. Padded rows (≥ T) and columns (≥ H) of the head slots never reach a
 // stored result, but they are kept zero so that no stale value of another shape (NaN, denormals) enters the
 // arithmetic: only [0,T)×[0,H) is ever written, so head slots are zeroed only when T or H changes or a call's
-// row slots overlapped them. (Allocating and zeroing the scratch in every call wrote 1.3 MB (forward) and
-// 2.9 MB (backward) per thread, pushing the heads' data out of L2: attention 2–3% slower.)
+// row slots overlapped them. (Allocating and zeroing the scratch in every call would push the heads' data out
+// of L2.)
 struct Scratch {
   std::vector<float> buf;
   int T = -1, H = -1, clean = 0;  // head slots [0, clean) are zero outside [0,T)×[0,H)
@@ -372,9 +372,9 @@ struct Scratch {
 thread_local Scratch g_scratch;
 
 #if defined(__AVX512F__)
-// Heads with H = 16 and T ≤ 16 (the second benchmark model: T = 14, 16 heads of 16): every row of q, k, v and
-// dO is one vector, so a head is handled in registers and a few L1 rows, without the padded copies and
-// row-block bookkeeping of the general path (about 2700 cycles per such head, for 6 kFLOP).
+// Heads with H = 16 and T ≤ 16: every row of q, k, v and dO is one vector, so a head is handled in registers and
+// a few L1 rows, without the padded copies and row-block bookkeeping of the general path, whose fixed cost would
+// outweigh such a head's few thousand FLOP.
 constexpr int kSmall = 16;
 
 // Rows [0, T) of a strided [T, 16] head (zeros below), transposed: X[h] holds column h over the 16 positions.
@@ -710,14 +710,12 @@ void decode_row_v(float* out, const float* q, const float* kc, const float* vc, 
 // same order, so the results are the same bit for bit. s: NH rows of round16(last+1) floats.
 // The pass over the keys also requests the start of this sequence's value rows into L2, and the pass over the
 // values the start of the next sequence's key rows (next_k, or null), so each pass has a second stream from
-// memory and the next pass starts without waiting for the hardware prefetcher to ramp up: the third model's
-// decode attention (64 sequences of up to 256 cached rows of 1 KiB, out of cache) 933 → 785 ms per sampling call.
+// memory and the next pass starts without waiting for the hardware prefetcher to ramp up.
 template <int NC, int NH>
 void decode_rows_all(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int last,
                      float scale, float* s, const float* next_k) {
-  // The first quarter of each row's 64-byte lines (NC·NH lines a row; at least one): the third model's 1 KiB rows
-  // ran as fast or faster than with all 16 lines or every fourth line requested (three alternations: 10.6–11.4k
-  // against 9.7–10.9k and 10.3–11.1k tokens/s), the first model's within 2–4% either way.
+  // The first quarter of each row's 64-byte lines (NC·NH lines a row; at least one): requesting more of the row
+  // only adds instructions, as the hardware prefetcher follows the rest (docs/performance.md).
   constexpr int kLines = NC * NH / 4 > 0 ? NC * NH / 4 : 1;
   auto fetch_row = [](const float* row) {
     for (int l = 0; l < kLines; l++) _mm_prefetch((const char*)row + 64 * l, _MM_HINT_T1);
@@ -836,8 +834,7 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
   const RowFn vec = H % 16 == 0 && H / 16 <= 8 ? kVec[H / 16] : nullptr;
   const bool heads16 = H == 16 && N % 16 == 0;  // sixteen heads at a time, lanes = heads
   // Otherwise, with 2 to 16 heads of H ≤ 64 whose rows together fit 16 vectors (D ≤ 256, H a multiple of 16), all
-  // heads of a sequence in one pass over its rows: one sequential stream per sequence (measured on the KV
-  // cache of the benchmark models, out of cache: 23.5 → 24.7–27.7 GB/s at H = 64, 34.5 → 40–43 GB/s at H = 32).
+  // heads of a sequence in one pass over its rows: one sequential stream per sequence.
   const AllFn all = !heads16 && H % 16 == 0 && H <= 64 && N >= 2 && (H / 16) * N <= 16 ? kAll[H / 16][N] : nullptr;
 #else
   const bool heads16 = false;

@@ -1,6 +1,6 @@
 // Kernel implementations. Parallelism: OpenMP over independent rows/heads; matrix products go to
 // OpenBLAS (the OpenMP build, so a cblas call made inside one of our parallel regions runs on the
-// calling thread instead of oversubscribing the two cores).
+// calling thread instead of oversubscribing the cores).
 // GCC 12 reports a false "may be used uninitialized" inside its own AVX-512 intrinsics (as in amx_gemm.cc).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels.h"
@@ -31,10 +31,9 @@ void set_num_threads(int n) {
   g_threads = n;
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
-  // Tiny gradients and Adam second moments underflow into denormals, which Intel cores process
-  // ~100x slower (measured: AdamW 0.5 ms → 8.8 ms inside a training step). Worker threads run
-  // only our kernels, so they flush denormals for good (as XLA's CPU backend does); the calling
-  // thread does it per kernel call (see addon.cc) so JavaScript keeps IEEE semantics.
+  // Tiny gradients and Adam second moments underflow into denormals, which many cores handle through slow
+  // microcode assists. Worker threads run only our kernels, so they flush denormals for good (as XLA's CPU
+  // backend does); the calling thread does it per kernel call (see addon.cc) so JavaScript keeps IEEE semantics.
 #pragma omp parallel
   enable_flush_denormals();
 }
@@ -70,17 +69,14 @@ void set_gemm_mode(int mode) { g_gemm_mode = mode < 0 || mode > 2 ? 0 : mode; }
 bool gemm_amx_available() { return amx_available(); }
 
 // AMX repacks both operands on every call, O(K(M+N)), so it pays off only when the product is long on both
-// sides. Measured (AVX-512 OpenBLAS as the alternative): activation × weight products (M = tokens) 1.5–2.3×
-// sgemm; the decoder's M = 64 products made sampling 5–10% slower; weight gradients Xᵀ·dY (K = tokens),
-// since amx_gemm swaps operands to keep the wider side in L2-sized chunks and packs k-major sources along
-// their rows, 1.15–1.5× with sides from 20 × 256 to 4096 × 128 and 4096 × 256, equal at 4096 × 64, and
-// 0.7–0.8× with a side of 8.
+// sides: activation × weight products with many rows (M tokens), and weight gradients Xᵀ·dY (K tokens) whose
+// sides are not too unequal (amx_gemm swaps operands to keep the wider side in L2-sized chunks).
 static bool want_amx(bool ta, int M, int N, int K) {
   int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel()) return false;
   if (mode == 2) return true;
   if (2.0 * M * N * K < 4e6) return false;
-  // Activation products need many rows (M tokens); few rows (decoding) stay on sgemm, where AMX measured slower.
+  // Activation products need many rows (M tokens): with few (decoding), packing B on every call outweighs the tiles.
   if (!ta && M < 256) return false;
   // Weight gradients (A transposed, K tokens): the packing of the long side dominates once the short side is
   // 64 times shorter, and a side under 16 (a LoRA rank of 8: 256 × 8, 8 × 256) wastes most of each tile.
@@ -96,13 +92,10 @@ static void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
 
 // Machines without AMX: activation products (many rows: M tokens) with a narrow output (N ≤ 384: the model's
 // attention-output, down and lm-head input-gradient products at D = 256, most products at D = 128) run on the float32
-// engine of f32_packed.cc, with B packed per call (O(K·N), under 1% of these products). Measured on a 2-core AMD
-// EPYC (Zen 4, AVX-512) in the third benchmark model's training step (per-kernel profile, two rounds): those products
-// (N = 256, K = 256 to 4096) 292–296 → 259–277 ms per step, most of them 10–20% faster one by one. Wider outputs
-// measured even or slower, and the MLP's products with GELU fused into each 8 × 32 block 4–21% slower than sgemm
-// and a separate pass, so those stay on sgemm. gemm and gemmGelu choose alike, so their values stay identical.
-// Weight gradients (A transposed, K tokens) stay on sgemm too: packing their B, K × N, would cost a tenth of the
-// product.
+// engine of f32_packed.cc, with B packed per call (O(K·N) against the product's O(M·N·K)), the one shape where it
+// beats sgemm (docs/performance.md); wider outputs, and GELU fused into its blocks, do not, so they stay on sgemm.
+// gemm and gemmGelu choose alike, so their values stay identical. Weight gradients (A transposed, K tokens) stay on
+// sgemm too: their B is a long K × N activation gradient, which packing per call would stream through memory again.
 static bool want_f32(bool ta, int M, int N, int K) {
   const int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel() || amx_available()) return false;
@@ -129,7 +122,7 @@ void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float
   const int mode = get_gemm_mode();
   if (packed && mode != 1 && !omp_in_parallel()) {
     if (amx_available()) {
-      // With B packed beforehand AMX wins from 8 rows up (decoder products: 1.5–1.8× sgemm at 64 rows).
+      // With B packed beforehand only A is packed per call, so AMX pays off from 8 rows (half a tile) up.
       if ((M >= 8 || mode == 2) && amx_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C)) return;
     } else if (f32_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C)) {
       return;
@@ -197,7 +190,7 @@ void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* r
 
 // ---------------------------------------------------------------------------------------------
 // cos/sin of position · f_i for positions 0..n-1 of head size H, computed in double once and kept: a training
-// step asks for the same table in every layer (at T = 256, H = 64 it was 0.6 ms of sin/cos per call).
+// step asks for the same table in every layer.
 // Kernels run on the JavaScript thread, one at a time, so a single cache needs no lock.
 struct RopeTable {
   int H = 0, n = 0;
@@ -493,9 +486,9 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
   double total = 0.0;
 #pragma omp parallel reduction(+ : total)
   {
-    // exp(P − max P) and exp(Q − max Q) of the current row, computed once (five exponentials per element became
-    // two). The gradient is written only in the last pass over the row, after every read of Q, so dlq may be lq
-    // itself (the gradient written over θ's logits).
+    // exp(P − max P) and exp(Q − max Q) of the current row, computed once and kept for the later passes. The
+    // gradient is written only in the last pass over the row, after every read of Q, so dlq may be lq itself
+    // (the gradient written over θ's logits).
     std::vector<float> ep_row((size_t)V), eq_row((size_t)V);
     float* ep = ep_row.data();
     float* eq = eq_row.data();

@@ -13,8 +13,9 @@ void enable_flush_denormals();
 int get_num_threads();
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C);
-// Which engine gemm() uses: 0 auto (AMX-BF16 where available and faster, else cblas_sgemm), 1 cblas_sgemm
-// only, 2 AMX wherever possible. Initial value from UNFORGET_GEMM=auto|blas|amx (default auto).
+// Which engine gemm() uses: 0 auto (AMX-BF16, or without AMX the float32 packed kernel, for the products the rules in
+// kernels.cc give them; cblas_sgemm for the rest), 1 cblas_sgemm only, 2 AMX wherever possible. Initial value from
+// UNFORGET_GEMM=auto|blas|amx (default auto).
 void set_gemm_mode(int mode);
 int get_gemm_mode();
 // True when gemm() can use the AMX kernel on this machine (build and OS support).
@@ -61,7 +62,8 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
 
 void gelu_forward(float* y, const float* x, int64_t n);
 
-// return the weighted loss sum, or NaN-free; bad target → returns via *bad_row (>=0)
+// Returns the weighted loss sum; a target outside [0, V) in a row of nonzero weight is reported in *bad_row (else
+// -1) and then nothing is computed.
 double cross_entropy(const float* logits, const int32_t* targets, const float* w, int64_t R, int V, float* row_loss,
                      float* dlogits, float grad_scale, int64_t* bad_row);
 double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V, float* row_loss, float* dlq,
