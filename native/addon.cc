@@ -160,27 +160,21 @@ void throwBadId(const Napi::CallbackInfo& info, const char* fn, int64_t row, int
                                               std::to_string(row) + " is outside [0, " + std::to_string(V) + ")");
 }
 
-Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
-  Args a(info, "embeddingForward");
+// embeddingForward(out, table, ids, rows, V, D) and embeddingBackward(dtable, dout, ids, rows, V, D): argument 0
+// is written and argument 1 read, one of them the [V, D] table and the other the [rows, D] rows.
+template <bool kBackward>
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  const char* fn = kBackward ? "embeddingBackward" : "embeddingForward";
+  Args a(info, fn);
   int64_t rows = a.dim(3);
   int V = a.dim(4), D = a.dim(5);
-  float* out = a.f32(0, rows * D);
-  const float* table = a.f32(1, (int64_t)V * D);
+  const int64_t table = (int64_t)V * D;
+  float* dst = a.f32(0, kBackward ? table : rows * D);
+  const float* src = a.f32(1, kBackward ? rows * D : table);
   const int32_t* ids = a.i32(2, rows);
-  int64_t bad = uf::embedding_forward(out, table, ids, rows, V, D);
-  if (bad >= 0) throwBadId(info, "embeddingForward", bad, ids[bad], V);
-  return info.Env().Undefined();
-}
-
-Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "embeddingBackward");
-  int64_t rows = a.dim(3);
-  int V = a.dim(4), D = a.dim(5);
-  float* dtable = a.f32(0, (int64_t)V * D);
-  const float* dout = a.f32(1, rows * D);
-  const int32_t* ids = a.i32(2, rows);
-  int64_t bad = uf::embedding_backward(dtable, dout, ids, rows, V, D);
-  if (bad >= 0) throwBadId(info, "embeddingBackward", bad, ids[bad], V);
+  int64_t bad = kBackward ? uf::embedding_backward(dst, src, ids, rows, V, D)
+                          : uf::embedding_forward(dst, src, ids, rows, V, D);
+  if (bad >= 0) throwBadId(info, fn, bad, ids[bad], V);
   return info.Env().Undefined();
 }
 
@@ -332,8 +326,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"getGemmMode", GetGemmMode},
       {"gemmAmxAvailable", GemmAmxAvailable},
       {"gemm", Gemm},
-      {"embeddingForward", EmbeddingForward},
-      {"embeddingBackward", EmbeddingBackward},
+      {"embeddingForward", Embedding<false>},
+      {"embeddingBackward", Embedding<true>},
       {"rmsnormForward", RmsnormForward},
       {"rmsnormBackward", RmsnormBackward},
       {"qkNormRopeForward", QkNormRopeForward},

@@ -14,13 +14,13 @@
 // scores into softmax numerators (CausalExp), so the backward's P, and the forward's when q and k are
 // normalised (bounded scores), need no separate pass over the rows.
 // Builds without AVX-512 get the same loops in plain C++.
+// GCC 12 flags its own AVX-512 intrinsics (_mm512_reduce_*, the unpacks of transpose16) as (maybe-)uninitialized, a
+// false positive located in its headers, so the pragmas come before any include.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "kernels.h"
 #include "qknorm.h"
 #include "vmath.h"
-
-// GCC 12 flags its own _mm512_reduce_* helpers as (maybe-)uninitialized (a false positive).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <omp.h>
 #if defined(__AVX512F__)
@@ -502,6 +502,20 @@ void small_head_backward(float* dq, const float* g, const float* L, const float*
 }
 #endif
 
+// The training kernels' buffers: qkv [B, T, 3, N, H], out and dout [B, T, N, H], lse [B, N, T]. The *_at(b, n) give
+// where head (b, n) starts in them (in qkv at its q; its k and v are D and 2D further on).
+struct Layout {
+  int T, N, H;
+  int64_t D, ld;  // N·H, and the row stride of qkv (3D)
+  int Tp, Hp;     // T and H rounded up to 16 (the padded head buffers)
+  float scale;    // of the scores, 1/√H
+  Layout(int T_, int N_, int H_)
+      : T(T_), N(N_), H(H_), D((int64_t)N_ * H_), ld(3 * D), Tp(round16(T_)), Hp(round16(H_)),
+        scale(1.0f / std::sqrt((float)H_)) {}
+  int64_t qkv_at(int b, int n) const { return (int64_t)b * T * ld + (int64_t)n * H; }
+  int64_t out_at(int b, int n) const { return (int64_t)b * T * D + (int64_t)n * H; }
+  int64_t lse_at(int b, int n) const { return ((int64_t)b * N + n) * T; }
+};
 }  // namespace
 
 // The RoPE tables and rstd of the fused q/k normalisation, or none.
@@ -514,9 +528,10 @@ static QkNorm qk_norm(float* out, const float* in, int T, int N, int H) {
 }
 
 void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const int Tp = round16(T), Hp = round16(H);
+  const Layout at(T, N, H);
+  const int64_t D = at.D, ld = at.ld;
+  const float scale = at.scale;
+  const int Tp = at.Tp, Hp = at.Hp;
   const QkNorm nq = qk_norm(qk_rstd, nullptr, T, N, H);
   // With q and k normalised (|q| = |k| ≤ √H), every score lies in [−√H, √H]: exp(s − √H) can neither overflow
   // nor (for H ≤ 1024, down to e^-64) underflow, so the row maximum is not needed and the numerators come
@@ -528,8 +543,8 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
-        small_head_forward(out + (int64_t)b * T * D + (int64_t)n * H, lse + ((int64_t)b * N + n) * T,
-                           qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T, scale, nq.head(b, n, T));
+        small_head_forward(out + at.out_at(b, n), lse + at.lse_at(b, n), qkv + at.qkv_at(b, n), D, ld, T, scale,
+                           nq.head(b, n, T));
     return;
   }
 #endif
@@ -542,10 +557,10 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
-        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
+        const float* q = qkv + at.qkv_at(b, n);
         // Padded rows and columns of the head slots are zero (Scratch::prepare): only [0,T)×[0,H) is ever written.
         load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, nq.head(b, n, T));
-        float* L = lse + ((int64_t)b * N + n) * T;
+        float* L = lse + at.lse_at(b, n);
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
           const int iEnd = std::min(i0 + kRows, T);
@@ -568,25 +583,25 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
             rows_ab<false>(O + (int64_t)i0 * Hp, Hp, S, Tp, V, Hp, 0, iEnd, Hp);
           }
         }
-        store_head(out + (int64_t)b * T * D + (int64_t)n * H, D, O, Hp, T, H);
+        store_head(out + at.out_at(b, n), D, O, Hp, T, H);
       }
   }
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
                         int H, const float* qk_rstd) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const int Tp = round16(T), Hp = round16(H);
+  const Layout at(T, N, H);
+  const int64_t D = at.D, ld = at.ld;
+  const float scale = at.scale;
+  const int Tp = at.Tp, Hp = at.Hp;
   const QkNorm nq = qk_norm(nullptr, qk_rstd, T, N, H);
 #if defined(__AVX512F__)
   if (H == kSmall && T <= kSmall) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
-        small_head_backward(dqkv + (int64_t)b * T * ld + (int64_t)n * H, dout + (int64_t)b * T * D + (int64_t)n * H,
-                            lse + ((int64_t)b * N + n) * T, qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T,
-                            scale, nq.head(b, n, T));
+        small_head_backward(dqkv + at.qkv_at(b, n), dout + at.out_at(b, n), lse + at.lse_at(b, n),
+                            qkv + at.qkv_at(b, n), D, ld, T, scale, nq.head(b, n, T));
     return;
   }
 #endif
@@ -599,12 +614,12 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
-        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
+        const float* q = qkv + at.qkv_at(b, n);
         const QkNorm hq = nq.head(b, n, T);
         load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, hq);
         transpose_head(Vt, Tp, V, Hp, H);
-        load_head(G, Hp, dout + (int64_t)b * T * D + (int64_t)n * H, D, T, H);
-        const float* L = lse + ((int64_t)b * N + n) * T;
+        load_head(G, Hp, dout + at.out_at(b, n), D, T, H);
+        const float* L = lse + at.lse_at(b, n);
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
           const int iEnd = std::min(i0 + kRows, T);
@@ -632,7 +647,7 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
           hq.backward(dQ, Q, Hp, T, H, 0);
           hq.backward(dK, K, Hp, T, H, 1);
         }
-        float* dq = dqkv + (int64_t)b * T * ld + (int64_t)n * H;
+        float* dq = dqkv + at.qkv_at(b, n);
         store_head(dq, ld, dQ, Hp, T, H);
         store_head(dq + D, ld, dK, Hp, T, H);
         store_head(dq + 2 * D, ld, dV, Hp, T, H);

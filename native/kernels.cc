@@ -189,35 +189,36 @@ void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* r
 }
 
 // ---------------------------------------------------------------------------------------------
-// cos/sin of position · f_i for positions 0..n-1 of head size H, computed in double once and kept: a training
-// step asks for the same table in every layer.
-// Kernels run on the JavaScript thread, one at a time, so a single cache needs no lock.
-struct RopeTable {
+// RoPE's cos and sin rows for positions 0..n-1 of head size H, kept between calls. Kernels run on the JavaScript
+// thread, one at a time, so a single cache needs no lock.
+struct CosSinTable {
   int H = 0, n = 0;
-  std::vector<float> cs, sn;
+  std::vector<float> c, s;
 };
-static RopeTable g_rope;
+// cos/sin of position · f_i, computed in double once and kept: a training step asks for the same table in every
+// layer.
+static CosSinTable g_rope;
 
 // Pointers to the rows for positions pos0 .. pos0+T-1 (row p at offset p·H/2).
 void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0) {
   const int need = pos0 + T, half = H / 2;
   if (g_rope.H != H || g_rope.n < need) {
     const int n = std::max(need, g_rope.H == H ? 2 * g_rope.n : 0);
-    g_rope.cs.resize((size_t)n * half);
-    g_rope.sn.resize((size_t)n * half);
+    g_rope.c.resize((size_t)n * half);
+    g_rope.s.resize((size_t)n * half);
     for (int i = 0; i < half; i++) {
       double f = std::pow(10000.0, -2.0 * i / H);
       for (int t = 0; t < n; t++) {
         double a = (double)t * f;
-        g_rope.cs[(size_t)t * half + i] = (float)std::cos(a);
-        g_rope.sn[(size_t)t * half + i] = (float)std::sin(a);
+        g_rope.c[(size_t)t * half + i] = (float)std::cos(a);
+        g_rope.s[(size_t)t * half + i] = (float)std::sin(a);
       }
     }
     g_rope.H = H;
     g_rope.n = n;
   }
-  cs = g_rope.cs.data() + (size_t)pos0 * half;
-  sn = g_rope.sn.data() + (size_t)pos0 * half;
+  cs = g_rope.c.data() + (size_t)pos0 * half;
+  sn = g_rope.s.data() + (size_t)pos0 * half;
 }
 
 // A head at a time through the row helpers (qknorm.h): any even H, in AVX pieces when H is a multiple of 16.
@@ -258,11 +259,7 @@ static inline __m512 half_swap(__m512 v, int H) {  // exchange the two halves of
 static inline bool qk_lanes_ok(int H) { return H == 2 || H == 4 || H == 8 || H == 16; }
 
 // C and S tiled to 16 lanes, for positions pos0 .. pos0+T-1 of head size H ≤ 16 (row p at offset 16·p).
-struct Rope16 {
-  int H = 0, n = 0;
-  std::vector<float> c, s;
-};
-static Rope16 g_rope16;
+static CosSinTable g_rope16;
 static void rope16(const float*& c16, const float*& s16, const float* cs, const float* sn, int T, int H, int pos0) {
   const int need = pos0 + T, half = H / 2;
   if (g_rope16.H != H || g_rope16.n < need) {
@@ -343,6 +340,8 @@ static inline float tanh_fast(float u) {
   // tanh(u) = 1 − 2/(exp(2u)+1); saturates correctly at ±inf through fast_exp's clamps.
   return 1.f - 2.f / (fast_exp(2.f * u) + 1.f);
 }
+// GELU-tanh's tanh(√(2/π)(x + A x³)).
+static inline float gelu_tanh(float x) { return tanh_fast(kGeluC * (x + kGeluA * x * x * x)); }
 
 #if defined(__AVX512F__)
 static void gelu_forward_range(float* y, const float* x, int64_t n) {
@@ -366,8 +365,7 @@ static void gelu_forward_range(float* y, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) {
     float xi = x[i];
-    float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-    y[i] = 0.5f * xi * (1.f + tanh_fast(u));
+    y[i] = 0.5f * xi * (1.f + gelu_tanh(xi));
   }
 }
 
@@ -375,8 +373,7 @@ static void gelu_grad_range(float* c, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) {
     float xi = x[i];
-    float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-    float t = tanh_fast(u);
+    float t = gelu_tanh(xi);
     float d = 0.5f * (1.f + t) + 0.5f * xi * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * xi * xi);
     c[i] = 0.f + c[i] * d;
   }
