@@ -155,47 +155,26 @@ Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value GemmBatched(const Napi::CallbackInfo& info) {
-  Args a(info, "gemmBatched");
-  bool ta = a.boolean(0), tb = a.boolean(1);
-  int batch = a.dim(2), M = a.dim(3), N = a.dim(4), K = a.dim(5);
-  float alpha = (float)a.num(6);
-  int64_t sA = (int64_t)a.num(8), sB = (int64_t)a.num(10), sC = (int64_t)a.num(13);
-  int64_t last = batch > 0 ? batch - 1 : 0;
-  const float* A = a.f32(7, batch ? last * sA + (int64_t)M * K : 0);
-  const float* B = a.f32(9, batch ? last * sB + (int64_t)K * N : 0);
-  float beta = (float)a.num(11);
-  float* C = a.f32(12, batch ? last * sC + (int64_t)M * N : 0);
-  uf::gemm_batched(ta, tb, batch, M, N, K, alpha, A, sA, B, sB, beta, C, sC);
-  return info.Env().Undefined();
-}
-
 void throwBadId(const Napi::CallbackInfo& info, const char* fn, int64_t row, int32_t id, int V) {
   throw Napi::RangeError::New(info.Env(), std::string(fn) + ": token id " + std::to_string(id) + " at row " +
                                               std::to_string(row) + " is outside [0, " + std::to_string(V) + ")");
 }
 
-Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
-  Args a(info, "embeddingForward");
+// embeddingForward(out, table, ids, rows, V, D) and embeddingBackward(dtable, dout, ids, rows, V, D): argument 0
+// is written and argument 1 read, one of them the [V, D] table and the other the [rows, D] rows.
+template <bool kBackward>
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  const char* fn = kBackward ? "embeddingBackward" : "embeddingForward";
+  Args a(info, fn);
   int64_t rows = a.dim(3);
   int V = a.dim(4), D = a.dim(5);
-  float* out = a.f32(0, rows * D);
-  const float* table = a.f32(1, (int64_t)V * D);
+  const int64_t table = (int64_t)V * D;
+  float* dst = a.f32(0, kBackward ? table : rows * D);
+  const float* src = a.f32(1, kBackward ? rows * D : table);
   const int32_t* ids = a.i32(2, rows);
-  int64_t bad = uf::embedding_forward(out, table, ids, rows, V, D);
-  if (bad >= 0) throwBadId(info, "embeddingForward", bad, ids[bad], V);
-  return info.Env().Undefined();
-}
-
-Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "embeddingBackward");
-  int64_t rows = a.dim(3);
-  int V = a.dim(4), D = a.dim(5);
-  float* dtable = a.f32(0, (int64_t)V * D);
-  const float* dout = a.f32(1, rows * D);
-  const int32_t* ids = a.i32(2, rows);
-  int64_t bad = uf::embedding_backward(dtable, dout, ids, rows, V, D);
-  if (bad >= 0) throwBadId(info, "embeddingBackward", bad, ids[bad], V);
+  int64_t bad = kBackward ? uf::embedding_backward(dst, src, ids, rows, V, D)
+                          : uf::embedding_forward(dst, src, ids, rows, V, D);
+  if (bad >= 0) throwBadId(info, fn, bad, ids[bad], V);
   return info.Env().Undefined();
 }
 
@@ -215,36 +194,12 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-template <bool Fwd>
-Napi::Value Rope(const Napi::CallbackInfo& info) {
-  Args a(info, Fwd ? "ropeForward" : "ropeBackward");
-  int B = a.dim(1), T = a.dim(2), heads = a.dim(3), H = a.dim(4);
-  int64_t sB = (int64_t)a.num(5), sT = (int64_t)a.num(6);
-  int pos0 = a.dim(7);
-  if (H % 2) a.fail(4, "(head size) must be even");
-  int64_t need = (B && T) ? (B - 1) * sB + (T - 1) * sT + (int64_t)heads * H : 0;
-  float* x = a.f32(0, need);
-  if (Fwd) uf::rope_forward(x, B, T, heads, H, sB, sT, pos0);
-  else uf::rope_backward(x, B, T, heads, H, sB, sT, pos0);
-  return info.Env().Undefined();
-}
-
 Napi::Value QkNormRopeForward(const Napi::CallbackInfo& info) {
   Args a(info, "qkNormRopeForward");
   int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6), pos0 = a.dim(7);
   if (H % 2) a.fail(6, "(head size) must be even");
   int64_t rows = (int64_t)B * T, D = (int64_t)N * H;
   uf::qk_norm_rope_forward(a.f32(0, rows * 3 * D), a.f32(1, rows * 2 * N), a.f32(2, rows * 3 * D), B, T, N, H, pos0);
-  return info.Env().Undefined();
-}
-
-Napi::Value QkNormRopeBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "qkNormRopeBackward");
-  int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7), pos0 = a.dim(8);
-  if (H % 2) a.fail(7, "(head size) must be even");
-  int64_t rows = (int64_t)B * T, D = (int64_t)N * H;
-  uf::qk_norm_rope_backward(a.f32(0, rows * 3 * D), a.f32(1, rows * 3 * D), a.f32(2, rows * 3 * D),
-                            a.f32(3, rows * 2 * N), B, T, N, H, pos0);
   return info.Env().Undefined();
 }
 
@@ -283,13 +238,6 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   Args a(info, "geluForward");
   int64_t n = (int64_t)a.num(2);
   uf::gelu_forward(a.f32(0, n), a.f32(1, n), n);
-  return info.Env().Undefined();
-}
-
-Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "geluBackward");
-  int64_t n = (int64_t)a.num(3);
-  uf::gelu_backward(a.f32(0, n), a.f32(1, n), a.f32(2, n), n, a.boolean(4));
   return info.Env().Undefined();
 }
 
@@ -378,20 +326,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"getGemmMode", GetGemmMode},
       {"gemmAmxAvailable", GemmAmxAvailable},
       {"gemm", Gemm},
-      {"gemmBatched", GemmBatched},
-      {"embeddingForward", EmbeddingForward},
-      {"embeddingBackward", EmbeddingBackward},
+      {"embeddingForward", Embedding<false>},
+      {"embeddingBackward", Embedding<true>},
       {"rmsnormForward", RmsnormForward},
       {"rmsnormBackward", RmsnormBackward},
-      {"ropeForward", Rope<true>},
-      {"ropeBackward", Rope<false>},
       {"qkNormRopeForward", QkNormRopeForward},
-      {"qkNormRopeBackward", QkNormRopeBackward},
       {"attentionForward", AttentionForward},
       {"attentionBackward", AttentionBackward},
       {"attentionDecode", AttentionDecode},
       {"geluForward", GeluForward},
-      {"geluBackward", GeluBackward},
       {"crossEntropy", CrossEntropy},
       {"klDiv", KlDiv},
       {"adamwStep", AdamwStep},

@@ -1,19 +1,20 @@
 // fp32-accurate GEMM on AMX-BF16 (Intel Sapphire Rapids and later), behind kernels.cc's gemm().
 //
-// Each float32 x is split into three bf16 pieces x = hi + mid + lo (exact up to 2^-24 relative); C = Σ of the six
-// products hi·hi, hi·mid, mid·hi, hi·lo, lo·hi, mid·mid, accumulated in fp32 AMX tiles (TDPBF16PS). Measured
-// against a float64 reference its error is at or below cblas_sgemm's (bench/amx/README.md: 0.37–0.78× of sgemm's
-// max error), and it runs 1.1–1.9× faster than OpenBLAS sgemm on the model's shapes. Differences from sgemm:
-// denormals are flushed to zero and an ±Inf input gives NaN (either way the result is non-finite).
+// Each float32 x is split into three bf16 pieces x = hi + mid + lo (exact up to 2^-24 relative; bf16_split.h); C = Σ
+// of the six products hi·hi, hi·mid, mid·hi, hi·lo, lo·hi, mid·mid, accumulated in fp32 AMX tiles (TDPBF16PS), which
+// keeps its error against a float64 reference at or below cblas_sgemm's (the kernel tests hold it to that).
+// Differences from sgemm: denormals are flushed to zero and an ±Inf input gives NaN (either way the result is
+// non-finite).
 //
 // Built only where the compiler targets AMX (-march=native on such a CPU); elsewhere amx_gemm() returns false
-// and gemm() uses cblas_sgemm. The prototype, its accuracy and speed tables: bench/amx/.
+// and gemm() uses another engine.
 // GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512 intrinsics
 // (_mm512_srli_epi32, and the unpacks of transpose16 once inlined here); before any include, since the
 // warnings are located in its headers.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include "amx_gemm.h"
+#include "bf16_split.h"
 #include "vmath.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__)
@@ -29,8 +30,8 @@
 #include <cstring>
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
-// The side work called between the tile products must be inlined into the kernel loop: once compute_thread
-// grew, GCC stopped inlining the GELU step's calls, and gemmGelu ran 6-14% slower.
+// The side work called between the tile products must be inlined into the kernel loop, which GCC stops doing by
+// itself once compute_thread is this large, and a call there holds up the queued tile products.
 #define UF_INLINE inline __attribute__((always_inline))
 #define XFEATURE_XTILEDATA 18
 
@@ -51,27 +52,6 @@ alignas(64) const TileCfg kTileCfg = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64
 
 void load_tile_config() { _tile_loadconfig(&kTileCfg); }
 
-// Splitting helpers. bfround: round-to-nearest-even to bf16, result kept as fp32 (low 16 bits zero).
-inline __m512 bfround(__m512 x) {
-  __m512i u = _mm512_castps_si512(x);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-  return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
-}
-// x -> P pieces (fp32 values exactly representable in bf16): hi, mid, lo (the kernel uses P = 3).
-// r = x − hi is a multiple of ulp24(x) of at most 2^15 of them; mid rounds r to 8 bits, so lo = r − mid is a
-// multiple of ulp24(x) of at most 2^7 of them: at most 8 significant bits, already a bf16 value (with denormals
-// flushed, a lo below the normal range is 0). Rounding it again was a no-op (10 of the 45 vector operations that
-// packing one 32-value row of a tile took).
-template <int P>
-inline void split(__m512 x, __m512* out) {
-  __m512 h = bfround(x);
-  out[0] = h;
-  __m512 r = _mm512_sub_ps(x, h);  // exact
-  __m512 m = bfround(r);
-  out[1] = m;
-  if (P == 3) out[2] = _mm512_sub_ps(r, m);  // exact, and a bf16 value (above)
-}
 // 32 contiguous values (two vectors) -> 16 dwords = 32 bf16 in order
 inline __m512i pack_contig(__m512 lo16, __m512 hi16) {
   const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
@@ -115,8 +95,8 @@ inline void line_pieces(const float* X, int ld, int line, int n_lines, int K, in
     x1 = _mm512_maskz_loadu_ps(uf::mask_n(K - k0 - 16), X + (size_t)line * ld + k0 + 16);
   }
   __m512 s0[3], s1[3];
-  split<P>(x0, s0);
-  split<P>(x1, s1);
+  uf::split<P>(x0, s0);
+  uf::split<P>(x1, s1);
   for (int p = 0; p < P; p++) piece[p] = pack_contig(s0[p], s1[p]);
 }
 // One k pair of the kpairs layout: rows ka, ka+1 (zero from K on), 16 lines from line0 (lanes outside ml zero).
@@ -126,8 +106,8 @@ inline void kpair_pieces(const float* X, int ld, int line0, __mmask16 ml, int K,
   const __m512 xe = ka < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)ka * ld + line0) : _mm512_setzero_ps();
   const __m512 xo = kb < K ? _mm512_maskz_loadu_ps(ml, X + (size_t)kb * ld + line0) : _mm512_setzero_ps();
   __m512 se[3], so[3];
-  split<P>(xe, se);
-  split<P>(xo, so);
+  uf::split<P>(xe, se);
+  uf::split<P>(xo, so);
   for (int p = 0; p < P; p++) piece[p] = pack_pair(se[p], so[p]);
 }
 template <int P>
@@ -192,13 +172,10 @@ void pack_B_tile(bool tb, const float* B, int ldb, const Dims& d, int jb, int kt
 // between the tile products (the fused step of the previous block, see PendingStep), or nothing; it is called
 // kSideCalls times per k step (once per group of four products), which callers use to spread their work.
 constexpr int kSideCalls = 6;
-// pace: with a 1 KiB scratch (64-byte aligned), the first accumulator is also stored there once per k step.
-// Without such a store, the four stores at the end of a block of 6 or more k steps cost 1000–1500 cycles
-// (bench/amx/tile_drain.cpp, random operands: 5.5 → 7.4 ns per TDPBF16PS for 8-step blocks, little for blocks
-// of ≤ 5 steps); with it, 6.0–6.2 ns. The likely reason: a tile store waits for its tile's queued products, so
-// it keeps the front end within about one k step of the tile unit. The products run 8–16% faster
-// (amx_bench one … cold); in the GELU step's products, whose vector stores sit between the tile products
-// anyway, it made them slower, so those do not use it.
+// pace: with a 1 KiB scratch (64-byte aligned), the first accumulator is also stored there once per k step: a tile
+// store waits for its tile's queued products, so this keeps the front end within about one k step of the tile unit
+// and the four stores at the end of a long block do not stall it. The GELU step's products, whose vector stores
+// sit between the tile products anyway, go without.
 template <int P, class Side>
 UF_INLINE void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int Kt,
                             float* c, int ldc, Side& side, float* pace = nullptr) {
@@ -210,10 +187,8 @@ UF_INLINE void kernel_32x32(const uint16_t* a0, const uint16_t* a1, const uint16
   const int S = P * 512;  // words per kt step
   for (int kt = 0; kt < Kt; kt++, a0 += S, a1 += S, b0 += S, b1 += S) {
     // 14 tile loads for 24 TDPBF16PS; small products first. Side work that stores (packing the next A chunk, the
-    // GELU step: Side::kBeforeProducts) runs between each group's tile loads and its products, other side work
-    // (prefetches) after the products: `amx_bench one … cold`, three rounds, the products that pack ahead 1–3.5%
-    // faster (4096×256×4096 N,N 617–635 → 644–651 GFLOP/s), gemmGelu 4096×1024×256 with gelu' 4.61–4.65 →
-    // 4.23–4.57 ms; the plain K = 256 products were 0–6% slower with it, so they keep the old order.
+    // GELU step: Side::kBeforeProducts) runs between each group's tile loads and its products, so that its stores
+    // overlap them; side work that only prefetches runs after the products.
 #define GROUP(loads)                          \
   loads;                                      \
   if constexpr (Side::kBeforeProducts) side(); \
@@ -262,12 +237,12 @@ struct BlockLines {
 
 // The destination lines of the block being computed are fetched for writing (prefetchw): in a training step
 // the output buffer was last touched a step ago, and without this each tile store (and each write-back)
-// waited on a read-for-ownership from memory behind the products.
+// would wait on a read-for-ownership from memory, holding up the products behind it.
 inline BlockLines dst_lines(float* C, int ldc, int rows, int cols) { return BlockLines(C, ldc, rows, cols, true); }
 
 // The fused elementwise step (GemmEpilogue) of one finished 32x32 block of C, done a few vectors at a time
 // between the next block's tile products: the tile unit and the vector units then work at once, instead of
-// the tiles idling through a separate pass over C (which cost 25-40% of a GELU product's time). Meanwhile the
+// the tiles idling through a separate pass over C. Meanwhile the
 // lines of x (kind 2) or y (kind 1) of the block being computed are fetched, so that the step, when its turn
 // comes, does not stall the products behind it on a cache miss (in a training step x and y are cold).
 struct PendingStep {
@@ -330,8 +305,7 @@ struct PendingStep {
 
 // The next A chunk, packed a little at a time between the current chunk's tile products: the tile unit runs its
 // queued products while the vector units split the next rows into pieces, and the source lines a little ahead
-// are fetched into L2 meanwhile. Packed separately, a cold A was 24–28% of a product's time with K ≥ 1024 (timed
-// inside the kernel, amx_bench one … cold); packed this way about 60% of that is hidden.
+// are fetched into L2 meanwhile, so that packing a cold A mostly hides behind the products.
 //   k-contiguous source (op(A) = A): a unit is one row of one tile (two vectors of 32 k), rows in source order.
 //   k-major source (op(A) = Aᵀ): a unit is one k pair of a tile (16 lines), into a staging tile; three more
 //   units transpose its pieces into place. Tiles in the order of pack_A_tile's caller (16-line blocks inner).
@@ -526,8 +500,8 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   // With A split by rows, each chunk after the first is packed while the previous one is multiplied
   // (PackAhead), into the other half of a double buffer of half-size chunks (two 512 KiB chunks and the B
   // chunk would not fit in L2 together).
-  // Only for K ≥ 512: with K = 128 the products ran 3–10% slower and with K = 256 within ±5% (the smaller
-  // chunks make B stream in from L3 twice as often).
+  // Only for K ≥ 512: in shallower products the overlap saves less than the half-size chunks cost, since they make
+  // B stream in from L3 twice as often.
   // With the whole K in one chunk, each block of C is final when its kernel ends, and its fused step runs
   // between the next block's tile products; the last block's runs at the end.
   const bool interleave = ep && d.Kt <= kct && !trans_c;
@@ -538,8 +512,8 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
   if (!pa_full) loc = grow(g_pa_local[slot], g_pa_local_n[slot], ahead ? 2 * chunk_words : chunk_words);
   if (!pa_full && !loc) abort();  // out of memory for a few MiB: nothing sensible to do
   // Cᵀ over several k chunks: the chunks' partial sums are added in a thread-local buffer of this thread's rows
-  // (padded to whole blocks) and C gets each block once, transposed, at the last chunk; adding every chunk into
-  // C through the 16×16 transposes cost 10–15% of a weight gradient. The sums are added in the same order.
+  // (padded to whole blocks) and C gets each block once, transposed, at the last chunk, instead of every chunk
+  // going into C through the 16×16 transposes. The sums are added in the same order.
   const bool acc_t = trans_c && d.Kt > kct && by_rows;
   const int ldacc = d.Nt * 16;
   float* acc = nullptr;
@@ -570,14 +544,13 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
       } else {
         // Along the rows of the source: k inner when k is contiguous (op(A) = A), else 16-row blocks inner,
         // so consecutive tiles read adjacent 64-byte pieces of the same source rows (one stream per row
-        // instead of a cache miss per row and tile: the weight-gradient products run 1.3x faster).
+        // instead of a cache miss per row and tile).
         // While one strip is packed, the next strip's source lines are fetched into L2: the strips are short
         // streams (a few lines per source row) that the hardware prefetcher barely starts on, so a cold
         // operand (a training step's activations) otherwise stalls on every line.
         const int k_end = std::min(d.K, (kt0 + nk) * 32), m_end = std::min(d.M, 2 * ice * 16);
         // The next strip's lines are requested a tile's worth at a time, before each tile is packed: issued
-        // all at once they filled the miss queues and the prefetch instructions themselves stalled (7% of a
-        // weight gradient's time).
+        // all at once they would fill the miss queues and the prefetch instructions themselves would stall.
         uint16_t* buf = loc + (ahead ? cur * chunk_words : 0);
         if (!packed_next && !ta) {  // (a chunk packed ahead is already in buf)
           for (int ib = 2 * ic; ib < 2 * ice; ib++)
@@ -613,8 +586,8 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             const uint16_t* b0 = pb + (size_t)(2 * jp) * fullS + kt0 * T;
             bool full = ip * 32 + 32 <= d.M && jp * 32 + 32 <= d.N;
             // alpha = 1, beta = 0 (first k chunk), full block: store the tiles straight into C. Accumulating onto C
-            // (loading C into the tiles) would also work but lengthens the serial fp32 sum: measured 2x worse max
-            // error at K = 4096, so later k chunks / beta != 0 go through cbuf and add the chunk's partial sum.
+            // (loading C into the tiles) would also work but lengthens the serial fp32 sum and so its rounding
+            // error, so later k chunks / beta != 0 go through cbuf and add the chunk's partial sum.
             float* const accb = acc_t ? acc + (size_t)(ip - ip0) * 32 * ldacc + jp * 32 : nullptr;
             float* dst = full && !trans_c && alpha == 1.f && beta_eff == 0.f ? C + (size_t)ip * 32 * ldc + jp * 32
                          : acc_t && kt0 == 0                                 ? accb
@@ -641,8 +614,8 @@ void compute_thread(bool ta, const float* A, int lda, const Dims& d, const uint1
             if (interleave) pending.computed();
           }
         }
-        // After the last k chunk this chunk of C is final: the fused step reads it from L2 (a block at a time,
-        // right after its tile stores, was slower than a separate pass: the loads waited on the stores).
+        // After the last k chunk this chunk of C is final: the fused step reads it from L2 (not a block at a time
+        // right after its tile stores, where its loads would wait on those stores).
         if (ep && !interleave && kt0 + nk >= d.Kt)
           uf::gemm_epilogue_block(*ep, C, ldc, 2 * ic * 16, std::min(d.M, 2 * ice * 16), jc * 32,
                                   std::min(d.N, jce * 32));
@@ -809,9 +782,8 @@ bool amx_gemm_ep(bool ta, bool tb, int M, int N, int K, float alpha, const float
   Dims d = dims_of(M, N, K);
   int lda = ta ? M : K, ldb = tb ? K : N;
   // Deep products with a small C (the weight gradients, the lm head's input gradient) split K between the threads
-  // (gemm_split_k); `amx_bench one … cold`: 256×256×4096 T,N 292–299 → 438–446 GFLOP/s, 1024×256×4096 T,N 475–486
-  // → 513–566, 4096×256×4096 N,N 376–603 → 592–678, 256×256×1024 T,N 251–258 → 322–331; below K = 1024, or with
-  // a C larger than 256·K floats, the partial products cost more than they save (4096×768×256: 526–572 → 435–437).
+  // (gemm_split_k); below K = 1024, or with a C larger than 256·K floats, the partial products cost more than they
+  // save.
   if (omp_get_max_threads() > 1 && K >= 1024 && (size_t)M * N <= (size_t)K * 256)
     return gemm_split_k<P>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, trans_c, ep);
   uint16_t* pb = grow(g_pb, g_pb_n, (size_t)d.Nt * d.Kt * P * 512);
@@ -860,8 +832,7 @@ bool amx_gemm_packed(bool ta, int M, int N, int K, float alpha, const float* A, 
   // The decoder's products (64 rows a step) split C's rows whenever each thread gets a pair of 16-row blocks:
   // each thread then reads all of the packed weights but packs only its own rows of A, with no barrier, and
   // leaves its rows of C in its own cache for the next step of the same rows (the attention and the sampler also
-  // split the batch by rows). Sampling, two rounds of 10 / 3 / 150 back-to-back calls: first model 44.6–46.7k →
-  // 54.0–54.5k tokens/s, third 9.20–9.23k → 9.82–9.83k, second 65–68k → 65–69k. Same results, bit for bit.
+  // split the batch by rows). Either split gives the same results, bit for bit.
   const bool full_a = d.Mt / 2 < omp_get_max_threads();
   uint16_t* pa = full_a ? grow(g_pa, g_pa_n, (size_t)d.Mt * d.Kt * P * 512) : nullptr;
   if (full_a && !pa) return false;

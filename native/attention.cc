@@ -6,21 +6,21 @@
 //   rows_ab<false>:  C[i, :] =   Σ_j P[i, j] Z[j, :]    (O = P V, dQ = dS K)       h vectorised
 //   rows_ab<true>:   C[j, :] =   Σ_i P[i, j] Z[i, :]    (dK = dSᵀ Q, dV = Pᵀ dO)   h vectorised
 // Each works on a block of 8 rows and only over the causal part: row block [i0, i0+8) of S needs
-// columns j < i0+8, and column j of P or dS is zero above row j. That halves the work of the
-// full-matrix products the previous version made through sgemm, and avoids per-head cblas calls
-// for short sequences. The forward saves each score row's log-sum-exp; the backward recomputes
-// P = exp(S − lse) from Q and K (one product more) instead of reading B·N·T² stored probabilities.
+// columns j < i0+8, and column j of P or dS is zero above row j: half the work of full-matrix
+// products, and no per-head cblas calls for short sequences. The forward saves each score row's
+// log-sum-exp; the backward recomputes P = exp(S − lse) from Q and K (one product more) instead of
+// reading B·N·T² stored probabilities.
 // rows_abt applies an epilogue to each stored vector: the plain scale, or the masked exp that turns a block of
 // scores into softmax numerators (CausalExp), so the backward's P, and the forward's when q and k are
 // normalised (bounded scores), need no separate pass over the rows.
 // Builds without AVX-512 get the same loops in plain C++.
+// GCC 12 flags its own AVX-512 intrinsics (_mm512_reduce_*, the unpacks of transpose16) as (maybe-)uninitialized, a
+// false positive located in its headers, so the pragmas come before any include.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "kernels.h"
 #include "qknorm.h"
 #include "vmath.h"
-
-// GCC 12 flags its own _mm512_reduce_* helpers as (maybe-)uninitialized (a false positive).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <omp.h>
 #if defined(__AVX512F__)
@@ -254,8 +254,8 @@ inline void softmax_grad_padded(float* di, const float* Pi, int jEnd, float scal
 #endif
 }
 
-// n floats; inline, since per-head rows are 16–64 floats and a memcpy call per row was a tenth of
-// the attention time.
+// n floats; inline, since per-head rows are only 16–64 floats and a memcpy call per row would cost more than
+// the copy.
 inline void copy_row(float* __restrict dst, const float* __restrict src, int n) {
 #if defined(__AVX512F__)
   int i = 0;
@@ -276,7 +276,7 @@ inline void load_head(float* dst, int Hp, const float* src, int64_t ld, int T, i
 
 // dst[h, t] = src[t, h] for t < Tp, from a padded [Tp, Hp] buffer into a [Hp, Tp] one (rows h ≥ H come
 // out as the source's zero padding). 16×16 blocks transposed in registers: reading single floats back
-// from lines just written by vector stores stalled on store forwarding.
+// from lines just written by vector stores would stall on store forwarding.
 inline void transpose_head(float* __restrict dst, int Tp, const float* __restrict src, int Hp, int H) {
 #if defined(__AVX512F__)
   (void)H;
@@ -353,8 +353,8 @@ inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, in
 // that are written before they are read. Padded rows (≥ T) and columns (≥ H) of the head slots never reach a
 // stored result, but they are kept zero so that no stale value of another shape (NaN, denormals) enters the
 // arithmetic: only [0,T)×[0,H) is ever written, so head slots are zeroed only when T or H changes or a call's
-// row slots overlapped them. (Allocating and zeroing the scratch in every call wrote 1.3 MB (forward) and
-// 2.9 MB (backward) per thread, pushing the heads' data out of L2: attention 2–3% slower.)
+// row slots overlapped them. (Allocating and zeroing the scratch in every call would push the heads' data out
+// of L2.)
 struct Scratch {
   std::vector<float> buf;
   int T = -1, H = -1, clean = 0;  // head slots [0, clean) are zero outside [0,T)×[0,H)
@@ -372,9 +372,9 @@ struct Scratch {
 thread_local Scratch g_scratch;
 
 #if defined(__AVX512F__)
-// Heads with H = 16 and T ≤ 16 (the second benchmark model: T = 14, 16 heads of 16): every row of q, k, v and
-// dO is one vector, so a head is handled in registers and a few L1 rows, without the padded copies and
-// row-block bookkeeping of the general path (about 2700 cycles per such head, for 6 kFLOP).
+// Heads with H = 16 and T ≤ 16: every row of q, k, v and dO is one vector, so a head is handled in registers and
+// a few L1 rows, without the padded copies and row-block bookkeeping of the general path, whose fixed cost would
+// outweigh such a head's few thousand FLOP.
 constexpr int kSmall = 16;
 
 // Rows [0, T) of a strided [T, 16] head (zeros below), transposed: X[h] holds column h over the 16 positions.
@@ -502,6 +502,20 @@ void small_head_backward(float* dq, const float* g, const float* L, const float*
 }
 #endif
 
+// The training kernels' buffers: qkv [B, T, 3, N, H], out and dout [B, T, N, H], lse [B, N, T]. The *_at(b, n) give
+// where head (b, n) starts in them (in qkv at its q; its k and v are D and 2D further on).
+struct Layout {
+  int T, N, H;
+  int64_t D, ld;  // N·H, and the row stride of qkv (3D)
+  int Tp, Hp;     // T and H rounded up to 16 (the padded head buffers)
+  float scale;    // of the scores, 1/√H
+  Layout(int T_, int N_, int H_)
+      : T(T_), N(N_), H(H_), D((int64_t)N_ * H_), ld(3 * D), Tp(round16(T_)), Hp(round16(H_)),
+        scale(1.0f / std::sqrt((float)H_)) {}
+  int64_t qkv_at(int b, int n) const { return (int64_t)b * T * ld + (int64_t)n * H; }
+  int64_t out_at(int b, int n) const { return (int64_t)b * T * D + (int64_t)n * H; }
+  int64_t lse_at(int b, int n) const { return ((int64_t)b * N + n) * T; }
+};
 }  // namespace
 
 // The RoPE tables and rstd of the fused q/k normalisation, or none.
@@ -514,9 +528,10 @@ static QkNorm qk_norm(float* out, const float* in, int T, int N, int H) {
 }
 
 void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const int Tp = round16(T), Hp = round16(H);
+  const Layout at(T, N, H);
+  const int64_t D = at.D, ld = at.ld;
+  const float scale = at.scale;
+  const int Tp = at.Tp, Hp = at.Hp;
   const QkNorm nq = qk_norm(qk_rstd, nullptr, T, N, H);
   // With q and k normalised (|q| = |k| ≤ √H), every score lies in [−√H, √H]: exp(s − √H) can neither overflow
   // nor (for H ≤ 1024, down to e^-64) underflow, so the row maximum is not needed and the numerators come
@@ -528,8 +543,8 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
-        small_head_forward(out + (int64_t)b * T * D + (int64_t)n * H, lse + ((int64_t)b * N + n) * T,
-                           qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T, scale, nq.head(b, n, T));
+        small_head_forward(out + at.out_at(b, n), lse + at.lse_at(b, n), qkv + at.qkv_at(b, n), D, ld, T, scale,
+                           nq.head(b, n, T));
     return;
   }
 #endif
@@ -542,10 +557,10 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
-        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
+        const float* q = qkv + at.qkv_at(b, n);
         // Padded rows and columns of the head slots are zero (Scratch::prepare): only [0,T)×[0,H) is ever written.
         load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, nq.head(b, n, T));
-        float* L = lse + ((int64_t)b * N + n) * T;
+        float* L = lse + at.lse_at(b, n);
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
           const int iEnd = std::min(i0 + kRows, T);
@@ -568,25 +583,25 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
             rows_ab<false>(O + (int64_t)i0 * Hp, Hp, S, Tp, V, Hp, 0, iEnd, Hp);
           }
         }
-        store_head(out + (int64_t)b * T * D + (int64_t)n * H, D, O, Hp, T, H);
+        store_head(out + at.out_at(b, n), D, O, Hp, T, H);
       }
   }
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
                         int H, const float* qk_rstd) {
-  const int64_t D = (int64_t)N * H, ld = 3 * D;
-  const float scale = 1.0f / std::sqrt((float)H);
-  const int Tp = round16(T), Hp = round16(H);
+  const Layout at(T, N, H);
+  const int64_t D = at.D, ld = at.ld;
+  const float scale = at.scale;
+  const int Tp = at.Tp, Hp = at.Hp;
   const QkNorm nq = qk_norm(nullptr, qk_rstd, T, N, H);
 #if defined(__AVX512F__)
   if (H == kSmall && T <= kSmall) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
-        small_head_backward(dqkv + (int64_t)b * T * ld + (int64_t)n * H, dout + (int64_t)b * T * D + (int64_t)n * H,
-                            lse + ((int64_t)b * N + n) * T, qkv + (int64_t)b * T * ld + (int64_t)n * H, D, ld, T,
-                            scale, nq.head(b, n, T));
+        small_head_backward(dqkv + at.qkv_at(b, n), dout + at.out_at(b, n), lse + at.lse_at(b, n),
+                            qkv + at.qkv_at(b, n), D, ld, T, scale, nq.head(b, n, T));
     return;
   }
 #endif
@@ -599,12 +614,12 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
-        const float* q = qkv + (int64_t)b * T * ld + (int64_t)n * H;
+        const float* q = qkv + at.qkv_at(b, n);
         const QkNorm hq = nq.head(b, n, T);
         load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, hq);
         transpose_head(Vt, Tp, V, Hp, H);
-        load_head(G, Hp, dout + (int64_t)b * T * D + (int64_t)n * H, D, T, H);
-        const float* L = lse + ((int64_t)b * N + n) * T;
+        load_head(G, Hp, dout + at.out_at(b, n), D, T, H);
+        const float* L = lse + at.lse_at(b, n);
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
           const int iEnd = std::min(i0 + kRows, T);
@@ -632,7 +647,7 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
           hq.backward(dQ, Q, Hp, T, H, 0);
           hq.backward(dK, K, Hp, T, H, 1);
         }
-        float* dq = dqkv + (int64_t)b * T * ld + (int64_t)n * H;
+        float* dq = dqkv + at.qkv_at(b, n);
         store_head(dq, ld, dQ, Hp, T, H);
         store_head(dq + D, ld, dK, Hp, T, H);
         store_head(dq + 2 * D, ld, dV, Hp, T, H);
@@ -710,14 +725,12 @@ void decode_row_v(float* out, const float* q, const float* kc, const float* vc, 
 // same order, so the results are the same bit for bit. s: NH rows of round16(last+1) floats.
 // The pass over the keys also requests the start of this sequence's value rows into L2, and the pass over the
 // values the start of the next sequence's key rows (next_k, or null), so each pass has a second stream from
-// memory and the next pass starts without waiting for the hardware prefetcher to ramp up: the third model's
-// decode attention (64 sequences of up to 256 cached rows of 1 KiB, out of cache) 933 → 785 ms per sampling call.
+// memory and the next pass starts without waiting for the hardware prefetcher to ramp up.
 template <int NC, int NH>
 void decode_rows_all(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int last,
                      float scale, float* s, const float* next_k) {
-  // The first quarter of each row's 64-byte lines (NC·NH lines a row; at least one): the third model's 1 KiB rows
-  // ran as fast or faster than with all 16 lines or every fourth line requested (three alternations: 10.6–11.4k
-  // against 9.7–10.9k and 10.3–11.1k tokens/s), the first model's within 2–4% either way.
+  // The first quarter of each row's 64-byte lines (NC·NH lines a row; at least one): requesting more of the row
+  // only adds instructions, as the hardware prefetcher follows the rest (docs/performance.md).
   constexpr int kLines = NC * NH / 4 > 0 ? NC * NH / 4 : 1;
   auto fetch_row = [](const float* row) {
     for (int l = 0; l < kLines; l++) _mm_prefetch((const char*)row + 64 * l, _MM_HINT_T1);
@@ -836,8 +849,7 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
   const RowFn vec = H % 16 == 0 && H / 16 <= 8 ? kVec[H / 16] : nullptr;
   const bool heads16 = H == 16 && N % 16 == 0;  // sixteen heads at a time, lanes = heads
   // Otherwise, with 2 to 16 heads of H ≤ 64 whose rows together fit 16 vectors (D ≤ 256, H a multiple of 16), all
-  // heads of a sequence in one pass over its rows: one sequential stream per sequence (measured on the KV
-  // cache of the benchmark models, out of cache: 23.5 → 24.7–27.7 GB/s at H = 64, 34.5 → 40–43 GB/s at H = 32).
+  // heads of a sequence in one pass over its rows: one sequential stream per sequence.
   const AllFn all = !heads16 && H % 16 == 0 && H <= 64 && N >= 2 && (H / 16) * N <= 16 ? kAll[H / 16][N] : nullptr;
 #else
   const bool heads16 = false;

@@ -1,10 +1,9 @@
 // float32 GEMM with a packed right operand, for machines without AMX (AVX-512F). See f32_packed.h.
 //
 // Decoding multiplies a few rows (the batch being sampled, typically 64) by the same frozen weights at every
-// position. cblas_sgemm repacks the weights in every call and, with so few rows, reaches about 60% of its
-// 1024³ speed there (measured on a 2-core AMD EPYC, AVX-512: 113 against 183 GFLOP/s). Here op(B) is packed
-// once into panels of 32 columns, k-major (for each k, the panel's 32 values: two zmm loads), zero-padded to a
-// whole panel; a call broadcasts A's values straight from its rows (no packing: A is small and stays in L2)
+// position, and cblas_sgemm repacks the weights in every call, which so few rows cannot amortise. Here op(B) is
+// packed once into panels of 32 columns, k-major (for each k, the panel's 32 values: two zmm loads), zero-padded to
+// a whole panel; a call broadcasts A's values straight from its rows (no packing: A is small and stays in L2)
 // and keeps an 8 × 32 block of C in 16 registers over each 256-deep k block, the blocks' sums added in order.
 // Training's activation products with a narrow output use the same kernel with B packed per call (f32_gemm).
 #include "f32_packed.h"
@@ -23,12 +22,11 @@ namespace {
 
 constexpr int kNR = 32;  // panel width (columns)
 constexpr int kMR = 8;   // rows per register block
-// rows per chunk: a chunk's rows of A (64 × K) stay in L1/L2 across all of the thread's panels. With more rows than
-// that (a sampling batch of 256), A would otherwise be read again from L3 for every panel: hot 4096 × 256 × 1024
-// N,N 192 → 214 GFLOP/s, 4096 × 1024 × 256 134 → 188.
+// rows per chunk: a chunk's rows of A (64 × K) stay in L1/L2 across all of the thread's panels, where with more rows
+// (a sampling batch of 256) A would be read again from L3 for every panel.
 constexpr int kMC = 64;
 // k steps per block: each block's FMA chains start from zero and are added to the running sum, which keeps the
-// rounding error of long K at sgemm's (one chain over K = 600 measured 3× sgemm's scaled error).
+// rounding error of long K at sgemm's (one chain over the whole of K would not).
 constexpr int kKC = 256;
 
 inline int panels(int N) { return (N + kNR - 1) / kNR; }

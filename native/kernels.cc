@@ -1,6 +1,6 @@
 // Kernel implementations. Parallelism: OpenMP over independent rows/heads; matrix products go to
 // OpenBLAS (the OpenMP build, so a cblas call made inside one of our parallel regions runs on the
-// calling thread instead of oversubscribing the two cores).
+// calling thread instead of oversubscribing the cores).
 // GCC 12 reports a false "may be used uninitialized" inside its own AVX-512 intrinsics (as in amx_gemm.cc).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels.h"
@@ -31,10 +31,9 @@ void set_num_threads(int n) {
   g_threads = n;
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
-  // Tiny gradients and Adam second moments underflow into denormals, which Intel cores process
-  // ~100x slower (measured: AdamW 0.5 ms → 8.8 ms inside a training step). Worker threads run
-  // only our kernels, so they flush denormals for good (as XLA's CPU backend does); the calling
-  // thread does it per kernel call (see addon.cc) so JavaScript keeps IEEE semantics.
+  // Tiny gradients and Adam second moments underflow into denormals, which many cores handle through slow
+  // microcode assists. Worker threads run only our kernels, so they flush denormals for good (as XLA's CPU
+  // backend does); the calling thread does it per kernel call (see addon.cc) so JavaScript keeps IEEE semantics.
 #pragma omp parallel
   enable_flush_denormals();
 }
@@ -70,17 +69,14 @@ void set_gemm_mode(int mode) { g_gemm_mode = mode < 0 || mode > 2 ? 0 : mode; }
 bool gemm_amx_available() { return amx_available(); }
 
 // AMX repacks both operands on every call, O(K(M+N)), so it pays off only when the product is long on both
-// sides. Measured (AVX-512 OpenBLAS as the alternative): activation × weight products (M = tokens) 1.5–2.3×
-// sgemm; the decoder's M = 64 products made sampling 5–10% slower; weight gradients Xᵀ·dY (K = tokens),
-// since amx_gemm swaps operands to keep the wider side in L2-sized chunks and packs k-major sources along
-// their rows, 1.15–1.5× with sides from 20 × 256 to 4096 × 128 and 4096 × 256, equal at 4096 × 64, and
-// 0.7–0.8× with a side of 8.
+// sides: activation × weight products with many rows (M tokens), and weight gradients Xᵀ·dY (K tokens) whose
+// sides are not too unequal (amx_gemm swaps operands to keep the wider side in L2-sized chunks).
 static bool want_amx(bool ta, int M, int N, int K) {
   int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel()) return false;
   if (mode == 2) return true;
   if (2.0 * M * N * K < 4e6) return false;
-  // Activation products need many rows (M tokens); few rows (decoding) stay on sgemm, where AMX measured slower.
+  // Activation products need many rows (M tokens): with few (decoding), packing B on every call outweighs the tiles.
   if (!ta && M < 256) return false;
   // Weight gradients (A transposed, K tokens): the packing of the long side dominates once the short side is
   // 64 times shorter, and a side under 16 (a LoRA rank of 8: 256 × 8, 8 × 256) wastes most of each tile.
@@ -96,13 +92,10 @@ static void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
 
 // Machines without AMX: activation products (many rows: M tokens) with a narrow output (N ≤ 384: the model's
 // attention-output, down and lm-head input-gradient products at D = 256, most products at D = 128) run on the float32
-// engine of f32_packed.cc, with B packed per call (O(K·N), under 1% of these products). Measured on a 2-core AMD
-// EPYC (Zen 4, AVX-512) in the third benchmark model's training step (per-kernel profile, two rounds): those products
-// (N = 256, K = 256 to 4096) 292–296 → 259–277 ms per step, most of them 10–20% faster one by one. Wider outputs
-// measured even or slower, and the MLP's products with GELU fused into each 8 × 32 block 4–21% slower than sgemm
-// and a separate pass, so those stay on sgemm. gemm and gemmGelu choose alike, so their values stay identical.
-// Weight gradients (A transposed, K tokens) stay on sgemm too: packing their B, K × N, would cost a tenth of the
-// product.
+// engine of f32_packed.cc, with B packed per call (O(K·N) against the product's O(M·N·K)), the one shape where it
+// beats sgemm (docs/performance.md); wider outputs, and GELU fused into its blocks, do not, so they stay on sgemm.
+// gemm and gemmGelu choose alike, so their values stay identical. Weight gradients (A transposed, K tokens) stay on
+// sgemm too: their B is a long K × N activation gradient, which packing per call would stream through memory again.
 static bool want_f32(bool ta, int M, int N, int K) {
   const int mode = get_gemm_mode();
   if (mode == 1 || omp_in_parallel() || amx_available()) return false;
@@ -129,25 +122,13 @@ void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float
   const int mode = get_gemm_mode();
   if (packed && mode != 1 && !omp_in_parallel()) {
     if (amx_available()) {
-      // With B packed beforehand AMX wins from 8 rows up (decoder products: 1.5–1.8× sgemm at 64 rows).
+      // With B packed beforehand only A is packed per call, so AMX pays off from 8 rows (half a tile) up.
       if ((M >= 8 || mode == 2) && amx_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C)) return;
     } else if (f32_gemm_packed(ta, M, N, K, alpha, A, packed, beta, C)) {
       return;
     }
   }
   sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
-}
-
-void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
-                  const float* B, int64_t sB, float beta, float* C, int64_t sC) {
-  // Small matrices: one single-threaded cblas call per thread; large ones: let OpenBLAS thread each.
-  double flops = 2.0 * M * N * K;
-  if (flops < 4e6 && batch > 1) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < batch; i++) gemm(ta, tb, M, N, K, alpha, A + i * sA, B + i * sB, beta, C + i * sC);
-  } else {
-    for (int i = 0; i < batch; i++) gemm(ta, tb, M, N, K, alpha, A + i * sA, B + i * sB, beta, C + i * sC);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,66 +189,36 @@ void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* r
 }
 
 // ---------------------------------------------------------------------------------------------
-// cos/sin of position · f_i for positions 0..n-1 of head size H, computed in double once and kept: a training
-// step asks for the same table in every layer (at T = 256, H = 64 it was 0.6 ms of sin/cos per call).
-// Kernels run on the JavaScript thread, one at a time, so a single cache needs no lock.
-struct RopeTable {
+// RoPE's cos and sin rows for positions 0..n-1 of head size H, kept between calls. Kernels run on the JavaScript
+// thread, one at a time, so a single cache needs no lock.
+struct CosSinTable {
   int H = 0, n = 0;
-  std::vector<float> cs, sn;
+  std::vector<float> c, s;
 };
-static RopeTable g_rope;
+// cos/sin of position · f_i, computed in double once and kept: a training step asks for the same table in every
+// layer.
+static CosSinTable g_rope;
 
 // Pointers to the rows for positions pos0 .. pos0+T-1 (row p at offset p·H/2).
 void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0) {
   const int need = pos0 + T, half = H / 2;
   if (g_rope.H != H || g_rope.n < need) {
     const int n = std::max(need, g_rope.H == H ? 2 * g_rope.n : 0);
-    g_rope.cs.resize((size_t)n * half);
-    g_rope.sn.resize((size_t)n * half);
+    g_rope.c.resize((size_t)n * half);
+    g_rope.s.resize((size_t)n * half);
     for (int i = 0; i < half; i++) {
       double f = std::pow(10000.0, -2.0 * i / H);
       for (int t = 0; t < n; t++) {
         double a = (double)t * f;
-        g_rope.cs[(size_t)t * half + i] = (float)std::cos(a);
-        g_rope.sn[(size_t)t * half + i] = (float)std::sin(a);
+        g_rope.c[(size_t)t * half + i] = (float)std::cos(a);
+        g_rope.s[(size_t)t * half + i] = (float)std::sin(a);
       }
     }
     g_rope.H = H;
     g_rope.n = n;
   }
-  cs = g_rope.cs.data() + (size_t)pos0 * half;
-  sn = g_rope.sn.data() + (size_t)pos0 * half;
-}
-
-// Rotate one head vector in place; sign=+1 forward, -1 inverse (transpose).
-static inline void rotate(float* x, const float* c, const float* s, int half, float sign) {
-#pragma omp simd
-  for (int i = 0; i < half; i++) {
-    float x1 = x[i], x2 = x[i + half];
-    float si = sign * s[i];
-    x[i] = x1 * c[i] - x2 * si;
-    x[i + half] = x2 * c[i] + x1 * si;
-  }
-}
-
-static void rope_apply(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0,
-                       float sign) {
-  const float *cs, *sn;
-  rope_tables(cs, sn, T, H, pos0);
-  int half = H / 2;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < B; b++)
-    for (int t = 0; t < T; t++)
-      for (int n = 0; n < heads; n++)
-        rotate(x + b * strideB + t * strideTok + (int64_t)n * H, &cs[(size_t)t * half], &sn[(size_t)t * half], half,
-               sign);
-}
-
-void rope_forward(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0) {
-  rope_apply(x, B, T, heads, H, strideB, strideTok, pos0, 1.f);
-}
-void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0) {
-  rope_apply(dx, B, T, heads, H, strideB, strideTok, pos0, -1.f);
+  cs = g_rope.c.data() + (size_t)pos0 * half;
+  sn = g_rope.s.data() + (size_t)pos0 * half;
 }
 
 // A head at a time through the row helpers (qknorm.h): any even H, in AVX pieces when H is a multiple of 16.
@@ -282,19 +233,6 @@ static void qk_norm_rope_forward_rows(float* y, float* rstd, const float* x, int
       const float s = head_rstd(xs, H);
       rstd[r * 2 * N + j] = s;
       scale_rotate(y + r * 3 * D + (int64_t)j * H, xs, H, s, &cs[(size_t)t * half], &sn[(size_t)t * half]);
-    }
-  }
-}
-
-static void qk_norm_rope_backward_rows(float* dx, const float* dy, const float* y, const float* rstd, int64_t r0,
-                                       int64_t r1, int T, int N, int H, const float* cs, const float* sn) {
-  const int half = H / 2;
-  const int64_t D = (int64_t)N * H;
-  for (int64_t r = r0; r < r1; r++) {
-    const int t = (int)(r % T);
-    for (int j = 0; j < 2 * N; j++) {
-      const int64_t o = r * 3 * D + (int64_t)j * H;
-      scale_rotate_backward(dx + o, dy + o, y + o, H, rstd[r * 2 * N + j], &cs[(size_t)t * half], &sn[(size_t)t * half]);
     }
   }
 }
@@ -321,11 +259,7 @@ static inline __m512 half_swap(__m512 v, int H) {  // exchange the two halves of
 static inline bool qk_lanes_ok(int H) { return H == 2 || H == 4 || H == 8 || H == 16; }
 
 // C and S tiled to 16 lanes, for positions pos0 .. pos0+T-1 of head size H ≤ 16 (row p at offset 16·p).
-struct Rope16 {
-  int H = 0, n = 0;
-  std::vector<float> c, s;
-};
-static Rope16 g_rope16;
+static CosSinTable g_rope16;
 static void rope16(const float*& c16, const float*& s16, const float* cs, const float* sn, int T, int H, int pos0) {
   const int need = pos0 + T, half = H / 2;
   if (g_rope16.H != H || g_rope16.n < need) {
@@ -373,91 +307,31 @@ static void qk_norm_rope_forward_lanes(float* y, float* rstd, const float* x, in
   }
 }
 
-static void qk_norm_rope_backward_lanes(float* dx, const float* dy, const float* y, const float* rstd, int64_t r0,
-                                        int64_t r1, int T, int N, int H, const float* c16, const float* s16) {
-  const int n = 2 * N * H;
-  const int64_t D = (int64_t)N * H;
-  const __m512 invH = _mm512_set1_ps(1.f / H);
-  const __m512i lane_head = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              __builtin_ctz(H));  // lane ← its head's rstd
-  for (int64_t r = r0; r < r1; r++) {
-    const int t = (int)(r % T);
-    const float* dyr = dy + r * 3 * D;
-    const float* yr = y + r * 3 * D;
-    float* dxr = dx + r * 3 * D;
-    const float* rr = rstd + r * 2 * N;
-    const __m512 C = _mm512_loadu_ps(c16 + (size_t)t * 16), S = _mm512_loadu_ps(s16 + (size_t)t * 16);
-    for (int i = 0; i < n; i += 16) {
-      const __mmask16 m = mask_n(n - i);
-      const __m512 g = _mm512_maskz_loadu_ps(m, dyr + i), v = _mm512_maskz_loadu_ps(m, yr + i);
-      const __m512 mean = _mm512_mul_ps(group_sum(_mm512_mul_ps(g, v), H), invH);
-      const int nh = std::min(16, n - i) / H;
-      const __m512 s = _mm512_permutexvar_ps(lane_head, _mm512_maskz_loadu_ps((__mmask16)((1u << nh) - 1), rr + i / H));
-      const __m512 u = _mm512_mul_ps(_mm512_fnmadd_ps(v, mean, g), s);
-      // inverse rotation: u·C − halfswap(u)·S
-      _mm512_mask_storeu_ps(dxr + i, m, _mm512_fnmadd_ps(half_swap(u, H), S, _mm512_mul_ps(u, C)));
-    }
-  }
-}
 #endif
 
-// Both directions: the rows of B·T split evenly over the threads, each thread's rows through the lane kernels
-// (H ≤ 16) or the row helpers, then v (the last D of each 3D-wide row) copied unless in place.
-template <class Lanes, class Rows>
-static void qk_norm_rope_run(float* dst, const float* src, int B, int T, int N, int H, int pos0, Lanes lanes,
-                             Rows rows) {
+// The rows of B·T split evenly over the threads, each thread's rows through the lane kernel (H ≤ 16) or the row
+// helpers, then v (the last D of each 3D-wide row) copied unless in place.
+void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0) {
   const float *cs, *sn;
   rope_tables(cs, sn, T, H, pos0);
   const int64_t D = (int64_t)N * H, nrows = (int64_t)B * T;
-  const float *c16 = nullptr, *s16 = nullptr;
 #if defined(__AVX512F__)
+  const float *c16 = nullptr, *s16 = nullptr;
   const bool vec = qk_lanes_ok(H);
   if (vec) rope16(c16, s16, cs, sn, T, H, pos0);
-#else
-  const bool vec = false;
 #endif
 #pragma omp parallel
   {
     const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t r0 = nrows * tid / nth, r1 = nrows * (tid + 1) / nth;
-    if (vec) lanes(r0, r1, c16, s16);
-    else rows(r0, r1, cs, sn);
-    if (dst != src)
-      for (int64_t r = r0; r < r1; r++) std::memcpy(dst + r * 3 * D + 2 * D, src + r * 3 * D + 2 * D, sizeof(float) * D);
+#if defined(__AVX512F__)
+    if (vec) qk_norm_rope_forward_lanes(y, rstd, x, r0, r1, T, N, H, c16, s16);
+    else
+#endif
+      qk_norm_rope_forward_rows(y, rstd, x, r0, r1, T, N, H, cs, sn);
+    if (y != x)
+      for (int64_t r = r0; r < r1; r++) std::memcpy(y + r * 3 * D + 2 * D, x + r * 3 * D + 2 * D, sizeof(float) * D);
   }
-}
-
-void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0) {
-  qk_norm_rope_run(
-      y, x, B, T, N, H, pos0,
-      [&](int64_t r0, int64_t r1, const float* c16, const float* s16) {
-#if defined(__AVX512F__)
-        qk_norm_rope_forward_lanes(y, rstd, x, r0, r1, T, N, H, c16, s16);
-#else
-        (void)r0, (void)r1, (void)c16, (void)s16;
-#endif
-      },
-      [&](int64_t r0, int64_t r1, const float* cs, const float* sn) {
-        qk_norm_rope_forward_rows(y, rstd, x, r0, r1, T, N, H, cs, sn);
-      });
-}
-
-void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
-                           int pos0) {
-  // Rotation is orthogonal, so mean(dy_n · y_n) before RoPE equals mean(dy · y) after it, and
-  // dx = rstd · R⁻¹(dy − y · mean(dy·y)).
-  qk_norm_rope_run(
-      dx, dy, B, T, N, H, pos0,
-      [&](int64_t r0, int64_t r1, const float* c16, const float* s16) {
-#if defined(__AVX512F__)
-        qk_norm_rope_backward_lanes(dx, dy, y, rstd, r0, r1, T, N, H, c16, s16);
-#else
-        (void)r0, (void)r1, (void)c16, (void)s16;
-#endif
-      },
-      [&](int64_t r0, int64_t r1, const float* cs, const float* sn) {
-        qk_norm_rope_backward_rows(dx, dy, y, rstd, r0, r1, T, N, H, cs, sn);
-      });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,6 +340,8 @@ static inline float tanh_fast(float u) {
   // tanh(u) = 1 − 2/(exp(2u)+1); saturates correctly at ±inf through fast_exp's clamps.
   return 1.f - 2.f / (fast_exp(2.f * u) + 1.f);
 }
+// GELU-tanh's tanh(√(2/π)(x + A x³)).
+static inline float gelu_tanh(float x) { return tanh_fast(kGeluC * (x + kGeluA * x * x * x)); }
 
 #if defined(__AVX512F__)
 static void gelu_forward_range(float* y, const float* x, int64_t n) {
@@ -475,13 +351,13 @@ static void gelu_forward_range(float* y, const float* x, int64_t n) {
   }
 }
 
-// dx = dy · gelu'(x) (+ dx when accumulating); dx may be dy itself.
-static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
+// c = c · gelu'(x), in place (the backward of GELU written over the incoming gradient).
+static void gelu_grad_range(float* c, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = mask_n(n - i);
-    const __m512 prev = accumulate ? _mm512_maskz_loadu_ps(m, dx + i) : _mm512_setzero_ps();
-    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dy + i), gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)), prev);
-    _mm512_mask_storeu_ps(dx + i, m, g);
+    const __m512 g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, c + i), gelu_grad512(_mm512_maskz_loadu_ps(m, x + i)),
+                                     _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(c + i, m, g);
   }
 }
 #else
@@ -489,19 +365,17 @@ static void gelu_forward_range(float* y, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) {
     float xi = x[i];
-    float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-    y[i] = 0.5f * xi * (1.f + tanh_fast(u));
+    y[i] = 0.5f * xi * (1.f + gelu_tanh(xi));
   }
 }
 
-static void gelu_backward_range(float* dx, const float* dy, const float* x, int64_t n, bool accumulate = false) {
+static void gelu_grad_range(float* c, const float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) {
     float xi = x[i];
-    float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-    float t = tanh_fast(u);
+    float t = gelu_tanh(xi);
     float d = 0.5f * (1.f + t) + 0.5f * xi * (1.f - t * t) * kGeluC * (1.f + 3.f * kGeluA * xi * xi);
-    dx[i] = (accumulate ? dx[i] : 0.f) + dy[i] * d;
+    c[i] = 0.f + c[i] * d;
   }
 }
 #endif
@@ -510,19 +384,19 @@ void gelu_forward(float* y, const float* x, int64_t n) {
   parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_forward_range(y + lo, x + lo, hi - lo); });
 }
 
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate) {
-  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_backward_range(dx + lo, dy + lo, x + lo, hi - lo, accumulate); });
+static void gelu_grad(float* c, const float* x, int64_t n) {
+  parallel_chunks(n, [=](int64_t lo, int64_t hi) { gelu_grad_range(c + lo, x + lo, hi - lo); });
 }
 
 // ---------------------------------------------------------------------------------------------
-// GELU fused into a product's output (see GemmEpilogue): the same arithmetic as gelu_forward and
-// gelu_backward(…, accumulate = false), so the fused and the separate forms give identical values.
+// GELU fused into a product's output (see GemmEpilogue): the same arithmetic as gelu_forward and gelu_grad, so the
+// fused and the separate forms give identical values.
 void gemm_epilogue_block(const GemmEpilogue& ep, float* C, int ldc, int i0, int i1, int j0, int j1) {
   for (int i = i0; i < i1; i++) {
     float* c = C + (int64_t)i * ldc;
     const int64_t n = j1 - j0;
     if (ep.kind == 1) gelu_forward_range(ep.y + (int64_t)i * ldc + j0, c + j0, n);
-    else gelu_backward_range(c + j0, c + j0, ep.x + (int64_t)i * ldc + j0, n);
+    else gelu_grad_range(c + j0, ep.x + (int64_t)i * ldc + j0, n);
   }
 }
 
@@ -534,7 +408,7 @@ void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
   if (want_f32(ta, M, N, K) && f32_gemm(ta, tb, M, N, K, alpha, A, B, beta, C, &ep)) return;
   sgemm(ta, tb, M, N, K, alpha, A, B, beta, C);
   if (kind == 1) gelu_forward(aux, C, (int64_t)M * N);
-  else gelu_backward(C, C, aux, (int64_t)M * N, false);
+  else gelu_grad(C, aux, (int64_t)M * N);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -609,9 +483,9 @@ double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V
   double total = 0.0;
 #pragma omp parallel reduction(+ : total)
   {
-    // exp(P − max P) and exp(Q − max Q) of the current row, computed once (five exponentials per element became
-    // two). The gradient is written only in the last pass over the row, after every read of Q, so dlq may be lq
-    // itself (the gradient written over θ's logits).
+    // exp(P − max P) and exp(Q − max Q) of the current row, computed once and kept for the later passes. The
+    // gradient is written only in the last pass over the row, after every read of Q, so dlq may be lq itself
+    // (the gradient written over θ's logits).
     std::vector<float> ep_row((size_t)V), eq_row((size_t)V);
     float* ep = ep_row.data();
     float* eq = eq_row.data();

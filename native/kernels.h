@@ -13,8 +13,9 @@ void enable_flush_denormals();
 int get_num_threads();
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta, float* C);
-// Which engine gemm() uses: 0 auto (AMX-BF16 where available and faster, else cblas_sgemm), 1 cblas_sgemm
-// only, 2 AMX wherever possible. Initial value from UNFORGET_GEMM=auto|blas|amx (default auto).
+// Which engine gemm() uses: 0 auto (AMX-BF16, or without AMX the float32 packed kernel, for the products the rules in
+// kernels.cc give them; cblas_sgemm for the rest), 1 cblas_sgemm only, 2 AMX wherever possible. Initial value from
+// UNFORGET_GEMM=auto|blas|amx (default auto).
 void set_gemm_mode(int mode);
 int get_gemm_mode();
 // True when gemm() can use the AMX kernel on this machine (build and OS support).
@@ -29,11 +30,9 @@ bool gemm_pack_b(bool tb, int N, int K, const float* B, uint16_t* packed);
 void gemm_packed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B,
                  const uint16_t* packed, float beta, float* C);
 // gemm with GELU fused into its output (C = alpha·op(A)·op(B) + beta·C, then kind 1: aux = gelu(C), C kept;
-// kind 2: C = C · gelu'(aux)). Identical values to gemm followed by gelu_forward / gelu_backward.
+// kind 2: C = C · gelu'(aux)). Identical values to gemm followed by gelu_forward, or by a separate pass of C · gelu'(aux).
 void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const float* B, float beta,
                float* C, int kind, float* aux);
-void gemm_batched(bool ta, bool tb, int batch, int M, int N, int K, float alpha, const float* A, int64_t sA,
-                  const float* B, int64_t sB, float beta, float* C, int64_t sC);
 
 // returns -1 if all ids valid, else the first offending row
 int64_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t rows, int V, int D);
@@ -42,17 +41,12 @@ int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids,
 void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C);
 void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* rstd, int64_t R, int C);
 
-void rope_forward(float* x, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
-void rope_backward(float* dx, int B, int T, int heads, int H, int64_t strideB, int64_t strideTok, int pos0);
-
 inline constexpr float kRmsEps = 1e-6f;
 // RoPE's cos/sin for positions pos0 .. pos0+T-1 of head size H (row p at offset p·H/2), computed once in double
 // and kept; valid until the next call with another H.
 void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0);
 
 void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0);
-void qk_norm_rope_backward(float* dx, const float* dy, const float* y, const float* rstd, int B, int T, int N, int H,
-                           int pos0);
 
 // lse [B, N, T]: each score row's log-sum-exp (scaled scores), saved for the backward pass.
 // With qk_rstd, q and k of qkv are raw: each head row of q and k gets RMSNorm over H and RoPE at its position
@@ -67,10 +61,9 @@ void attention_decode(float* out, const float* qkv, float* kcache, float* vcache
                       int Tmax, int pos0);
 
 void gelu_forward(float* y, const float* x, int64_t n);
-// dx = dy·gelu'(x), added to dx when accumulate (a fresh gradient is written, with no zero-fill first).
-void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool accumulate);
 
-// return the weighted loss sum, or NaN-free; bad target → returns via *bad_row (>=0)
+// Returns the weighted loss sum; a target outside [0, V) in a row of nonzero weight is reported in *bad_row (else
+// -1) and then nothing is computed.
 double cross_entropy(const float* logits, const int32_t* targets, const float* w, int64_t R, int V, float* row_loss,
                      float* dlogits, float grad_scale, int64_t* bad_row);
 double kl_div(const float* lp, const float* lq, const float* w, int64_t R, int V, float* row_loss, float* dlq,

@@ -1,6 +1,6 @@
-// RMSNorm over one head row followed by RoPE at its position, and the backward of that, shared by the
-// separate q/k kernel (kernels.cc, decoding) and the attention kernels that normalise q and k as they
-// load them (attention.cc). Halves in 8-lane AVX pieces when H/2 is a multiple of 8, plain loops otherwise.
+// RMSNorm over one head row followed by RoPE at its position, shared by the separate q/k kernel (kernels.cc,
+// decoding) and the attention kernels that normalise q and k as they load them (attention.cc), and the backward
+// of that (attention.cc). Halves in 8-lane AVX pieces when H/2 is a multiple of 8, plain loops otherwise.
 #pragma once
 #include <cmath>
 #if defined(__AVX512F__)

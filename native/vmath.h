@@ -59,7 +59,7 @@ inline __m512 fast_exp512(__m512 x) {
 
 // GELU-tanh. With u = √(2/π)(x + A x³), e = exp(2u) and r = 1/(e+1): tanh(u) = 1 − 2r, so gelu(x) = x(1 − r) and
 // gelu'(x) = (1 − r)(1 + 2·C·x·r·(1 + 3A x²)). r comes from rcp14 and one Newton step (relative error ~1e-7)
-// instead of a division, whose throughput bounded the first loop. Used by kernels.cc's GELU loops and by the
+// instead of a division, whose throughput would bound these loops. Used by kernels.cc's GELU loops and by the
 // AMX kernel's fused GELU step, so both give identical values.
 inline __m512 gelu_r512(__m512 x, __m512 x2) {
   const __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(2.f * kGeluC)),

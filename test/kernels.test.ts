@@ -76,6 +76,20 @@ function sub(a: ArrayLike<number>, b: ArrayLike<number>): F64 {
   return d;
 }
 
+// c · gelu'(x) elementwise, by gemmGelu's separate GELU pass (the one it runs after sgemm): the product of the
+// 1 × n × 1 gemmGelu is [1]·c, which is c exactly, computed on sgemm ('blas'), and C starts at zero (beta = 0).
+const ONE = Float32Array.of(1);
+function geluGradPass(c: Float32Array, x: Float32Array): Float32Array {
+  const out = new Float32Array(c.length), mode = nk.getGemmMode();
+  nk.setGemmMode('blas');
+  try {
+    nk.gemmGelu(false, false, 1, c.length, 1, 1, ONE, c, 0, out, 2, x);
+  } finally {
+    nk.setGemmMode(mode);
+  }
+  return out;
+}
+
 const defaultThreads = nk.getNumThreads();
 
 for (const threads of [1, 2]) {
@@ -169,14 +183,14 @@ for (const threads of [1, 2]) {
       });
     });
 
-    // GELU fused into the product's output (the model's MLP): the same values as gemm then geluForward /
-    // geluBackward on every engine, shape and transpose (including products AMX computes transposed, N > M,
+    // GELU fused into the product's output (the model's MLP): the same values as gemm then geluForward or the
+    // separate gelu' pass on every engine, shape and transpose (including products AMX computes transposed, N > M,
     // and K beyond one 512-deep chunk; with K in one chunk the step runs between the next block's tile products,
-    // partial blocks included), and GELU of the float64 product.
+    // partial blocks included), and GELU and gelu' of the float64 product.
     describe('gemmGelu', () => {
       const shapes: [number, number, number][] = [[5, 7, 3], [70, 33, 40], [300, 96, 64], [257, 600, 48], [600, 257, 48], [300, 64, 1100], [64, 300, 1100], [1, 1, 1]];
       for (const mode of ['blas', 'auto', ...(nk.gemmAmxAvailable() ? ['amx'] as const : [])] as const) {
-        it(`${mode}: aux = gelu(C) and C = C·gelu'(aux), as the separate kernels`, () => {
+        it(`${mode}: aux = gelu(C) and C = C·gelu'(aux), as the separate passes`, () => {
           const rng = new Rng(8800);
           try {
             nk.setGemmMode(mode);
@@ -204,12 +218,14 @@ for (const threads of [1, 2]) {
                   assert.deepStrictEqual(Ci, wantY, `${what}: gelu in place`);
                   // backward: C = (product) · gelu'(pre)
                   const pre = randn32(rng, M * N);
-                  const wantD = Float32Array.from(C0), dx = new Float32Array(M * N);
+                  const wantD = Float32Array.from(C0);
                   nk.gemm(transA, transB, M, N, K, alpha, A, B, beta, wantD);
-                  nk.geluBackward(dx, wantD, pre, M * N, false);
+                  const dx = geluGradPass(wantD, pre);
                   const D = Float32Array.from(C0);
                   nk.gemmGelu(transA, transB, M, N, K, alpha, A, B, beta, D, 2, pre);
                   assert.deepStrictEqual(D, dx, `${what}: gelu backward`);
+                  const gelu1 = ref.geluGrad(pre);
+                  expectClose(`${what}: gelu backward vs float64`, D, c64.map((c, i) => c * gelu1[i]!), 1e-4);
                 }
               }
             }
@@ -399,43 +415,6 @@ for (const threads of [1, 2]) {
       });
     });
 
-    describe('gemmBatched', () => {
-      for (const transA of [false, true]) {
-        for (const transB of [false, true]) {
-          it(`batch=3 M=5 N=6 K=7 padded strides transA=${transA} transB=${transB}`, () => {
-            const rng = new Rng(200 + (transA ? 1 : 0) + (transB ? 2 : 0));
-            const batch = 3, M = 5, N = 6, K = 7;
-            const sA = M * K + 3, sB = K * N + 1, sC = M * N + 4;
-            const A = randn32(rng, batch * sA);
-            const B = randn32(rng, batch * sB);
-            const C = randn32(rng, batch * sC);
-            const orig = Float32Array.from(C);
-            const expected = to64(C);
-            ref.gemmBatched(transA, transB, batch, M, N, K, 0.9, A, sA, B, sB, 0.2, expected, sC);
-            nk.gemmBatched(transA, transB, batch, M, N, K, 0.9, A, sA, B, sB, 0.2, C, sC);
-            expectClose('gemmBatched', C, expected);
-            for (let b = 0; b < batch; b++) {
-              for (let i = M * N; i < sC; i++) {
-                assert.equal(C[b * sC + i], orig[b * sC + i], `padding of C matrix ${b} at ${i} changed`);
-              }
-            }
-          });
-        }
-      }
-
-      it('shared right operand (strideB = 0), e.g. one weight for every head', () => {
-        const rng = new Rng(210);
-        const batch = 4, M = 3, N = 13, K = 6;
-        const A = randn32(rng, batch * M * K);
-        const B = randn32(rng, K * N);
-        const C = filled(batch * M * N, 0);
-        const expected = new Float64Array(batch * M * N);
-        ref.gemmBatched(false, false, batch, M, N, K, 1, A, M * K, B, 0, 0, expected, M * N);
-        nk.gemmBatched(false, false, batch, M, N, K, 1, A, M * K, B, 0, 0, C, M * N);
-        expectClose('gemmBatched strideB=0', C, expected);
-      });
-    });
-
     // ------------------------------------------------------------------------------------------------
     describe('embedding', () => {
       const V = 37, D = 13, B = 3, T = 5, rows = B * T;
@@ -530,48 +509,6 @@ for (const threads of [1, 2]) {
     });
 
     // ------------------------------------------------------------------------------------------------
-    describe('rope', () => {
-      for (const [B, T, heads, H, pos0] of [[3, 5, 2, 6, 0], [3, 5, 2, 6, 7], [1, 1, 3, 8, 300], [2, 4, 1, 2, 1]]) {
-        it(`contiguous B=${B} T=${T} heads=${heads} H=${H} pos0=${pos0}`, () => {
-          const rng = new Rng(500 + B + T * 10 + H * 100 + pos0);
-          const strideTok = heads * H, strideB = T * strideTok;
-          const x = randn32(rng, B * strideB);
-          const y = Float32Array.from(x);
-          nk.ropeForward(y, B, T, heads, H, strideB, strideTok, pos0);
-          expectClose('ropeForward', y, ref.rope(x, B, T, heads, H, strideB, strideTok, pos0));
-
-          const dy = randn32(rng, B * strideB);
-          const dx = Float32Array.from(dy);
-          nk.ropeBackward(dx, B, T, heads, H, strideB, strideTok, pos0);
-          expectGrad('ropeBackward', dx, (xx) => dot(dy, ref.rope(xx, B, T, heads, H, strideB, strideTok, pos0)), x, rng);
-        });
-      }
-
-      it('strided: rotates only the k heads inside a [B, T, 3, N, H] qkv buffer', () => {
-        const rng = new Rng(520);
-        const B = 3, T = 5, N = 2, H = 6, pos0 = 2;
-        const strideTok = 3 * N * H, strideB = T * strideTok;
-        const qkv = randn32(rng, B * strideB);
-        const work = Float32Array.from(qkv);
-        nk.ropeForward(work.subarray(N * H), B, T, N, H, strideB, strideTok, pos0);
-        const expected = to64(qkv);
-        expected.set(ref.rope(qkv.subarray(N * H), B, T, N, H, strideB, strideTok, pos0), N * H);
-        expectClose('ropeForward on k part', work, expected);
-        // q and v parts must be bit-identical
-        for (let tok = 0; tok < B * T; tok++) {
-          for (const part of [0, 2]) {
-            for (let i = 0; i < N * H; i++) {
-              const at = tok * strideTok + part * N * H + i;
-              assert.equal(work[at], qkv[at], `element ${at} (token ${tok}, part ${part}) changed`);
-            }
-          }
-        }
-        const back = Float32Array.from(work);
-        nk.ropeBackward(back.subarray(N * H), B, T, N, H, strideB, strideTok, pos0);
-        expectClose('ropeBackward inverts ropeForward', back, qkv);
-      });
-    });
-
     // ------------------------------------------------------------------------------------------------
     describe('qkNormRope', () => {
       it('far positions (pos0 = 2000, as in long cached sampling) keep float32 accuracy', () => {
@@ -581,16 +518,13 @@ for (const threads of [1, 2]) {
         const y = new Float32Array(x.length), rstd = new Float32Array(B * T * 2 * N);
         nk.qkNormRopeForward(y, rstd, x, B, T, N, H, pos0);
         expectClose('qkNormRope y at pos0=2000', y, ref.qkNormRope(x, B, T, N, H, pos0).y, 1e-4);
-        const r = Float32Array.from(x);
-        nk.ropeForward(r, B, T, 3 * N, H, T * 3 * N * H, 3 * N * H, pos0);
-        expectClose('ropeForward at pos0=2000', r, ref.rope(x, B, T, 3 * N, H, T * 3 * N * H, 3 * N * H, pos0), 1e-4);
       });
 
       // H = 2, 4, 8, 16 (whole heads per vector, with a partial last vector when 2·N·H is not a multiple of 16),
       // 32 and 64 (half-head vectors), and 6 (the plain loops).
       for (const [B, T, N, H, pos0] of [[3, 5, 2, 6, 0], [2, 3, 3, 4, 4], [1, 1, 2, 8, 9], [1, 5, 1, 2, 0],
         [2, 4, 9, 4, 1], [1, 3, 3, 16, 5], [2, 3, 3, 8, 0], [2, 2, 2, 32, 3], [1, 3, 1, 64, 7]]) {
-        it(`forward and written backward B=${B} T=${T} N=${N} H=${H} pos0=${pos0}`, () => {
+        it(`forward, out of place and in place, B=${B} T=${T} N=${N} H=${H} pos0=${pos0}`, () => {
           const rng = new Rng(600 + B + T * 10 + N * 100 + H * 1000 + pos0);
           const n = B * T * 3 * N * H;
           const x = randn32(rng, n);
@@ -601,19 +535,11 @@ for (const threads of [1, 2]) {
           expectClose('qkNormRope y', y, r.y);
           expectClose('qkNormRope rstd', rstd, r.rstd);
 
-          const dy = randn32(rng, n);
-          const dx = filled(n, 123); // written, not accumulated
-          nk.qkNormRopeBackward(dx, dy, y, rstd, B, T, N, H, pos0);
-          expectGrad('qkNormRope dx', dx, (xx) => dot(dy, ref.qkNormRope(xx, B, T, N, H, pos0).y), x, rng, 400);
-
-          // in place (y = x, dx = dy), as the model runs it: the same values, v left as it was
+          // in place (y = x): the same values, v left as it was
           const xi = Float32Array.from(x), rstdi = filled(B * T * 2 * N, NaN);
           nk.qkNormRopeForward(xi, rstdi, xi, B, T, N, H, pos0);
           expectClose('qkNormRope y in place', xi, r.y);
           expectClose('qkNormRope rstd in place', rstdi, r.rstd);
-          const dyi = Float32Array.from(dy);
-          nk.qkNormRopeBackward(dyi, dyi, xi, rstdi, B, T, N, H, pos0);
-          expectClose('qkNormRope dx in place', dyi, dx);
         });
       }
     });
@@ -776,7 +702,7 @@ for (const threads of [1, 2]) {
 
     // ------------------------------------------------------------------------------------------------
     describe('gelu', () => {
-      it('forward (tanh approximation) and accumulating backward, n=1001', () => {
+      it("forward (tanh approximation), and gelu' as gemmGelu's separate pass applies it, n=1001", () => {
         const rng = new Rng(800);
         const n = 1001;
         const x = new Float32Array(n);
@@ -790,13 +716,7 @@ for (const threads of [1, 2]) {
           assert.ok(Math.abs(y[i] - yr[i]) <= 1e-5 * Math.abs(yr[i]) + 1e-6, `gelu(${x[i]}) = ${y[i]}, expected ${yr[i]}`);
         }
         const dy = randn32(rng, n);
-        const pre = randn32(rng, n);
-        const dx = Float32Array.from(pre);
-        nk.geluBackward(dx, dy, x, n, true);
-        expectGrad('gelu dx (minus pre-filled)', sub(dx, pre), (xx) => dot(dy, ref.gelu(xx)), x, rng, n);
-        const dxw = filled(n, NaN); // written: the old contents (NaN) must not be read
-        nk.geluBackward(dxw, dy, x, n, false);
-        expectGrad('gelu dx (written)', dxw, (xx) => dot(dy, ref.gelu(xx)), x, rng, n);
+        expectGrad("dy · gelu'(x)", geluGradPass(dy, x), (xx) => dot(dy, ref.gelu(xx)), x, rng, n);
       });
     });
 
@@ -1154,20 +1074,12 @@ describe('1 thread and 2 threads agree on larger inputs', () => {
   }
   const AGREE = 1e-6;
 
-  it('gemm, gemmBatched', () => {
+  it('gemm', () => {
     const rng = new Rng(1400);
     const M = 203, N = 151, K = 130;
     const A = randn32(rng, M * K), B = randn32(rng, K * N);
     const [c1, c2] = both(() => { const C = new Float32Array(M * N); nk.gemm(false, true, M, N, K, 1, A, B, 0, C); return C; });
     expectClose('gemm 1 vs 2 threads', c1, c2, AGREE);
-    const batch = 16, m = 33, n = 17, k = 21;
-    const bA = randn32(rng, batch * m * k), bB = randn32(rng, batch * k * n);
-    const [d1, d2] = both(() => {
-      const C = new Float32Array(batch * m * n);
-      nk.gemmBatched(true, false, batch, m, n, k, 1, bA, m * k, bB, k * n, 0, C, m * n);
-      return C;
-    });
-    expectClose('gemmBatched 1 vs 2 threads', d1, d2, AGREE);
   });
 
   it('embedding, rmsnorm, gelu, qkNormRope, attention', () => {
@@ -1191,17 +1103,15 @@ describe('1 thread and 2 threads agree on larger inputs', () => {
       const y = new Float32Array(rows * D), rstd = new Float32Array(rows), dx = new Float32Array(rows * D);
       nk.rmsnormForward(y, rstd, x, rows, D);
       nk.rmsnormBackward(dx, dout, y, rstd, rows, D);
-      const g = new Float32Array(rows * D), gd = new Float32Array(rows * D);
+      const g = new Float32Array(rows * D);
       nk.geluForward(g, x, rows * D);
-      nk.geluBackward(gd, dout, x, rows * D, true);
-      return [y, rstd, dx, g, gd];
+      return [y, rstd, dx, g, geluGradPass(dout, x)];
     });
     for (let i = 0; i < r1.length; i++) expectClose(`rmsnorm/gelu output ${i} 1 vs 2 threads`, r1[i], r2[i], AGREE);
 
     const B = 4, T = 33, N = 4, H = 16;
     const qkvRaw = randn32(rng, B * T * 3 * N * H);
     const dAtt = randn32(rng, B * T * N * H);
-    const dQkv = randn32(rng, B * T * 3 * N * H);
     const [a1, a2] = both(() => {
       const qkv = new Float32Array(qkvRaw.length), rstd = new Float32Array(B * T * 2 * N);
       nk.qkNormRopeForward(qkv, rstd, qkvRaw, B, T, N, H, 0);
@@ -1209,9 +1119,12 @@ describe('1 thread and 2 threads agree on larger inputs', () => {
       nk.attentionForward(out, lse, qkv, B, T, N, H);
       const dq = new Float32Array(qkv.length);
       nk.attentionBackward(dq, dAtt, lse, qkv, B, T, N, H);
+      // the model's form: q and k normalised inside the attention kernels, the gradient with respect to the raw qkv
+      const outN = new Float32Array(B * T * N * H), lseN = new Float32Array(B * N * T), rstdN = new Float32Array(B * T * 2 * N);
+      nk.attentionForward(outN, lseN, qkvRaw, B, T, N, H, rstdN);
       const dx = new Float32Array(qkv.length);
-      nk.qkNormRopeBackward(dx, dQkv, qkv, rstd, B, T, N, H, 0);
-      return [qkv, rstd, out, lse, dq, dx];
+      nk.attentionBackward(dx, dAtt, lseN, qkvRaw, B, T, N, H, rstdN);
+      return [qkv, rstd, out, lse, dq, outN, lseN, rstdN, dx];
     });
     for (let i = 0; i < a1.length; i++) expectClose(`qkNormRope/attention output ${i} 1 vs 2 threads`, a1[i], a2[i], AGREE);
   });

@@ -1,16 +1,13 @@
 /**
- * Autograd ops that write over an input's buffer (the model's residual stream and its qkv product):
- * values and gradients against float64 computed here, including an upstream gradient that is not 1 and
- * a residual that already has a gradient. Also ops.gelu, which the model no longer uses (its MLP fuses
- * GELU into the products) but the library still exports.
+ * Autograd ops that write over an input's buffer (the model's residual stream): values and gradients against
+ * float64 computed here, including an upstream gradient that is not 1 and a residual that already has a gradient.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { gelu, matmul, qkNormRope, residualMatmul, weightedSum } from '../src/tensor/ops.js';
+import { matmul, residualMatmul, weightedSum } from '../src/tensor/ops.js';
 import { scope } from '../src/tensor/pool.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { Rng, randn32 } from './helpers/ref.js';
-import * as ref from './helpers/ref.js';
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0, den = 0;
@@ -79,42 +76,5 @@ describe('residualMatmul', () => {
     const t = (n: number, s: number[]) => new Tensor(new Float32Array(n), s);
     assert.throws(() => residualMatmul(t(6, [2, 3]), t(8, [2, 4]), t(10, [5, 2])), /weight must be \[4, N\]/);
     assert.throws(() => residualMatmul(t(6, [2, 3]), t(8, [2, 4]), t(8, [4, 2])), /residual has 6 elements, the product 4/);
-  });
-});
-
-describe('qkNormRope in place', () => {
-  it('same values and input gradient as the out-of-place op, with x overwritten', () => {
-    const [B, T, N, H] = [2, 5, 3, 8];
-    const rng = new Rng(9200);
-    const x0 = randn32(rng, B * T * 3 * N * H), r = randn32(rng, x0.length);
-    const run = (inPlace: boolean) => scope(() => {
-      const x = new Tensor(Float32Array.from(x0), [B * T, 3 * N * H], true);
-      const y = qkNormRope(x, B, T, N, H, 3, inPlace);
-      assert.equal(y.data === x.data, inPlace);
-      const values = Float32Array.from(y.data);
-      dotWith(y, r).backward();
-      return { values, grad: Float32Array.from(x.grad!) };
-    });
-    const a = run(false), b = run(true);
-    expectClose('values', b.values, ref.qkNormRope(x0, B, T, N, H, 3).y);
-    expectClose('values in place vs out of place', b.values, a.values, 0);
-    expectClose('gradient in place vs out of place', b.grad, a.grad, 0);
-  });
-});
-
-describe('gelu', () => {
-  it('values and input gradient against float64 (central differences of the float64 GELU)', () => {
-    const rng = new Rng(9300);
-    const n = 37;
-    const x0 = randn32(rng, n, 2), r = randn32(rng, n);
-    scope(() => {
-      const x = new Tensor(Float32Array.from(x0), [n], true);
-      const y = gelu(x);
-      expectClose('gelu values', y.data, ref.gelu(x0));
-      dotWith(y, r).backward();
-      const h = 1e-4;
-      const want = Float64Array.from(x0, (v, i) => r[i]! * (ref.gelu([v + h])[0]! - ref.gelu([v - h])[0]!) / (2 * h));
-      expectClose('gelu input gradient', x.grad!, want, 1e-4);
-    });
   });
 });

@@ -43,7 +43,7 @@ export interface NativeKernels {
        A: F32, B: F32, beta: number, C: F32): void;
   /** gemm with GELU fused into its output, each block as soon as it is final: kind 1, aux = gelu(C) (C keeps the
    *  pre-activation; aux may be C itself); kind 2, C = C · gelu'(aux). Values identical to gemm followed by
-   *  geluForward / geluBackward(…, accumulate = false). */
+   *  geluForward (kind 1) or by a separate elementwise pass of C · gelu'(aux) (kind 2). */
   gemmGelu(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
     beta: number, C: F32, kind: 1 | 2, aux: F32): void;
   /** Words (uint16) of op(B) [K, N] packed for gemmPacked: in the AMX engine's layout where the machine has AMX,
@@ -56,10 +56,6 @@ export interface NativeKernels {
    *  one row), else B. `packed` must hold gemmPackB(transB, N, K, B) of the same B, or the result is wrong. */
   gemmPacked(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
              packed: Uint16Array | null, beta: number, C: F32): void;
-  /** `batch` independent gemms; matrix i of A starts at i*strideA (elements), likewise B and C. */
-  gemmBatched(transA: boolean, transB: boolean, batch: number, M: number, N: number, K: number,
-              alpha: number, A: F32, strideA: number, B: F32, strideB: number, beta: number,
-              C: F32, strideC: number): void;
 
   // ---- embedding ----
   /** out[r,:] = table[ids[r],:]; ids must be in [0,V) (checked; throws RangeError naming the row). */
@@ -74,18 +70,10 @@ export interface NativeKernels {
   rmsnormBackward(dx: F32, dy: F32, y: F32, rstd: F32, R: number, C: number): void;
 
   // ---- RoPE (base 10000, rotate-half; absolute position = pos0 + t) ----
-  /** x is [B, T, heads, H] with token stride `strideTok` (elements between consecutive t) and batch
-   *  stride `strideB`; rotates `heads` heads of size H in place, for t in [0,T), position pos0+t. */
-  ropeForward(x: F32, B: number, T: number, heads: number, H: number, strideB: number, strideTok: number, pos0: number): void;
-  /** In-place inverse rotation of a gradient laid out like ropeForward's x. */
-  ropeBackward(dx: F32, B: number, T: number, heads: number, H: number, strideB: number, strideTok: number, pos0: number): void;
-
   /** Fused q/k post-processing of the qkv projection, x and y both [B*T, 3, N, H]:
    *  y.q = RoPE(RMSNorm_H(x.q)), y.k = RoPE(RMSNorm_H(x.k)), y.v = x.v; rstd [B*T, 2, N].
    *  Position of token t of each sequence is pos0 + t. y may be x itself (in place; v is then left as it is). */
   qkNormRopeForward(y: F32, rstd: F32, x: F32, B: number, T: number, N: number, H: number, pos0: number): void;
-  /** dx (written, not accumulated) from dy; needs y and rstd of the forward. dx may be dy itself (in place). */
-  qkNormRopeBackward(dx: F32, dy: F32, y: F32, rstd: F32, B: number, T: number, N: number, H: number, pos0: number): void;
 
   // ---- causal softmax attention (scale 1/sqrt(H)), fused ----
   /** Training form: qkv [B, T, 3, N, H] (q,k,v per token), out [B, T, N, H], lse [B, N, T]: the
@@ -106,8 +94,6 @@ export interface NativeKernels {
 
   // ---- GELU (tanh approximation) ----
   geluForward(y: F32, x: F32, n: number): void;
-  /** dx += dy * gelu'(x) when accumulate, else dx = dy * gelu'(x) (dx's old contents are not read). */
-  geluBackward(dx: F32, dy: F32, x: F32, n: number, accumulate: boolean): void;
 
   // ---- losses over logits [R, V] ----
   /** Weighted cross-entropy: returns sum_r w[r] * (logsumexp(logits[r]) - logits[r, targets[r]]).

@@ -173,28 +173,11 @@ export function rmsnorm(x: Tensor): Tensor {
   return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
 }
 
-/** q, k ← RoPE(RMSNorm_H(·)) inside a qkv activation [B*T, 3·N·H]; v passes through. */
-export function qkNormRope(x: Tensor, B: number, T: number, N: number, H: number, pos0 = 0, inPlace = false): Tensor {
-  check(x.size === B * T * 3 * N * H, 'qkNormRope: shape mismatch');
-  // In place (x's values are not needed afterwards: the raw qkv product of the model, whose own backward
-  // reads only its inputs): q and k are rewritten where they are and v is left alone, instead of a copy of
-  // the whole row; the backward likewise turns the incoming gradient into x's.
-  const out = inPlace ? new Tensor(x.data, x.shape) : Tensor.empty(x.shape);
-  const rstd = alloc(B * T * 2 * N, false);
-  K().qkNormRopeForward(out.data, rstd, x.data, B, T, N, H, pos0);
-  if (!needsGrad(x)) return out;
-  return record(out, [x], (g) => {
-    const dx = inPlace ? g : alloc(x.size, false);
-    K().qkNormRopeBackward(dx, g, out.data, rstd, B, T, N, H, pos0);
-    accumulate(x, dx);
-  });
-}
-
 /**
  * Causal softmax attention over qkv [B*T, 3·N·H] → [B*T, N·H].
  * - `qkNorm`: qkv is the raw product, and q and k go through RMSNorm over each head and RoPE (positions
- *   0..T-1) inside the kernel: the same as `attention(qkNormRope(qkv, …), …)` without a pass that rewrites q
- *   and k and reads them back, and the backward returns the raw q, k gradient directly.
+ *   0..T-1) inside the kernel: the same as normalising them first with the qkNormRopeForward kernel, without a
+ *   pass that rewrites q and k and reads them back, and the backward returns the raw q, k gradient directly.
  * - `inPlace`: qkv's values are not needed afterwards (the model's qkv product, whose own backward reads only
  *   its inputs), so the gradient is written over qkv instead of a fresh buffer.
  */
@@ -211,21 +194,6 @@ export function attention(qkv: Tensor, B: number, T: number, N: number, H: numbe
     const dqkv = opts.inPlace ? qkv.data : alloc(qkv.size, false);
     K().attentionBackward(dqkv, g, lse, qkv.data, B, T, N, H, rstd);
     accumulate(qkv, dqkv);
-  });
-}
-
-/** GELU, tanh approximation. */
-export function gelu(x: Tensor): Tensor {
-  const out = Tensor.empty(x.shape);
-  K().geluForward(out.data, x.data, x.size);
-  if (!needsGrad(x)) return out;
-  return record(out, [x], (g) => {
-    if (x.grad) return K().geluBackward(x.grad, g, x.data, x.size, true);
-    // The first gradient of x: written, not accumulated onto a zero-filled buffer (16 MB per layer of the
-    // largest benchmark model).
-    const dx = alloc(x.size, false);
-    K().geluBackward(dx, g, x.data, x.size, false);
-    accumulate(x, dx);
   });
 }
 

@@ -127,27 +127,18 @@ export function gather(a: ArrayLike<number>, coords: ArrayLike<number>): F64 {
 /** C[M,N] = alpha·op(A)·op(B) + beta·C, row-major; A is [M,K] or (transA) [K,M]; B is [K,N] or [N,K].
  *  With beta == 0 the old C is ignored (BLAS convention). */
 export function gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-                     A: ArrayLike<number>, B: ArrayLike<number>, beta: number, C: F64,
-                     offA = 0, offB = 0, offC = 0): void {
+                     A: ArrayLike<number>, B: ArrayLike<number>, beta: number, C: F64): void {
   for (let i = 0; i < M; i++) {
     for (let j = 0; j < N; j++) {
       let s = 0;
       for (let k = 0; k < K; k++) {
-        const a = transA ? A[offA + k * M + i] : A[offA + i * K + k];
-        const b = transB ? B[offB + j * K + k] : B[offB + k * N + j];
+        const a = transA ? A[k * M + i] : A[i * K + k];
+        const b = transB ? B[j * K + k] : B[k * N + j];
         s += a * b;
       }
-      const c = offC + i * N + j;
+      const c = i * N + j;
       C[c] = alpha * s + (beta === 0 ? 0 : beta * C[c]);
     }
-  }
-}
-
-export function gemmBatched(transA: boolean, transB: boolean, batch: number, M: number, N: number, K: number,
-                            alpha: number, A: ArrayLike<number>, strideA: number, B: ArrayLike<number>,
-                            strideB: number, beta: number, C: F64, strideC: number): void {
-  for (let b = 0; b < batch; b++) {
-    gemm(transA, transB, M, N, K, alpha, A, B, beta, C, b * strideA, b * strideB, b * strideC);
   }
 }
 
@@ -331,6 +322,18 @@ export function gelu(x: ArrayLike<number>): F64 {
   const y = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) y[i] = geluScalar(x[i]);
   return y;
+}
+
+/** gelu'(x) in closed form: with t = tanh(u), u = c(x + 0.044715x³), 0.5(1 + t) + 0.5x(1 − t²)·c(1 + 3·0.044715x²). */
+export function geluGradScalar(x: number): number {
+  const t = Math.tanh(GELU_C * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * x * x);
+}
+
+export function geluGrad(x: ArrayLike<number>): F64 {
+  const d = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) d[i] = geluGradScalar(x[i]);
+  return d;
 }
 
 // ---------------------------------------------------------------------------------------------------
