@@ -1,5 +1,5 @@
 /**
- * `unforget tokenizer train` and `unforget tokenize` (SPEC §4, §7).
+ * `unforget tokenizer train` and `unforget tokenize` (docs/contract.md §3).
  *
  * The reference throughout is the Hugging Face `tokenizers` package itself: the trained
  * tokenizer.json must load there and round-trip text exactly, and every token file must equal that
@@ -233,6 +233,20 @@ test('tokenize CLI: one document per text file, JSONL --field, progress summary 
   assert.ok(info.mb_per_s >= 0);
   assert.match(r.stderr, /MB\/s/);
   assert.equal(readTokenFile(path.join(work, 'cli.bin')).tokens.length, info.tokens);
+});
+
+test('sample --prompt TEXT: the tokenizer from the data sidecar, the prompt after the dataset token id', async () => {
+  // The run's token id comes from the sidecar alone (no data.token_id), as in `unforget tokenize` + `train`.
+  fs.writeFileSync(path.join(work, 'p.txt'), corpusText(400, 3));
+  cliOk(work, ['tokenize', '--tokenizer', tokFile, '--out', 'p.bin', '--dataset-token-id', '3', '--no-progress', 'p.txt']);
+  cliOk(work, ['train', 'data.path=p.bin', 'model.D=16', 'model.L=1', 'model.H=8', 'model.T=16', 'opt.batch_size=4',
+    'stop.num_tokens_train=64', 'log.progress=false', 'run.id=prompted']);
+  const r = cliOk(work, ['sample', '--model', 'runs/prompted', '--prompt', 'the quick', '--max-tokens', '3', '--seed', '1']);
+  const out = JSON.parse(r.stdout.trim()) as { ids: number[]; text: string };
+  const prompt = await encode('the quick');
+  assert.deepEqual(out.ids.slice(0, prompt.length + 1), [3, ...prompt], 'dataset token id, then the prompt');
+  assert.equal(out.ids.length, prompt.length + 1 + 3);
+  assert.equal(out.text, await tok.decode(out.ids.slice(prompt.length + 1), false), 'text is the continuation');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -36,7 +36,9 @@ export async function cmdSample(args: string[]): Promise<void> {
   if (values.prompt !== undefined) {
     if (!tokenizer) throw new UnforgetError('sample: --prompt TEXT needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE or use --token-id');
     prompt = await tokenizer.encode(values.prompt);
-    if (config.tokenId !== null) prompt = [config.tokenId, ...prompt];
+    // Every training sequence started with the dataset token id, so a text prompt does too.
+    const tid = checkpointTokenId(config);
+    if (tid !== null) prompt = [tid, ...prompt];
     if (prompt.length === 0) throw new UnforgetError('sample: the prompt encodes to no tokens');
   } else {
     const tid = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : checkpointTokenId(config);
