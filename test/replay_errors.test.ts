@@ -68,6 +68,11 @@ test('reg.batch_size larger than the real replay split allows', () => {
   expectError([...ft('pre'), 'reg.method=ntp_pre', 'reg.synth=false', 'reg.batch_size=100000'], /reg\.batch_size.*100000/);
 });
 
+test('reg.method=replace with a share of each batch that rounds to no rows', () => {
+  expectError([...ft('pre'), 'reg.method=replace', 'reg.coeff=0'], /reg\.coeff.*0 rows/);
+  expectError([...ft('pre'), 'reg.method=replace', 'reg.coeff=0.1', 'reg.synth=true'], /reg\.coeff.*floor\(0\.1 · 8\) = 0 rows/);
+});
+
 test('LoRA rank ≤ 0 or > min(in, out)', () => {
   expectError([...ft('pre'), 'model.lora_rank=0'], /model\.lora_rank/);
   expectError([...ft('pre'), 'model.lora_rank=-3'], /model\.lora_rank/);

@@ -256,7 +256,7 @@ function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig |
   const rows = method === 'replace' ? Math.floor(cfg.reg.coeff * B) : cfg.reg.batch_size ?? B;
   if (method === 'replace') {
     if (cfg.reg.coeff > 1) throw new ConfigError('reg.coeff', `with reg.method=replace is the replaced share of each batch and must be ≤ 1, got ${cfg.reg.coeff}`);
-    if (rows === 0) return null;
+    if (rows === 0) throw new ConfigError('reg.coeff', `with reg.method=replace replaces floor(${cfg.reg.coeff} · ${B}) = 0 rows of each batch; raise it to at least ${(1 / B).toPrecision(3)}, or set reg.method=null`);
   }
   if (cfg.reg.synth) {
     if (!ref) throw new ConfigError('reg.synth', 'self-generated replay needs model.load_path (the model π that samples it)');
