@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Eager PyTorch peer of the unforget "gpt" model (SPEC §2, §3), for benchmarking.
+"""Eager PyTorch peer of the unforget "gpt" model (docs/contract.md §1, §2), for benchmarking.
 
 Modes (one JSON line on stdout):
   train   AdamW step on random token batches (NTP loss).

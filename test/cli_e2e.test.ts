@@ -1,5 +1,5 @@
 /**
- * End to end through the command line (SPEC §4–7): a tiny pretraining run, `eval`, `sample`, the run
+ * End to end through the command line (docs/contract.md §3–§6): a tiny pretraining run, `eval`, `sample`, the run
  * folder's files, finetuning (forgetting, KL replay), and every stop criterion.
  *
  * The pretraining run is made once in a template folder; every test works in its own fresh copy.
@@ -119,7 +119,7 @@ test('pretrain run folder: config.yaml, metrics.jsonl, summary.json, model.safet
   assert.equal(s.valid_ntp, m[m.length - 1]!.valid_ntp);
   assert.equal(s.train_tokens_seen, PRE_STEPS * B * T);
 
-  // model.safetensors: exactly SPEC §7's names, shapes and dtype.
+  // model.safetensors: exactly the names, shapes and dtype.
   const st = readSafetensors(path.join(run, 'model.safetensors'));
   const shapes: Record<string, number[]> = {};
   for (const [name, t] of st.tensors) {

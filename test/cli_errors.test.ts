@@ -1,5 +1,5 @@
 /**
- * The command line on bad input (SPEC §7: "exits non-zero with a one-line reason on bad input").
+ * The command line on bad input (every bad input exits non-zero with a one-line reason).
  *
  * Every case runs the real CLI in a fresh temporary folder that already holds a valid token file
  * (`d.bin`, from `unforget data markov`) and a valid run folder (`runs/base`, from a tiny
@@ -290,7 +290,7 @@ test('train data.path: a sidecar that is not JSON', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Dataset size vs batch size (SPEC §4)
+// Dataset size vs batch size (docs/contract.md §3)
 // ---------------------------------------------------------------------------------------------
 
 test('train: a dataset smaller than one batch names the numbers', () => {

@@ -546,7 +546,7 @@ for (const threads of [1, 2]) {
 
     // ------------------------------------------------------------------------------------------------
     describe('attention', () => {
-      // H = 16 with T ≤ 16 takes the single-vector head kernels (T = 14 as in the second benchmark model, 16, 1).
+      // H = 16 with T ≤ 16 takes the single-vector head kernels (T = 14 as in the (256, 2, 16, 14, 20, 256) benchmark config, 16, 1).
       for (const [B, T, N, H] of [[3, 5, 2, 6], [2, 1, 3, 4], [1, 9, 1, 8], [2, 6, 2, 2], [2, 14, 3, 16], [1, 16, 2, 16], [2, 1, 2, 16]]) {
         it(`forward, log-sum-exp, written backward B=${B} T=${T} N=${N} H=${H}`, () => {
           const rng = new Rng(700 + B + T * 10 + N * 100 + H * 1000);

@@ -1,6 +1,6 @@
 /**
  * End-to-end gradients of the autograd graph: the gradient of NTP (+ coeff·KL to a frozen
- * reference) with respect to every SPEC tensor agrees with central finite differences of an
+ * reference) with respect to every checkpoint tensor agrees with central finite differences of an
  * independent float64 implementation (test/helpers/gpt64.ts) of the same loss.
  */
 import assert from 'node:assert/strict';

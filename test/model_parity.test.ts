@@ -1,8 +1,8 @@
 /**
  * The product's model, loaded from a checkpoint written by an independent safetensors writer, must give the
- * same logits as the independent float64 SPEC §2 forward (test/helpers/gpt64.ts) — through the no-graph
+ * same logits as the independent float64 forward of docs/contract.md §1 (test/helpers/gpt64.ts) — through the no-graph
  * `logits`, the autograd `forward`, and the KV-cached `decode` used by sampling — and must save the weights
- * back bit-identically in the SPEC §7 names, shapes and layouts.
+ * back bit-identically in the checkpoint names, shapes and layouts.
  *
  * Criterion (float32 vs float64): with b the float64 logits and a the product's,
  *   max|a − b| ≤ 1e-4 · max|b|                       (global), and
@@ -61,7 +61,7 @@ after(() => {
 });
 
 for (const c of cases) {
-  describe(`model parity with the float64 SPEC forward, ${c.name}`, () => {
+  describe(`model parity with the float64 reference forward, ${c.name}`, () => {
     it('loaded model: logits, forward and cached decode match gpt64; saving round-trips', async () => {
       const rng = new Rng(c.seed);
       const { D, L, H, T, V } = c.cfg;
@@ -121,7 +121,7 @@ for (const c of cases) {
         }
       }
 
-      // saving writes the SPEC layout back: the independent reader sees exactly the original tensors
+      // saving writes the checkpoint layout back: the independent reader sees exactly the original tensors
       const saved = fs.mkdtempSync(path.join(tmpRoot, 'saved-'));
       saveWeights(saved, model);
       const back = readSafetensors(path.join(saved, 'model.safetensors')).tensors;

@@ -272,7 +272,7 @@ describe('float64 gpt forward (helpers/gpt64)', () => {
     assert.ok(relErr(logits, expected) < 1e-14);
   });
 
-  it('initial weights have the SPEC scales', () => {
+  it('initial weights have the scales of docs/contract.md §1', () => {
     const big: Gpt64Config = { D: 64, L: 1, H: 16, V: 50 };
     const r = new Rng(9);
     const wb = randomGptWeights(big, () => r.normal());

@@ -4,7 +4,7 @@ import { EOS, EQ, NULL, SEP, TOY_VOCAB, answer, bosId, encodeExample, makeTaskDa
 
 const D = (s: string) => [...s].map((c) => 9 + Number(c));
 
-test('toy sequences follow SPEC §8 exactly', () => {
+test('toy sequences follow docs/contract.md §7 exactly', () => {
   // add: 123 + 989 = 1112
   assert.deepEqual(encodeExample('add', 123, 989, 3, 1000), [bosId('add'), ...D('123'), SEP, ...D('989'), EQ, ...D('1112'), EOS]);
   // modadd: (123 + 989) mod 1000 = 112, written with n+1 digits

@@ -1,6 +1,6 @@
 /**
  * The run configuration: nested sections whose dotted keys (`opt.lr`, `reg.method`) are the names
- * used in SPEC.md and in the study's reference code.
+ * of docs/contract.md and of the study's reference code.
  *
  * Every section is a strict object (an unknown key is an error, never silently ignored) whose fields
  * all have defaults. Fields are built with the small helpers below instead of bare zod types so that
@@ -226,7 +226,7 @@ export function section<S extends z.ZodRawShape>(shape: S) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The base sections (SPEC §3–7)
+// The base sections (docs/contract.md §2–§6)
 // ---------------------------------------------------------------------------------------------
 
 export const REG_METHODS = ['ntp_pre', 'kl_pre', 'kl_dwn', 'replace'] as const;
@@ -338,10 +338,6 @@ export type DeepPartial<T> = T extends readonly unknown[]
 export const LENGTH_CRITERIA = ['num_tokens_train', 'tokens_per_param', 'num_epochs'] as const;
 export const STOP_CRITERIA = [...LENGTH_CRITERIA, 'target_loss', 'train_time', 'early_stop_steps'] as const;
 
-/**
- * Rules that involve more than one key. `requireStop`: a training run needs a stopping criterion;
- * other commands (sample, eval, bench, experiments with their own step counts) do not.
- */
 /**
  * Rules over several keys. `requireStop: false` is for commands whose length is fixed elsewhere
  * (bench, experiments with steps per task): no stop criterion is needed, and cosine decay is allowed.

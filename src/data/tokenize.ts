@@ -1,5 +1,5 @@
 /**
- * Tokenizer training from files, and corpora → token files (`.bin` + sidecar, SPEC §4).
+ * Tokenizer training from files, and corpora → token files (`.bin` + sidecar, docs/contract.md §3).
  *
  * `tokenizeCorpus` streams documents (src/data/corpus.ts), encodes them in batches with the Hugging
  * Face binding's `encodeBatch` (Rust, multi-threaded; the next batch is read while one is encoded),
@@ -22,6 +22,7 @@ import { Rng } from '../util/rng.js';
 import { type BpeModel, EOS_TOKEN, MAX_VOCAB_SIZE, RESERVED_PATTERN, WordCounter, checkLayout, tokenizerJson, trainBpe } from './bpe.js';
 import { collectInputs, readDocuments, type InputFile, type Piece } from './corpus.js';
 import { sidecarPath, type Sidecar } from './tokens.js';
+import { HOST_LITTLE_ENDIAN } from '../util/shape.js';
 
 /** Progress in on-disk input bytes (phase 'read'), merges (phase 'merge') or tokens written (phase 'write'). */
 export type ProgressFn = (phase: 'read' | 'merge' | 'write', done: number, total: number) => void;
@@ -187,8 +188,8 @@ export interface TokenizeOptions {
   field?: string;
   column?: string;
   seed?: number;
-  /** Characters of text per encodeBatch call. The binding needs ~150 bytes of native memory per character
-   * of a batch in flight (measured: peak RSS 117 MB at 128K, 192 MB at 512K, 300 MB at 1M), at equal speed. */
+  /** Characters of text per encodeBatch call: the binding holds native memory per character of a batch in
+   *  flight, so a bounded batch bounds the memory, and larger batches are no faster. */
   batchChars?: number;
   onProgress?: ProgressFn;
   /** Called with the temporary files while they exist (for cleanup on Ctrl-C), then with []. */
@@ -221,8 +222,6 @@ const collectGarbage: () => void = (() => {
   }
   return () => {};
 })();
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 interface EncodedCorpus {
   /** Start of document k in the store; entry nDocs is the end. Each document ends with EOS. */

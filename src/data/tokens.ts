@@ -1,5 +1,5 @@
 /**
- * Token files and the train/validation split (SPEC §4).
+ * Token files and the train/validation split (docs/contract.md §3).
  *
  * A token file `NAME.bin` is a flat little-endian uint16 array — the reference implementation's
  * format, so files are interchangeable with it. Its sidecar `NAME.json` records at least
@@ -15,11 +15,10 @@ import fs from 'node:fs';
 import { DataError, fileError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
+import { HOST_LITTLE_ENDIAN } from '../util/shape.js';
 
 /** Largest id a uint16 file can hold, so the largest meaningful vocabulary is 65536. */
 const MAX_VOCAB = 65536;
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface Sidecar {
   vocab_size: number | null;

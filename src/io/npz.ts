@@ -26,6 +26,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import zlib from 'node:zlib';
 import { DataError, fileError } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
+import { HOST_LITTLE_ENDIAN, numel, shapeStr } from '../util/shape.js';
 
 export interface NpyArray {
   /** The dtype as stored (`<f4` or `<f8`); `data` is always float32. */
@@ -39,7 +40,6 @@ export interface NpzInput {
   data: Float32Array;
 }
 
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -52,14 +52,6 @@ const ZIP64_EOCD_SIZE = 56;
 /** CPython's zipfile switches to zip64 fields above this, not at 2^32 − 1; we match it. */
 const ZIP64_LIMIT = 2 ** 31 - 1;
 const DOS_DATE_1980_01_01 = 0x0021;
-
-const shapeStr = (shape: readonly number[]): string => `[${shape.join(',')}]`;
-
-function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 // ---------------------------------------------------------------------------------------------
 // CRC-32 (zip's polynomial). node:zlib has crc32 from Node 20.15; older 20.x use the table.

@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import { DataError, fileError } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
+import { HOST_LITTLE_ENDIAN, numel, shapeStr } from '../util/shape.js';
 
 export interface SafetensorsInput {
   shape: number[];
@@ -44,16 +45,6 @@ const DTYPE_SIZE: Record<string, number> = {
   I64: 8, U64: 8, F64: 8,
 };
 const READABLE_DTYPES = ['F32', 'F16', 'BF16', 'F64'];
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-const shapeStr = (shape: readonly number[]): string => `[${shape.join(',')}]`;
-
-function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 function isDim(d: unknown): d is number {
   return typeof d === 'number' && Number.isSafeInteger(d) && d >= 0;

@@ -1,5 +1,5 @@
 /**
- * LoRA (SPEC §3): every projection matrix W [in, out] of every layer (qkv, out, up, down; not the
+ * LoRA (docs/contract.md §2): every projection matrix W [in, out] of every layer (qkv, out, up, down; not the
  * embeddings) becomes W + A·B with A ~ N(0, 1/in) of shape [in, r] and B = 0 of shape [r, out].
  * Only A and B are trained; the base model is frozen. Attaching installs a weight hook on the
  * model, so the forward, evaluation and KV-cache sampling all see the adapted weights.

@@ -1,5 +1,5 @@
 /**
- * Replay batches for the regularisers of SPEC §3: rows of the previous dataset (real replay) or
+ * Replay batches for the regularisers of docs/contract.md §2: rows of the previous dataset (real replay) or
  * sequences the frozen reference model π samples itself (self-generated replay).
  */
 import type { GPT } from '../model/gpt.js';

@@ -111,7 +111,7 @@ interface CurveGroup {
   match: (key: string) => boolean;
 }
 
-/** Which metrics share a figure (SPEC §6 names; the toy experiment's acc_<task> and ntp_<task>). */
+/** Which metrics share a figure (the metric names of docs/contract.md §5; the toy experiment's acc_<task> and ntp_<task>). */
 const CURVE_GROUPS: CurveGroup[] = [
   { title: 'Loss', yTitle: 'loss (nats/token)', match: (k) => k === 'train_loss' || k === 'train_loss_ntp' || /^[a-z]+_ntp$/.test(k) || /^ntp_/.test(k) },
   { title: 'NTP over the second half of positions', yTitle: 'loss (nats/token)', match: (k) => /^[a-z]+_ntp_h2$/.test(k) },
@@ -264,7 +264,7 @@ function readSweepDoc(file: string): SweepDoc {
   };
 }
 
-/** The metrics a sweep report leads with: the sweep's own metric, then the SPEC's main ones present. */
+/** The metrics a sweep report leads with: the sweep's own metric, then the main metrics of docs/contract.md §5 that are present. */
 function mainMetrics(rows: readonly ResultRow[], doc: SweepDoc): string[] {
   const present = (k: string) => rows.some((r) => r.status === 'ok' && isNum(r[k]));
   const candidates = [doc.metric?.name, 'valid_ntp', 'prev_ntp', 'forgetting', 'mix_ntp', 'train_loss'].filter((k): k is string => k !== undefined);

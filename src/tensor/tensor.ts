@@ -9,14 +9,11 @@
  */
 import { native } from '../backend/native.js';
 import { alloc, release } from './pool.js';
+import { numel } from '../util/shape.js';
 
 export type Shape = readonly number[];
 
-export function numel(shape: Shape): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+export { numel };
 
 export class Tensor {
   /** Gradient buffer (same length as data); allocated on first use, zero-initialised. */

@@ -1,6 +1,6 @@
 /**
- * An independent float64 forward of the SPEC §2 "gpt" model, written straight from the formulas with
- * plain loops. It shares no code with the product (nor with ref.ts): weights come in the exact SPEC §7
+ * An independent float64 forward of the "gpt" model of docs/contract.md §1, written straight from the formulas with
+ * plain loops. It shares no code with the product (nor with ref.ts): weights come in the exact checkpoint
  * on-disk layouts, row-major, so a checkpoint can be compared against it without any re-layout logic.
  */
 
@@ -12,7 +12,7 @@ export interface Gpt64Config {
   V: number;
 }
 
-/** Weights in SPEC §7 layout (N = D/H, F = 4D). */
+/** Weights in the checkpoint layout of docs/contract.md §6 (N = D/H, F = 4D). */
 export interface Gpt64Weights {
   embed_in: Float64Array; // [V, D]
   embed_out: Float64Array; // [V, D]
@@ -162,7 +162,7 @@ export function gpt64Forward(cfg: Gpt64Config, w: Gpt64Weights, tokens: ArrayLik
   return logits;
 }
 
-/** SPEC §7 tensor shapes for a config. */
+/** Checkpoint tensor shapes (docs/contract.md §6) for a config. */
 export function gptShapes(cfg: Gpt64Config): Record<keyof Gpt64Weights, number[]> {
   const { D, L, H, V } = cfg;
   const N = D / H;
@@ -178,7 +178,7 @@ export function gptShapes(cfg: Gpt64Config): Record<keyof Gpt64Weights, number[]
 }
 
 /**
- * Random float32 weights with the SPEC §2 initialisation scales (N(0,1)·D^-1/2, down N(0,1)·F^-1/2), so
+ * Random float32 weights with the initialisation scales (N(0,1)·D^-1/2, down N(0,1)·F^-1/2), so
  * activations have realistic magnitudes. `normal` is any standard-normal source (tests pass a seeded one).
  */
 export function randomGptWeights(cfg: Gpt64Config, normal: () => number): Record<keyof Gpt64Weights, Float32Array> {

@@ -35,7 +35,7 @@ export const capacitySections = {
 export type CapacityConfig = ConfigWith<typeof capacitySections>;
 
 export const CAPACITY_PRESETS: Record<string, Record<string, unknown>> = {
-  /** Measured: 8 min 15 s on the 2-core machine (7 pretraining and 7 finetuning runs; D=64 at 4 tokens/parameter is in both sweeps). */
+  /** Laptop scale: 7 pretraining and 7 finetuning runs (D=64 at 4 tokens/parameter is in both sweeps; the README's table). */
   small: {
     model: { L: 2, H: 16, T: 128 },
     opt: { batch_size: 32, lr: 3e-3, b2: 0.99, warmup_tokens: 50_000, lr_decay: 'cosine' },

@@ -43,7 +43,7 @@ export const lrSections = {
 export type LrConfig = ConfigWith<typeof lrSections>;
 
 export const LR_PRESETS: Record<string, Record<string, unknown>> = {
-  /** Measured: 23 min 47 s on the 2-core machine (pretraining, a probe run, 4 no-replay and 3 replay runs). */
+  /** Laptop scale: a pretraining, a probe run, 4 no-replay and 3 replay runs (the README's table). */
   small: {
     model: { D: 128, L: 4, H: 32, T: 128 },
     opt: { batch_size: 32, lr: 3e-3, b2: 0.99, warmup_tokens: 20_000, lr_decay: null },

@@ -50,7 +50,7 @@ export const shiftSections = {
 export type ShiftConfig = ConfigWith<typeof shiftSections>;
 
 export const SHIFT_PRESETS: Record<string, Record<string, unknown>> = {
-  /** Measured: 12 min 55 s on the 2-core machine (pretraining and six finetuning runs). */
+  /** Laptop scale: a pretraining and six finetuning runs, minutes on two cores (the README's table). */
   small: {
     model: { D: 128, L: 4, H: 32, T: 128 },
     opt: { batch_size: 32, lr: 3e-3, b2: 0.99, warmup_tokens: 100_000, lr_decay: 'cosine' },

@@ -1,5 +1,5 @@
 /**
- * `unforget experiment toy-continual` (SPEC §8): one model trains on the tasks one after another,
+ * `unforget experiment toy-continual` (docs/contract.md §7): one model trains on the tasks one after another,
  * each with a fresh optimizer and warm-up. With replay, training on task k adds reg.coeff · R on
  * sequences that π — the model as it was when task k started — samples itself, prompted with the
  * BOS ids of tasks < k in equal shares (or, with reg.synth=false, real rows of those tasks).

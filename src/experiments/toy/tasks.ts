@@ -1,5 +1,5 @@
 /**
- * The toy continual-learning tasks of SPEC §8: add, reversal, sort and modadd on n-digit base-10
+ * The toy continual-learning tasks of docs/contract.md §7: add, reversal, sort and modadd on n-digit base-10
  * numbers. Vocabulary: pad 0; one BOS id per task (add 1, reversal 2, sort 3, modadd 4, fixed by
  * name so any task order shares one vocabulary); SEP 5, EQ 6, NULL 7, EOS 8; digits 9..18. The
  * study's models use V = 20 (one spare id), and so do we.
