@@ -46,7 +46,7 @@ usage:
                   [--seed 0] INPUTS...   text/JSONL/Parquet (.gz, folders) → shuffled uint16 .bin + X.json
   unforget --version | -V                              print the version
 
-Config keys (model.D, opt.lr, reg.method, stop.num_tokens_train, ...) are listed in the README (Usage).`;
+Config keys (model.D, opt.lr, reg.method, stop.num_tokens_train, ...) are listed in the README's Configuration table.`;
 
 /** A command's handler; it returns its exit code, or nothing for 0. */
 type Command = (args: string[]) => void | number | Promise<void | number>;
