@@ -473,6 +473,11 @@ test('sample --prompt without a tokenizer gives a clear error', () => {
   expectError(['sample', '--model', 'runs/base', '--prompt', 'hi'], ['--prompt', /tokenizer/]);
 });
 
+test('an empty number flag is an error, not 0', () => {
+  expectError(['sample', '--model', 'runs/base', '--max-tokens', ''], ['--max-tokens', 'integer']);
+  expectError(['sample', '--model', 'runs/base', '--temperature', ' '], ['--temperature', 'number']);
+});
+
 test('sample --token-id outside the vocabulary', () => {
   expectError(['sample', '--model', 'runs/base', '--token-id', '9'], [/\b9\b/, 'vocabulary']);
 });

@@ -10,17 +10,19 @@ export function splitArgs(args: string[]): { files: string[]; overrides: string[
   return { files, overrides };
 }
 
+/** An integer flag ≥ min; `def` when absent. An empty value is an error, not 0 (which Number('') would give). */
 export function intOpt(v: string | undefined, name: string, def: number, min = 0): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UnforgetError(`--${name}: expected an integer ≥ ${min}, got '${v}'`);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UnforgetError(`--${name}: expected an integer ≥ ${min}, got '${v}'`);
   return n;
 }
 
+/** A finite number flag ≥ 0; `def` when absent. */
 export function numOpt(v: string | undefined, name: string, def: number): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new UnforgetError(`--${name}: expected a finite number ≥ 0, got '${v}'`);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UnforgetError(`--${name}: expected a finite number ≥ 0, got '${v}'`);
   return n;
 }
 

@@ -7,13 +7,7 @@ import { parseArgs } from 'node:util';
 import { UnforgetError } from '../errors.js';
 import { tokenizeCorpus, trainTokenizerFromFiles, writeTokenizerJson, type ProgressFn } from '../data/tokenize.js';
 import { makeMeter } from './meter.js';
-
-function intArg(v: string | undefined, name: string, def: number, min = 0): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UnforgetError(`--${name}: expected an integer ≥ ${min}, got '${v}'`);
-  return n;
-}
+import { intOpt } from './args.js';
 
 /** Drives a meter from the library's (phase, done, total) callbacks. */
 function progressTo(meter: ReturnType<typeof makeMeter>): ProgressFn {
@@ -46,8 +40,8 @@ export async function cmdTokenizer(args: string[]): Promise<void> {
   });
   if (!values.out) throw new UnforgetError('tokenizer train: --out DIR is required');
   if (positionals.length === 0) throw new UnforgetError('tokenizer train: no input files given (usage: unforget tokenizer train --out DIR FILES...)');
-  const vocabSize = intArg(values['vocab-size'], 'vocab-size', 4096, 1);
-  const reserved = intArg(values.reserved, 'reserved', 10, 0);
+  const vocabSize = intOpt(values['vocab-size'], 'vocab-size', 4096, 1);
+  const reserved = intOpt(values.reserved, 'reserved', 10, 0);
   const meter = makeMeter(!values['no-progress']);
   const t0 = performance.now();
   let r;
@@ -91,8 +85,8 @@ export async function cmdTokenize(args: string[]): Promise<void> {
   if (!values.out) throw new UnforgetError('tokenize: --out FILE.bin is required');
   if (positionals.length === 0) throw new UnforgetError('tokenize: no input files given (usage: unforget tokenize --tokenizer FILE --out X.bin INPUTS...)');
   if (fs.existsSync(values.out) && fs.statSync(values.out).isDirectory()) throw new UnforgetError(`tokenize: --out ${values.out} is a folder; give a file name like ${values.out}/train.bin`);
-  const datasetTokenId = values['dataset-token-id'] === undefined ? undefined : intArg(values['dataset-token-id'], 'dataset-token-id', 0, 0);
-  const seed = intArg(values.seed, 'seed', 0, 0);
+  const datasetTokenId = values['dataset-token-id'] === undefined ? undefined : intOpt(values['dataset-token-id'], 'dataset-token-id', 0, 0);
+  const seed = intOpt(values.seed, 'seed', 0, 0);
 
   // Ctrl-C: remove the temporary output before exiting, so nothing partial is left behind.
   let temps: string[] = [];
