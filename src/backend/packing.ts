@@ -40,7 +40,7 @@ function sameBytes(a: Float32Array, b: Float32Array): boolean {
  */
 export class OperandPacks {
   private bufs: Uint16Array[] = [];
-  private sources: Array<Float32Array | null> = [];
+  private sources: Float32Array[] = [];
 
   /** Packs `ops` (the same list, in the same order, on every call) and returns one buffer per operand. */
   pack(ops: RightOperand[]): Uint16Array[] {
