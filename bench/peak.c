@@ -33,45 +33,32 @@ static double now(void) { return clock_s(CLOCK_MONOTONIC); }
 
 /* ---- the loops: each returns something derived from its accumulators, so that none is optimised away ---- */
 
-/* 12 independent FMA chains of 16 lanes, more than an FMA's latency times its issue rate on current cores, in named
- * registers: with an array of accumulators GCC stores them back to the stack every iteration, which halves the rate. */
-#define FMA12(fma) \
-  a0 = fma(a0, x, y), a1 = fma(a1, x, y), a2 = fma(a2, x, y), a3 = fma(a3, x, y), a4 = fma(a4, x, y), \
-  a5 = fma(a5, x, y), a6 = fma(a6, x, y), a7 = fma(a7, x, y), a8 = fma(a8, x, y), a9 = fma(a9, x, y), \
-  a10 = fma(a10, x, y), a11 = fma(a11, x, y)
-__attribute__((target("avx512f"))) static float fma_avx512(long iters) {
-  /* distinct starting values, so that no two chains are the same computation (the compiler would merge them) */
-  __m512 a0 = _mm512_set1_ps(1.00f), a1 = _mm512_set1_ps(1.01f), a2 = _mm512_set1_ps(1.02f), a3 = _mm512_set1_ps(1.03f),
-         a4 = _mm512_set1_ps(1.04f), a5 = _mm512_set1_ps(1.05f), a6 = _mm512_set1_ps(1.06f), a7 = _mm512_set1_ps(1.07f),
-         a8 = _mm512_set1_ps(1.08f), a9 = _mm512_set1_ps(1.09f), a10 = _mm512_set1_ps(1.10f), a11 = _mm512_set1_ps(1.11f);
-  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-  for (long n = 0; n < iters; n++) {
-    FMA12(_mm512_fmadd_ps);
-    __asm__ volatile("" : "+v"(a0), "+v"(a6));  // keep the loop a loop
+/* 12 independent FMA chains of one vector each, more than an FMA's latency times its issue rate on current cores,
+ * in named registers: with an array of accumulators GCC stores them back to the stack every iteration, which halves
+ * the rate. The chains start at distinct values, so that the compiler cannot merge them into one. The same loop for
+ * each vector width: V the vector type, P the intrinsics' prefix, C the asm constraint of its registers. */
+#define FMA_LOOP(name, isa, V, P, C, lanes)                                                                  \
+  __attribute__((target(isa))) static float name(long iters) {                                            \
+    V a0 = P##_set1_ps(1.00f), a1 = P##_set1_ps(1.01f), a2 = P##_set1_ps(1.02f), a3 = P##_set1_ps(1.03f),    \
+      a4 = P##_set1_ps(1.04f), a5 = P##_set1_ps(1.05f), a6 = P##_set1_ps(1.06f), a7 = P##_set1_ps(1.07f),    \
+      a8 = P##_set1_ps(1.08f), a9 = P##_set1_ps(1.09f), a10 = P##_set1_ps(1.10f), a11 = P##_set1_ps(1.11f);  \
+    const V x = P##_set1_ps(0.999999f), y = P##_set1_ps(1e-7f);                                           \
+    for (long n = 0; n < iters; n++) {                                                                    \
+      a0 = P##_fmadd_ps(a0, x, y), a1 = P##_fmadd_ps(a1, x, y), a2 = P##_fmadd_ps(a2, x, y);              \
+      a3 = P##_fmadd_ps(a3, x, y), a4 = P##_fmadd_ps(a4, x, y), a5 = P##_fmadd_ps(a5, x, y);              \
+      a6 = P##_fmadd_ps(a6, x, y), a7 = P##_fmadd_ps(a7, x, y), a8 = P##_fmadd_ps(a8, x, y);              \
+      a9 = P##_fmadd_ps(a9, x, y), a10 = P##_fmadd_ps(a10, x, y), a11 = P##_fmadd_ps(a11, x, y);          \
+      __asm__ volatile("" : "+" C(a0), "+" C(a6)); /* keep the loop a loop */                              \
+    }                                                                                                     \
+    float v[lanes], sum = 0;                                                                              \
+    P##_storeu_ps(v, P##_add_ps(P##_add_ps(P##_add_ps(a0, a1), P##_add_ps(a2, a3)),                        \
+                                P##_add_ps(P##_add_ps(P##_add_ps(a4, a5), P##_add_ps(a6, a7)),             \
+                                           P##_add_ps(P##_add_ps(a8, a9), P##_add_ps(a10, a11)))));        \
+    for (int i = 0; i < lanes; i++) sum += v[i];                                                          \
+    return sum;                                                                                           \
   }
-  const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                                               _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
-                                 _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-  return _mm512_reduce_add_ps(s);
-}
-
-/* The same 12 chains of 8 lanes (14 ymm registers: 12 accumulators and the two constants). */
-__attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
-  __m256 a0 = _mm256_set1_ps(1.00f), a1 = _mm256_set1_ps(1.01f), a2 = _mm256_set1_ps(1.02f), a3 = _mm256_set1_ps(1.03f),
-         a4 = _mm256_set1_ps(1.04f), a5 = _mm256_set1_ps(1.05f), a6 = _mm256_set1_ps(1.06f), a7 = _mm256_set1_ps(1.07f),
-         a8 = _mm256_set1_ps(1.08f), a9 = _mm256_set1_ps(1.09f), a10 = _mm256_set1_ps(1.10f), a11 = _mm256_set1_ps(1.11f);
-  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-  for (long n = 0; n < iters; n++) {
-    FMA12(_mm256_fmadd_ps);
-    __asm__ volatile("" : "+x"(a0), "+x"(a6));
-  }
-  const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                               _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
-                                 _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-  float v[8];
-  _mm256_storeu_ps(v, s);
-  return v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
-}
+FMA_LOOP(fma_avx512, "avx512f", __m512, _mm512, "v", 16)
+FMA_LOOP(fma_avx2, "avx2,fma", __m256, _mm256, "x", 8)
 
 typedef struct {
   uint8_t palette, start_row, reserved[14];

@@ -27,7 +27,7 @@ export function numOpt(v: string | undefined, name: string, def: number): number
 }
 
 /** Ctrl-C: stop cleanly at the next step; a second Ctrl-C aborts. */
-export function interruptFlag(): { stop: () => boolean; dispose: () => void } {
+function interruptFlag(): { stop: () => boolean; dispose: () => void } {
   let interrupted = false;
   const onSigint = () => {
     if (interrupted) process.exit(130);
