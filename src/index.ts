@@ -4,7 +4,9 @@
 export { native, type NativeKernels } from './backend/native.js';
 export { Tensor, noGrad } from './tensor/tensor.js';
 export * as ops from './tensor/ops.js';
-export { GPT, paramCounts, specShapes, type GPTConfig, type KVCache } from './model/gpt.js';
+export { GPT, paramCounts, specShapes, gptToSpec, type GPTConfig } from './model/gpt.js';
+export { Transformer, type KVCache } from './model/transformer.js';
+export { type ArchConfig, gptArch } from './model/arch.js';
 export { loadModel, saveWeights, readCheckpointConfig, readCheckpointTensors, exportCheckpoint } from './model/checkpoint.js';
 export { sample, type SampleOptions } from './model/sample.js';
 export { loadConfig, dumpConfig, configFromYamlText } from './config/load.js';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { GPT } from '../src/model/gpt.js';
+import { GPT, gptToSpec } from '../src/model/gpt.js';
 import { weightedSum } from '../src/tensor/ops.js';
 import { scope } from '../src/tensor/pool.js';
 import { klLoss, ntpLoss, ntpTargets } from '../src/train/losses.js';
@@ -19,7 +19,7 @@ function specGrads(model: GPT): Record<Name, Float32Array> {
   // gradients live in the flat grad buffer in the internal layout; reuse toSpec's layout mapping
   const saved = model.params.data.slice();
   model.params.data.set(model.params.grad);
-  const spec = model.toSpec();
+  const spec = gptToSpec(model);
   model.params.data.set(saved);
   return Object.fromEntries(NAMES.map((n) => [n, spec[n]!.data])) as Record<Name, Float32Array>;
 }

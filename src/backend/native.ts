@@ -65,7 +65,7 @@ export interface NativeKernels {
 
   // ---- RMSNorm without gain: y = x / sqrt(mean(x^2) + 1e-6) over rows of C ----
   /** Writes y[R,C] and rstd[R] = 1/sqrt(mean(x^2)+eps). */
-  rmsnormForward(y: F32, rstd: F32, x: F32, R: number, C: number): void;
+  rmsnormForward(y: F32, rstd: F32, x: F32, R: number, C: number, gain?: F32 | null, eps?: number): void;
   /** dx += (dy - y * mean(dy*y)) * rstd (accumulate). */
   rmsnormBackward(dx: F32, dy: F32, y: F32, rstd: F32, R: number, C: number): void;
 
@@ -81,16 +81,27 @@ export interface NativeKernels {
    *  from it instead of storing B·N·T² probabilities).
    *  With qkRstd [B·T, 2N], q and k are raw: each head row of q and k gets RMSNorm over H and RoPE at its
    *  position (0..T-1) as it is loaded, as qkNormRopeForward would have done, and their rstd is written there. */
-  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number, qkRstd?: F32 | null): void;
+  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number, qkRstd?: F32 | null, Nkv?: number): void;
   /** dqkv [B, T, 3, N, H] written (not accumulated); lse (and qkRstd) from the forward on the same qkv; with
    *  qkRstd the gradient is with respect to the raw q and k. dqkv may be qkv itself. */
   attentionBackward(dqkv: F32, dout: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number,
-    qkRstd?: F32 | null): void;
+    qkRstd?: F32 | null, Nkv?: number): void;
   /** Decoding form: Tq new queries at absolute positions pos0..pos0+Tq-1 attend to cached keys and
    *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] hold positions < pos0,
    *  and the kernel first writes the new keys/values of qkv at pos0..pos0+Tq-1; out [B, Tq, N, H]. */
   attentionDecode(out: F32, qkv: F32, kCache: F32, vCache: F32, B: number, Tq: number, N: number, H: number,
-                  Tmax: number, pos0: number): void;
+                  Tmax: number, pos0: number, Nkv?: number): void;
+
+  // ---- PENDING (declared for the transformer; implemented on the kernel branches) ----
+  rmsnormGainBackward(dx: F32, dgain: F32 | null, dy: F32, x: F32, rstd: F32, gain: F32, R: number, C: number): void;
+  qkRopeForward(y: F32, rstd: F32 | null, x: F32, B: number, T: number, N: number, Nkv: number, H: number, pos0: number,
+    invFreq: Float64Array, mode: 0 | 1 | 2, gq: F32 | null, gk: F32 | null, eps: number): void;
+  qkRopeBackward(dx: F32, dgq: F32 | null, dgk: F32 | null, dy: F32, x: F32, rstd: F32 | null, B: number, T: number, N: number,
+    Nkv: number, H: number, pos0: number, invFreq: Float64Array, mode: 0 | 1 | 2, gq: F32 | null, gk: F32 | null, eps: number): void;
+  swigluForward(act: F32, gu: F32, R: number, F: number): void;
+  swigluBackward(dgu: F32, dact: F32, gu: F32, R: number, F: number): void;
+  biasForward(y: F32, b: F32, R: number, C: number): void;
+  biasBackward(db: F32, dy: F32, R: number, C: number): void;
 
   // ---- GELU (tanh approximation) ----
   geluForward(y: F32, x: F32, n: number): void;

@@ -4,9 +4,9 @@
  * family name, so a new family is a new way of filling them in.
  *
  * The Hugging Face family keeps transformers' tensors in memory as they are stored ([out, in], row-major), with two
- * stacks so that each is one product: q, k and v projections one above the other (`qkv_w`
+ * stacks so that each is one product: q, k and v projections one above the other (`qkv`
  * [(N + 2·Nkv)·H, D], each token's row of the product is [q heads | k heads | v heads]), and gate above up
- * (`gate_up_w` [2F, D], each row of the product is [gate | up]).
+ * (`up` [2F, D], each row of the product is [gate | up]).
  */
 
 export type Family = 'gpt' | 'llama' | 'qwen2' | 'qwen3';
@@ -116,12 +116,12 @@ export function hfParamShapes(c: ArchConfig): Array<[string, number[]]> {
   const { D, L, N, Nkv, H, F, V } = c;
   const QKV = (N + 2 * Nkv) * H;
   const out: Array<[string, number[]]> = [['embed', [V, D]]];
-  out.push(['attn_norm', [L, D]], ['qkv_w', [L, QKV, D]]);
+  out.push(['attn_norm', [L, D]], ['qkv', [L, QKV, D]]);
   if (c.qkvBias) out.push(['qkv_b', [L, QKV]]);
   if (c.qkNorm === 'rms_gain') out.push(['q_norm', [L, H]], ['k_norm', [L, H]]);
-  out.push(['o_w', [L, D, N * H]], ['mlp_norm', [L, D]], ['gate_up_w', [L, 2 * F, D]], ['down_w', [L, D, F]]);
+  out.push(['o', [L, D, N * H]], ['mlp_norm', [L, D]], ['up', [L, 2 * F, D]], ['down', [L, D, F]]);
   out.push(['norm', [D]]);
-  if (!c.tiedEmbeddings) out.push(['lm_head', [V, D]]);
+  if (!c.tiedEmbeddings) out.push(['head', [V, D]]);
   return out;
 }
 
@@ -133,9 +133,9 @@ export function hfTensorPlaces(c: ArchConfig): HFTensorPlace[] {
     const p = `model.layers.${l}.`;
     const at = (name: string, shape: number[], param: string, offset = 0) => places.push({ name: p + name, shape, param, layer: l, offset });
     at('input_layernorm.weight', [D], 'attn_norm');
-    at('self_attn.q_proj.weight', [N * H, D], 'qkv_w', 0);
-    at('self_attn.k_proj.weight', [Nkv * H, D], 'qkv_w', N * H * D);
-    at('self_attn.v_proj.weight', [Nkv * H, D], 'qkv_w', (N + Nkv) * H * D);
+    at('self_attn.q_proj.weight', [N * H, D], 'qkv', 0);
+    at('self_attn.k_proj.weight', [Nkv * H, D], 'qkv', N * H * D);
+    at('self_attn.v_proj.weight', [Nkv * H, D], 'qkv', (N + Nkv) * H * D);
     if (c.qkvBias) {
       at('self_attn.q_proj.bias', [N * H], 'qkv_b', 0);
       at('self_attn.k_proj.bias', [Nkv * H], 'qkv_b', N * H);
@@ -145,14 +145,14 @@ export function hfTensorPlaces(c: ArchConfig): HFTensorPlace[] {
       at('self_attn.q_norm.weight', [H], 'q_norm');
       at('self_attn.k_norm.weight', [H], 'k_norm');
     }
-    at('self_attn.o_proj.weight', [D, N * H], 'o_w');
+    at('self_attn.o_proj.weight', [D, N * H], 'o');
     at('post_attention_layernorm.weight', [D], 'mlp_norm');
-    at('mlp.gate_proj.weight', [F, D], 'gate_up_w', 0);
-    at('mlp.up_proj.weight', [F, D], 'gate_up_w', F * D);
-    at('mlp.down_proj.weight', [D, F], 'down_w');
+    at('mlp.gate_proj.weight', [F, D], 'up', 0);
+    at('mlp.up_proj.weight', [F, D], 'up', F * D);
+    at('mlp.down_proj.weight', [D, F], 'down');
   }
   places.push({ name: 'model.norm.weight', shape: [D], param: 'norm', layer: -1, offset: 0 });
-  if (!c.tiedEmbeddings) places.push({ name: 'lm_head.weight', shape: [V, D], param: 'lm_head', layer: -1, offset: 0 });
+  if (!c.tiedEmbeddings) places.push({ name: 'lm_head.weight', shape: [V, D], param: 'head', layer: -1, offset: 0 });
   return places;
 }
 

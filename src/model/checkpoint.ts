@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { readNpz, writeNpz } from '../io/npz.js';
 import { expectShapes, readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { readSidecar } from '../data/tokens.js';
-import { GPT, specShapes, validateGPTConfig, type GPTConfig } from './gpt.js';
+import { GPT, gptToSpec, specShapes, validateGPTConfig, type GPTConfig } from './gpt.js';
 
 export const WEIGHTS_FILE = 'model.safetensors';
 /** The weights file of the study's reference code (np.savez of the checkpoint tensors). */
@@ -176,7 +176,7 @@ export function loadModel(p: string): GPT {
 /** Write model.safetensors (atomically) into `dir`. */
 export function saveWeights(dir: string, model: GPT, metadata: Record<string, string> = {}): void {
   fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, WEIGHTS_FILE), model.toSpec(), { format: 'pt', ...metadata });
+  writeSafetensors(path.join(dir, WEIGHTS_FILE), gptToSpec(model), { format: 'pt', ...metadata });
 }
 
 export interface ExportResult {

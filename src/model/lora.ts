@@ -9,21 +9,20 @@ import { ConfigError } from '../errors.js';
 import { add, matmul } from '../tensor/ops.js';
 import { noGrad, type Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
-import type { GPT } from './gpt.js';
 import { ParamSet } from './params.js';
+import { PROJECTIONS, type Projection as Proj, type Transformer } from './transformer.js';
 
-type Proj = 'qkv' | 'out' | 'up' | 'down';
-const PROJS: Proj[] = ['qkv', 'out', 'up', 'down'];
+const PROJS = PROJECTIONS;
 
 export class LoRA {
   readonly params: ParamSet;
   private readonly A: Record<Proj, Tensor[]>;
   private readonly B: Record<Proj, Tensor[]>;
 
-  constructor(readonly model: GPT, readonly rank: number, seed: number) {
-    const { D, L } = model.cfg;
-    const F = model.F;
-    const dims: Record<Proj, [number, number]> = { qkv: [D, 3 * D], out: [D, D], up: [D, F], down: [F, D] };
+  constructor(readonly model: Transformer, readonly rank: number, seed: number) {
+    const { L } = model.cfg;
+    // W is [in, out] for gpt; the factors follow W's own shape, so that W + A·B needs no transposition.
+    const dims = Object.fromEntries(PROJS.map((p) => [p, model.weight(p, 0).shape as [number, number]])) as Record<Proj, [number, number]>;
     const limit = Math.min(...Object.values(dims).map(([i, o]) => Math.min(i, o)));
     if (!Number.isInteger(rank) || rank <= 0 || rank > limit) {
       throw new ConfigError('model.lora_rank', `must be an integer in [1, ${limit}] (min(in, out) of the projections), got ${rank}`);
@@ -52,14 +51,14 @@ export class LoRA {
   }
 
   /** A plain gpt holding W + A·B (for checkpoints and weight norms); the adapters stay attached. */
-  merged(): GPT {
+  merged(): Transformer {
     const { L } = this.model.cfg;
     const out = this.model.clone();
     const k = native();
     for (const p of PROJS) {
       for (let l = 0; l < L; l++) {
         const delta = noGrad(() => matmul(this.A[p][l]!, this.B[p][l]!));
-        k.axpy(delta.size, 1, delta.data, out[p][l]!.data);
+        k.axpy(delta.size, 1, delta.data, out.weight(p, l).data);
       }
     }
     return out;

@@ -6,7 +6,7 @@
 import { native } from '../backend/native.js';
 import { OperandPacks, packingPays } from '../backend/packing.js';
 import { Rng } from '../util/rng.js';
-import type { GPT, KVCache } from './gpt.js';
+import type { Transformer as GPT, KVCache } from './transformer.js';
 
 export interface SampleOptions {
   /** Prompt ids, [rows, P] row-major; rows = number of sequences to sample. */

@@ -77,16 +77,17 @@ function productBackward(x: Tensor, w: Tensor, transW: boolean, g: Float32Array,
  * norm that read x keeps its own output, and nothing else reads x). The gradient flows to x unchanged
  * (x takes the buffer) and to a and W as in matmul.
  */
-export function residualMatmul(x: Tensor, a: Tensor, w: Tensor): Tensor {
+export function residualMatmul(x: Tensor, a: Tensor, w: Tensor, { transW = false }: { transW?: boolean } = {}): Tensor {
   const [M, Ka] = rows2(a);
-  check(w.shape.length === 2 && w.shape[0] === Ka, `residualMatmul: weight must be [${Ka}, N], got [${w.shape}]`);
-  const N = w.shape[1]!;
+  check(w.shape.length === 2 && w.shape[transW ? 1 : 0] === Ka,
+    `residualMatmul: weight must be ${transW ? `[N, ${Ka}]` : `[${Ka}, N]`}, got [${w.shape}]`);
+  const N = w.shape[transW ? 0 : 1]!;
   check(x.size === M * N, `residualMatmul: residual has ${x.size} elements, the product ${M * N}`);
   const out = new Tensor(x.data, x.shape);
-  gemm(out.data, a.data, w.data, M, N, Ka, { beta: 1 });
+  gemm(out.data, a.data, w.data, M, N, Ka, { beta: 1, transB: transW });
   if (!needsGrad(x, a, w)) return out;
   return record(out, [x, a, w], (g) => {
-    productBackward(a, w, false, g, M, Ka, N);
+    productBackward(a, w, transW, g, M, Ka, N);
     if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
   });
 }
@@ -163,18 +164,92 @@ export function embedding(table: Tensor, ids: Int32Array, shape?: Shape): Tensor
   return record(out, [table], (g) => K().embeddingBackward(table.gradBuffer(), g, ids, ids.length, V, D));
 }
 
-/** RMSNorm without gain over the last dimension. */
-export function rmsnorm(x: Tensor): Tensor {
+/**
+ * RMSNorm over the last dimension: x / sqrt(mean(x²) + eps), times `gain` when given (the Hugging Face models'
+ * weight; gpt has none). eps defaults to gpt's 1e-6.
+ */
+export function rmsnorm(x: Tensor, gain: Tensor | null = null, eps = 1e-6): Tensor {
   const [R, C] = rows2(x);
+  if (gain) check(gain.size === C, `rmsnorm: gain has ${gain.size} elements for rows of ${C}`);
   const out = Tensor.empty(x.shape);
   const rstd = alloc(R, false);
-  K().rmsnormForward(out.data, rstd, x.data, R, C);
-  if (!needsGrad(x)) return out;
-  return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
+  K().rmsnormForward(out.data, rstd, x.data, R, C, gain ? gain.data : null, eps);
+  if (!needsGrad(x, ...(gain ? [gain] : []))) return out;
+  if (!gain) return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
+  return record(out, [x, gain], (g) => {
+    const dgain = gain.requiresGrad ? gain.gradBuffer() : null;
+    if (x.requiresGrad) K().rmsnormGainBackward(x.gradBuffer(), dgain, g, x.data, rstd, gain.data, R, C);
+    else if (dgain) K().rmsnormGainBackward(alloc(x.size, true), dgain, g, x.data, rstd, gain.data, R, C);
+  });
+}
+
+/** x [R, C] + b [C] per row, written over x's buffer (x is a product's output that nothing else reads). */
+export function addBias(x: Tensor, b: Tensor): Tensor {
+  const [R, C] = rows2(x);
+  check(b.size === C, `addBias: bias has ${b.size} elements for rows of ${C}`);
+  const out = new Tensor(x.data, x.shape);
+  K().biasForward(out.data, b.data, R, C);
+  if (!needsGrad(x, b)) return out;
+  return record(out, [x, b], (g) => {
+    if (b.requiresGrad) K().biasBackward(b.gradBuffer(), g, R, C);
+    if (x.requiresGrad) accumulate(x, g);
+  });
+}
+
+/** How the Hugging Face family prepares q and k before attention (see qkRope). */
+export interface QkRopeOptions {
+  N: number;
+  Nkv: number;
+  H: number;
+  invFreq: Float64Array;
+  /** 0: no norm; 1: RMSNorm over each head; 2: RMSNorm times gq / gk. */
+  mode: 0 | 1 | 2;
+  gq: Tensor | null;
+  gk: Tensor | null;
+  eps: number;
 }
 
 /**
- * Causal softmax attention over qkv [B*T, 3·N·H] → [B*T, N·H].
+ * q and k heads of qkv [B·T, (N + 2·Nkv)·H] normalised per head (per `mode`) and rotated by RoPE at positions
+ * 0..T−1 with the given inverse frequencies; v passes through. A new buffer, since the backward reads the raw input.
+ */
+export function qkRope(qkv: Tensor, B: number, T: number, o: QkRopeOptions): Tensor {
+  const W = (o.N + 2 * o.Nkv) * o.H;
+  check(qkv.size === B * T * W, 'qkRope: shape mismatch');
+  const out = Tensor.empty(qkv.shape);
+  const rstd = o.mode > 0 ? alloc(B * T * (o.N + o.Nkv), false) : null;
+  const gq = o.gq ? o.gq.data : null, gk = o.gk ? o.gk.data : null;
+  K().qkRopeForward(out.data, rstd, qkv.data, B, T, o.N, o.Nkv, o.H, 0, o.invFreq, o.mode, gq, gk, o.eps);
+  const gains = [o.gq, o.gk].filter((t): t is Tensor => t !== null);
+  if (!needsGrad(qkv, ...gains)) return out;
+  return record(out, [qkv, ...gains], (g) => {
+    const dgq = o.gq?.requiresGrad ? o.gq.gradBuffer() : null, dgk = o.gk?.requiresGrad ? o.gk.gradBuffer() : null;
+    const dx = qkv.requiresGrad ? g : alloc(g.length, false);
+    K().qkRopeBackward(dx, dgq, dgk, g, qkv.data, rstd, B, T, o.N, o.Nkv, o.H, 0, o.invFreq, o.mode, gq, gk, o.eps);
+    if (qkv.requiresGrad) accumulate(qkv, dx);
+  });
+}
+
+/**
+ * SwiGLU over gu [R, 2F] (gate columns, then up columns) → silu(gate)·up [R, F]. With `inPlace` the gradient is
+ * written over gu (a product's output that nothing else reads).
+ */
+export function swiglu(gu: Tensor, F: number, { inPlace = false }: { inPlace?: boolean } = {}): Tensor {
+  const [R, C] = rows2(gu);
+  check(C === 2 * F, `swiglu: rows of ${C} are not [gate | up] of ${F} each`);
+  const out = Tensor.empty([...gu.shape.slice(0, -1), F]);
+  K().swigluForward(out.data, gu.data, R, F);
+  if (!needsGrad(gu)) return out;
+  return record(out, [gu], (g) => {
+    const dgu = inPlace ? gu.data : alloc(gu.size, false);
+    K().swigluBackward(dgu, g, gu.data, R, F);
+    accumulate(gu, dgu);
+  });
+}
+
+/**
+ * Causal softmax attention over qkv [B*T, (N + 2·Nkv)·H] → [B*T, N·H] (query head n reads kv head ⌊n·Nkv/N⌋;
+ * Nkv defaults to N).
  * - `qkNorm`: qkv is the raw product, and q and k go through RMSNorm over each head and RoPE (positions
  *   0..T-1) inside the kernel: the same as normalising them first with the qkNormRopeForward kernel, without a
  *   pass that rewrites q and k and reads them back, and the backward returns the raw q, k gradient directly.
@@ -182,17 +257,18 @@ export function rmsnorm(x: Tensor): Tensor {
  *   its inputs), so the gradient is written over qkv instead of a fresh buffer.
  */
 export function attention(qkv: Tensor, B: number, T: number, N: number, H: number,
-  opts: { qkNorm?: boolean; inPlace?: boolean } = {}): Tensor {
-  check(qkv.size === B * T * 3 * N * H, 'attention: shape mismatch');
+  opts: { qkNorm?: boolean; inPlace?: boolean; Nkv?: number } = {}): Tensor {
+  const Nkv = opts.Nkv ?? N;
+  check(qkv.size === B * T * (N + 2 * Nkv) * H, 'attention: shape mismatch');
   if (opts.qkNorm) check(H % 2 === 0, `attention: head size ${H} must be even to normalise q and k (RoPE rotates pairs)`);
   const out = Tensor.empty([B * T, N * H]);
   const lse = alloc(B * N * T, false);
   const rstd = opts.qkNorm ? alloc(B * T * 2 * N, false) : null;
-  K().attentionForward(out.data, lse, qkv.data, B, T, N, H, rstd);
+  K().attentionForward(out.data, lse, qkv.data, B, T, N, H, rstd, Nkv);
   if (!needsGrad(qkv)) return out;
   return record(out, [qkv], (g) => {
     const dqkv = opts.inPlace ? qkv.data : alloc(qkv.size, false);
-    K().attentionBackward(dqkv, g, lse, qkv.data, B, T, N, H, rstd);
+    K().attentionBackward(dqkv, g, lse, qkv.data, B, T, N, H, rstd, Nkv);
     accumulate(qkv, dqkv);
   });
 }
