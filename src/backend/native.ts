@@ -142,7 +142,7 @@ export interface NativeKernels {
   /** For each row r of logits [R, V]: temperature <= 0 → argmax; else sample from
    *  softmax(logits/temperature) restricted to the topK largest (topK <= 0 or >= V: all) using the
    *  uniform number u[r] in [0,1). Writes out[r]. */
-  sampleRows(logits: F32, R: number, V: number, temperature: number, topK: number, u: Float64Array, out: I32): void;
+  sampleRows(logits: F32, R: number, V: number, temperature: number, topK: number, u: Float64Array, out: I32, topP?: number): void;
 }
 
 function findAddon(): string {

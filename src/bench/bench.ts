@@ -56,7 +56,7 @@ function timeGemm(n: number, reps: number): number {
 export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> {
   const k = native();
   if (cfg.run.threads !== null) k.setNumThreads(cfg.run.threads);
-  const mcfg: GPTConfig = { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T, V: cfg.model.V ?? 4096 };
+  const mcfg: GPTConfig = { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T ?? 128, V: cfg.model.V ?? 4096 };
   const { T, V } = mcfg;
   const B = cfg.opt.batch_size;
   const rng = new Rng(cfg.run.seed);

@@ -252,13 +252,27 @@ export const baseSections = {
     L: int({ gt: 0 }).default(2),
     /** Head size (not the number of heads); N = D / H heads. */
     H: int({ gt: 0 }).default(32),
-    T: int({ gt: 0 }).default(128),
+    /** Sequence length; null → a gpt's 128, a checkpoint's own T, or for a Hugging Face architecture
+     *  min(1024, max_position_embeddings). */
+    T: intOrNull({ gt: 0 }).default(null),
+    /** A Hugging Face config.json to build a fresh model of that architecture from (instead of D, L, H). */
+    config: strOrNull().default(null),
     /** Vocabulary size; null → the data sidecar's vocab_size. */
     V: intOrNull({ gt: 0 }).default(null),
     load_path: strOrNull().default(null),
     save_dir: strOrNull().default(null),
     /** LoRA rank r (null: full finetuning); 1 ≤ r ≤ min(in, out) of the projections. */
     lora_rank: intOrNull({ gt: 0 }).default(null),
+    /** LoRA scaling alpha / r, as PEFT's lora_alpha; null → r (scaling 1). */
+    lora_alpha: numOrNull({ gt: 0 }).default(null),
+    /** Projections that get adapters: transformers' module names (q_proj, k_proj, v_proj, o_proj, gate_proj,
+     *  up_proj, down_proj; gpt: qkv, out, up, down) or all-linear (the default). */
+    lora_targets: strList().default(['all-linear']),
+  }),
+  prev: section({
+    /** The old data on which prev_* and forgetting are measured: a token file (or text or JSONL to tokenize);
+     *  null → the loaded checkpoint's data (a Hugging Face folder records none). */
+    path: strOrNull().default(null),
   }),
   data: section({
     path: strOrNull().default(null),
@@ -298,6 +312,18 @@ export const baseSections = {
     coeff: num({ min: 0 }).default(1),
     synth: bool().default(false),
     temperature: num({ gt: 0 }).default(1),
+    /** Self-generated replay sampling: the k most likely tokens only (null: all). */
+    top_k: intOrNull({ gt: 0 }).default(null),
+    /** Nucleus sampling: the most likely tokens that cover this probability (null: all). */
+    top_p: numOrNull({ gt: 0, max: 1 }).default(null),
+    /** What self-generated replay is prompted with: bos, eos, a token id, or a text; null → the previous data's
+     *  dataset token id (unforget checkpoints) or bos (Hugging Face models). */
+    prompt: field<string | number | null>('bos, eos, a token id or a text', (v) => {
+      if (v === null) return null;
+      if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : INVALID;
+      if (typeof v !== 'string' || v.length === 0) return INVALID;
+      return /^\d+$/.test(v) ? Number(v) : v;
+    }).default(null),
     buffer: int({ gt: 0 }).default(8),
     /** null → opt.batch_size. */
     batch_size: intOrNull({ gt: 0 }).default(null),

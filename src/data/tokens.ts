@@ -187,6 +187,8 @@ export interface DatasetOptions {
   tokenId: number | null;
   /** Named in error messages (normally the .bin path). */
   source?: string;
+  /** An evaluation-only set: no training split is needed. */
+  allowNoTrain?: boolean;
 }
 
 function checkPositiveInt(name: string, v: number): void {
@@ -251,7 +253,7 @@ export class TokenDataset {
       );
     }
     const nTrain = n - nValid;
-    if (nTrain < batchSize) {
+    if (nTrain < batchSize && !opts.allowNoTrain) {
       throw new DataError(
         `${src}: the training split has ${nTrain} sequences (${tokens.length} tokens / T=${T} = ${n} sequences, ` +
           `${nValid} of them for validation), fewer than one batch of ${batchSize}`,

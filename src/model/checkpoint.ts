@@ -12,7 +12,9 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { readNpz, writeNpz } from '../io/npz.js';
 import { expectShapes, readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { readSidecar } from '../data/tokens.js';
-import { GPT, gptToSpec, specShapes, validateGPTConfig, type GPTConfig } from './gpt.js';
+import { gptArch, type ArchConfig } from './arch.js';
+import { GPT, gptConfigOf, gptToSpec, specShapes, validateGPTConfig, type GPTConfig } from './gpt.js';
+import type { Transformer } from './transformer.js';
 
 export const WEIGHTS_FILE = 'model.safetensors';
 /** The weights file of the study's reference code (np.savez of the checkpoint tensors). */
@@ -50,7 +52,9 @@ export function checkpointPaths(p: string): CheckpointPaths {
 export interface CheckpointConfig {
   /** The config.yaml it was read from. */
   file: string;
-  model: GPTConfig;
+  /** The model's options: a gpt's from config.yaml, or, for a run folder of a Hugging Face architecture, the
+   *  architecture of its config.json with the run's T. */
+  model: ArchConfig;
   /** data.path: as recorded, or relative to the checkpoint folder when only that exists; null when none is recorded. */
   dataPath: string | null;
   /** data.token_id, the dataset token id the config set; null when it relied on the data's sidecar. */
@@ -73,8 +77,9 @@ function readConfigYaml(config: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-/** The config of the checkpoint at `p` (a folder, or its weights file). */
-export function readCheckpointConfig(p: string): CheckpointConfig {
+/** The config of the checkpoint at `p` (a folder, or its weights file); `arch` for a run folder of a Hugging Face
+ *  architecture, whose dimensions come from its config.json rather than config.yaml. */
+export function readCheckpointConfig(p: string, arch?: ArchConfig): CheckpointConfig {
   const { dir, config: file } = checkpointPaths(p);
   const saved = readConfigYaml(file);
   const section = (name: string) => {
@@ -91,7 +96,7 @@ export function readCheckpointConfig(p: string): CheckpointConfig {
   }
   return {
     file,
-    model: modelConfigOf(saved, file),
+    model: arch ? { ...arch, T: typeof section('model').T === 'number' ? (section('model').T as number) : arch.T } : gptArch(modelConfigOf(saved, file)),
     dataPath,
     tokenId: num(data.token_id),
     split: { numTokensValid: num(data.num_tokens_valid) ?? 0, splitSeed: num(data.split_seed) ?? 0, batchSize: num(opt.batch_size) },
@@ -147,7 +152,9 @@ export function readCheckpointTensors(p: string): CheckpointTensors {
   if (!fs.existsSync(paths.weights) && paths.weights === path.join(p, WEIGHTS_FILE)) {
     throw new DataError(`${paths.weights}: no such file (and no ${NPZ_WEIGHTS_FILE} beside it)`);
   }
-  const shapes = specShapes(config.model);
+  if (config.model.family !== 'gpt') throw new DataError(`${paths.dir}: holds a ${config.model.family} model in the transformers layout; load it with loadModelFolder`);
+  const gpt = gptConfigOf(config.model);
+  const shapes = specShapes(gpt);
   const file = paths.format === 'npz' ? readNpz(paths.weights, new Set(Object.keys(shapes))) : readSafetensors(paths.weights).tensors;
   expectShapes(paths.weights, file, shapes);
   const tensors: CheckpointTensors['tensors'] = {};
@@ -165,16 +172,16 @@ export function loadCheckpoint(p: string): { model: GPT; config: CheckpointConfi
     }
     data[name] = t.data;
   }
-  return { model: GPT.fromSpec(config.model, data), config };
+  return { model: GPT.fromSpec(gptConfigOf(config.model), data), config };
 }
 
 /** Load a model from a checkpoint folder (or its model.safetensors / weights.npz). */
-export function loadModel(p: string): GPT {
+export function loadModel(p: string): Transformer {
   return loadCheckpoint(p).model;
 }
 
 /** Write model.safetensors (atomically) into `dir`. */
-export function saveWeights(dir: string, model: GPT, metadata: Record<string, string> = {}): void {
+export function saveWeights(dir: string, model: Transformer, metadata: Record<string, string> = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, WEIGHTS_FILE), gptToSpec(model), { format: 'pt', ...metadata });
 }

@@ -9,7 +9,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { Rng } from '../util/rng.js';
-import { gptArch } from './arch.js';
+import { gptArch, type ArchConfig } from './arch.js';
 import { Transformer } from './transformer.js';
 
 export interface GPTConfig {
@@ -57,9 +57,9 @@ export function specShapes(c: GPTConfig): Record<string, number[]> {
   return Object.fromEntries(tensorTable(c).map((t) => [t.name, t.spec]));
 }
 
-/** The GPTConfig of a gpt Transformer. */
-export function gptConfigOf(m: Transformer): GPTConfig {
-  const { D, L, H, T, V } = m.cfg;
+/** The GPTConfig of a gpt's options. */
+export function gptConfigOf(a: ArchConfig): GPTConfig {
+  const { D, L, H, T, V } = a;
   return { D, L, H, T, V };
 }
 
@@ -82,7 +82,7 @@ export function initGPT(cfg: GPTConfig, seed: number): Transformer {
 
 /** A gpt's tensors in the checkpoint layout (copies). */
 export function gptToSpec(m: Transformer): Record<string, SpecTensor> {
-  const cfg = gptConfigOf(m);
+  const cfg = gptConfigOf(m.cfg);
   const out: Record<string, SpecTensor> = {};
   for (const t of tensorTable(cfg)) {
     const mem = m.params.view(t.param);

@@ -18,6 +18,8 @@ export interface SampleOptions {
   temperature: number;
   /** Restrict to the k most likely tokens (0: no restriction). */
   topK?: number;
+  /** Restrict to the most likely tokens covering this probability (1: no restriction). */
+  topP?: number;
   /** Rows decoded together (default: all). */
   batchSize?: number;
   rng: Rng;
@@ -46,7 +48,7 @@ export function sample(model: GPT, o: SampleOptions): Int32Array {
         for (let b = 0; b < B; b++) ids[b] = o.prompts[(r0 + b) * P + pos]!;
       } else {
         o.rng.fillUniform(u);
-        native().sampleRows(logits, B, V, o.temperature, o.topK ?? 0, u, ids);
+        native().sampleRows(logits, B, V, o.temperature, o.topK ?? 0, u, ids, o.topP ?? 1);
       }
       for (let b = 0; b < B; b++) out[(r0 + b) * o.length + pos] = ids[b]!;
       if (pos + 1 < o.length) model.decode(cache, ids, pos, logits);

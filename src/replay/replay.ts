@@ -59,8 +59,9 @@ export class SynthReplay implements ReplaySource {
     private readonly promptIds: number[],
     private readonly temperature: number,
     private readonly rng: Rng,
-    /** Rows decoded together; larger batches make the per-position GEMMs efficient. */
-    private readonly decodeBatch = Math.min(rows * buffer, 1024),
+    /** Sampling restrictions (reg.top_k, reg.top_p), and the rows decoded together (larger batches make the
+     *  per-position products efficient). */
+    private readonly opts: { topK?: number; topP?: number; decodeBatch?: number } = {},
   ) {
     if (promptIds.length === 0) throw new Error('SynthReplay: at least one prompt token id is needed');
   }
@@ -75,8 +76,10 @@ export class SynthReplay implements ReplaySource {
       promptLength: 1,
       length: this.pi.cfg.T,
       temperature: this.temperature,
+      topK: this.opts.topK ?? 0,
+      topP: this.opts.topP ?? 1,
       rng: this.rng,
-      batchSize: this.decodeBatch,
+      batchSize: this.opts.decodeBatch ?? Math.min(n, 1024),
     });
     this.pos = 0;
     this.sampled += n;

@@ -141,6 +141,21 @@ export function add(a: Tensor, b: Tensor): Tensor {
   });
 }
 
+/** s·x (a new buffer). */
+export function scale(x: Tensor, s: number): Tensor {
+  const out = new Tensor(alloc(x.size, true), x.shape);
+  K().axpy(x.size, s, x.data, out.data);
+  if (!needsGrad(x)) return out;
+  return record(out, [x], (g) => {
+    if (x.grad) K().axpy(g.length, s, g, x.grad);
+    else {
+      const d = alloc(g.length, true);
+      K().axpy(g.length, s, g, d);
+      x.grad = d;
+    }
+  });
+}
+
 /** Scalar combination Σ coeffs[i]·xs[i] of scalar tensors (the total loss). */
 export function weightedSum(xs: Tensor[], coeffs: number[]): Tensor {
   let v = 0;

@@ -11,9 +11,14 @@ import type { Config } from '../config/schema.js';
 import { BatchStream, TokenDataset, readTokenFile } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
-import { checkpointTokenId, loadCheckpoint, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
-import { GPT, paramCounts, type GPTConfig } from '../model/gpt.js';
+import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
+import { checkpointTokenId, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
+import { GPT } from '../model/gpt.js';
+import { hfArchFromFile, type HFConfigInfo } from '../model/hf_config.js';
+import { initHFTensors } from '../io/hf_folder.js';
+import { loadModelFolder, modelFromHFTensors, saveHFModel } from '../model/load.js';
 import { LoRA } from '../model/lora.js';
+import type { Transformer } from '../model/transformer.js';
 import { RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { Rng } from '../util/rng.js';
 import { evaluate as evaluateSet } from './losses.js';
@@ -51,12 +56,16 @@ interface EvalSet {
   dataset: TokenDataset;
 }
 
-/** The frozen reference π of a finetuning run, and what its checkpoint says about the data it learned. */
+/** The frozen reference π of a finetuning run, and what its folder says about the data it learned. */
 interface Reference {
-  pi: GPT;
-  config: CheckpointConfig;
+  pi: Transformer;
+  /** The run's config.yaml, for unforget run folders; null for a Hugging Face folder. */
+  config: CheckpointConfig | null;
+  /** config.json, for models in the transformers layout. */
+  hf: HFConfigInfo | null;
+  dir: string;
   /** π's initial weights (regenerated from its run seed), for weights_l2_theta_pi_over_pi_init; null if unknown. */
-  init: GPT | null;
+  init: Transformer | null;
 }
 
 /** Everything the loop reads and updates, so that each of its steps is a function of the run. */
@@ -65,8 +74,10 @@ interface Run {
   runDir: string;
   metricsFile: string;
   reporter: Reporter;
-  model: GPT;
+  model: Transformer;
   ref: Reference | null;
+  /** Where a checkpoint of a Hugging Face architecture takes its bos/eos and tokenizer files from. */
+  hfSave: { bosId: number | null; eosIds: number[]; tokenizerFrom: string | null } | null;
   lora: LoRA | null;
   replay: ReplaySource | null;
   stepper: Stepper;
@@ -138,45 +149,53 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
 function setUp(cfg: Config, reporter: Reporter): Run {
   if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
   if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
-  const ref = cfg.model.load_path ? loadReference(cfg.model.load_path) : null;
-  const mcfg = ref ? ref.config.model : freshModelConfig(cfg, cfg.data.path);
-  Object.assign(cfg.model, mcfg);
+  const ref = cfg.model.load_path ? loadReference(cfg.model.load_path, cfg.model.T) : null;
+  const fresh = ref ? null : freshArch(cfg, cfg.data.path);
+  const mcfg: ArchConfig = ref ? ref.pi.cfg : fresh!.arch;
+  Object.assign(cfg.model, { D: mcfg.D, L: mcfg.L, H: mcfg.H, T: mcfg.T, V: mcfg.V });
   const { T } = mcfg;
+  // A token file's windows start with data.token_id, else the sidecar's dataset id, else the model's BOS.
+  const bos = ref?.hf?.bosId ?? fresh?.hf?.bosId ?? null;
   if (T < 2) throw new ConfigError('model.T', 'must be at least 2 (position t predicts token t+1)');
   const B = cfg.opt.batch_size;
 
   // ---- data ----
   const split = { batchSize: B, numTokensValid: cfg.data.num_tokens_valid, splitSeed: cfg.data.split_seed };
-  const train = openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id' });
+  const train = openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id', fallbackTokenId: bos });
   const evalSets: EvalSet[] = [];
   if (train.numValidBatches > 0) evalSets.push({ name: 'valid', dataset: train });
   if ((cfg.stop.target_loss !== null || cfg.stop.early_stop_steps !== null) && train.numValidBatches === 0) {
     throw new ConfigError(cfg.stop.target_loss !== null ? 'stop.target_loss' : 'stop.early_stop_steps', 'needs a validation split: set data.num_tokens_valid');
   }
-  const prev = ref?.config.dataPath ? ref.config : null;
-  if (prev) {
-    const p = openDataset(prev.dataPath!, mcfg, { ...prev.split, batchSize: prev.split.batchSize ?? 32, tokenId: prev.tokenId, what: 'previous data' });
+  const prev = cfg.prev.path === null && ref?.config?.dataPath ? ref.config : null;
+  if (cfg.prev.path !== null) {
+    if (!ref) throw new ConfigError('prev.path', 'measures forgetting of a loaded model: set model.load_path too');
+    // The old data as a whole is the evaluation set: its validation split is every window.
+    const p = openDataset(cfg.prev.path, mcfg, { batchSize: B, numTokensValid: Number.MAX_SAFE_INTEGER, splitSeed: 0, tokenId: null, what: 'prev.path', fallbackTokenId: bos, evalOnly: true });
+    evalSets.push({ name: 'prev', dataset: p });
+  } else if (prev) {
+    const p = openDataset(prev.dataPath!, mcfg, { ...prev.split, batchSize: prev.split.batchSize ?? 32, tokenId: prev.tokenId, what: 'previous data', fallbackTokenId: bos });
     if (p.numValidBatches > 0) evalSets.push({ name: 'prev', dataset: p });
   }
   let mix: TokenDataset | null = null;
   if (cfg.mix.path) {
-    mix = openDataset(cfg.mix.path, mcfg, { ...split, tokenId: null, what: 'mix data' });
+    mix = openDataset(cfg.mix.path, mcfg, { ...split, tokenId: null, what: 'mix data', fallbackTokenId: bos });
     if (mix.numValidBatches > 0) evalSets.push({ name: 'mix', dataset: mix });
   }
 
   // ---- model, replay, optimizer ----
-  const model = ref ? ref.pi.clone() : GPT.init(mcfg, cfg.run.seed);
+  const model = ref ? ref.pi.clone() : fresh!.init();
   model.setTrainable(true);
   const rng = new Rng(cfg.run.seed);
   // LoRA: the base weights are frozen and only the adapters train; checkpoints hold W + A·B.
-  const lora = cfg.model.lora_rank !== null ? new LoRA(model, cfg.model.lora_rank, cfg.run.seed + 7) : null;
+  const lora = cfg.model.lora_rank !== null ? new LoRA(model, cfg.model.lora_rank, cfg.run.seed + 7, { alpha: cfg.model.lora_alpha, targets: cfg.model.lora_targets }) : null;
   lora?.attach();
-  const replay = makeReplay(cfg, ref, prev, mcfg, rng.fork('replay'));
+  const replay = makeReplay(cfg, ref, prev, mcfg, bos, rng.fork('replay'));
   const stepper = new Stepper(model, lora ? lora.params : model.params, makeOptimizer(cfg.opt), cfg.reg.method, cfg.reg.coeff, ref?.pi ?? null, replay);
 
   // ---- length and schedule ----
   const tokensPerStep = B * T;
-  const counts = paramCounts(mcfg);
+  const counts = archParamCounts(mcfg);
   let totalSteps: number | null = null;
   if (cfg.stop.num_tokens_train !== null) totalSteps = Math.ceil(cfg.stop.num_tokens_train / tokensPerStep);
   else if (cfg.stop.tokens_per_param !== null) totalSteps = Math.ceil((cfg.stop.tokens_per_param * (counts.n_param_nonembed + counts.n_param_embed)) / tokensPerStep);
@@ -191,6 +210,11 @@ function setUp(cfg: Config, reporter: Reporter): Run {
   return {
     cfg, runDir, metricsFile: path.join(runDir, 'metrics.jsonl'), reporter,
     model, ref, lora, replay, stepper, evalSets,
+    hfSave: mcfg.family === 'gpt' ? null : {
+      bosId: ref?.hf?.bosId ?? fresh?.hf?.bosId ?? null,
+      eosIds: ref?.hf?.eosIds ?? fresh?.hf?.eosIds ?? [],
+      tokenizerFrom: ref ? ref.dir : null,
+    },
     trainStream: new BatchStream(train, cfg.run.seed),
     mixStream: mix ? new BatchStream(mix, cfg.run.seed + 1) : null,
     mixRows: cfg.mix.path ? Math.floor(cfg.mix.coeff * B) : 0,
@@ -201,20 +225,27 @@ function setUp(cfg: Config, reporter: Reporter): Run {
   };
 }
 
-/** π from a checkpoint, frozen; its config tells the model's dimensions and the data it was trained on. */
-function loadReference(loadPath: string): Reference {
-  const { model: pi, config } = loadCheckpoint(loadPath);
+/** π from a model folder, frozen; its config tells the model's dimensions and, for unforget runs, the data it learned. */
+function loadReference(loadPath: string, T: number | null): Reference {
+  const { model: pi, checkpoint: config, hf, dir } = loadModelFolder(loadPath, { T });
   pi.setTrainable(false);
-  // ‖π − θ_init‖ needs π's own initialisation, which the run seed of a run whose data is known regenerates.
-  const known = config.dataPath !== null && config.runSeed !== null;
-  return { pi, config, init: known ? GPT.init(config.model, config.runSeed!) : null };
+  // ‖π − θ_init‖ needs π's own initialisation, which the run seed of a gpt run whose data is known regenerates.
+  const known = pi.cfg.family === 'gpt' && config !== null && config.dataPath !== null && config.runSeed !== null;
+  return { pi, config, hf, dir, init: known ? GPT.init(pi.cfg, config.runSeed!) : null };
 }
 
-/** The model dimensions of a run from scratch; V defaults to the data sidecar's vocab_size. */
-function freshModelConfig(cfg: Config, dataPath: string): GPTConfig {
+/** The architecture of a run from scratch (gpt from D, L, H, or model.config's Hugging Face config) and its
+ *  initialisation; V defaults to the data sidecar's vocab_size. */
+function freshArch(cfg: Config, dataPath: string): { arch: ArchConfig; hf: HFConfigInfo | null; init: () => Transformer } {
+  if (cfg.model.config !== null) {
+    const hf = hfArchFromFile(cfg.model.config, { T: cfg.model.T, key: 'model.config' });
+    const arch = hf.arch;
+    return { arch, hf, init: () => modelFromHFTensors(arch, initHFTensors(arch, cfg.run.seed, hf.initializerRange)) };
+  }
   const V = cfg.model.V ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
   if (V === null) throw new ConfigError('model.V', `is not set and ${dataPath} has no sidecar vocab_size`);
-  return { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T, V };
+  const arch = gptArch({ D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T ?? 128, V });
+  return { arch, hf: null, init: () => GPT.init(arch, cfg.run.seed) };
 }
 
 interface DatasetOptions {
@@ -225,12 +256,22 @@ interface DatasetOptions {
   tokenId: number | null;
   /** Where the token id came from, for the error when it is out of range. */
   what: string;
+  /** The first token of each window when neither tokenId nor the sidecar gives one (the model's BOS). */
+  fallbackTokenId?: number | null;
+  /** Only evaluated: a file shorter than one batch is fine as long as it holds one window. */
+  evalOnly?: boolean;
 }
 
 /** A token file cut into T-long sequences, split and batched (docs/contract.md §3). */
-function openDataset(file: string, m: GPTConfig, o: DatasetOptions): TokenDataset {
+function openDataset(file: string, m: ArchConfig, o: DatasetOptions): TokenDataset {
   const tf = readTokenFile(file, { V: m.V });
-  const tokenId = o.tokenId ?? tf.sidecar.dataset_token_id ?? null;
+  const tokenId = o.tokenId ?? tf.sidecar.dataset_token_id ?? o.fallbackTokenId ?? null;
+  if (o.evalOnly) {
+    const windows = Math.floor(tf.tokens.length / m.T);
+    if (windows === 0) throw new DataError(`${file}: holds ${tf.tokens.length} tokens, fewer than one sequence of T=${m.T} (${o.what})`);
+    const batchSize = Math.min(o.batchSize, windows);
+    return new TokenDataset(tf.tokens, { T: m.T, batchSize, numTokensValid: Math.floor(windows / batchSize) * batchSize * m.T, splitSeed: o.splitSeed, tokenId, source: file, allowNoTrain: true });
+  }
   if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: dataset token id ${tokenId} (${o.what}) is ≥ vocabulary size ${m.V}`);
   return new TokenDataset(tf.tokens, { T: m.T, batchSize: o.batchSize, numTokensValid: o.numTokensValid, splitSeed: o.splitSeed, tokenId, source: file });
 }
@@ -246,7 +287,7 @@ export function makeRunDir(cfg: Config, hint = 'choose another run.id'): string 
 }
 
 /** The replay source of reg.method (docs/contract.md §2), or null when the method replays nothing. */
-function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig | null, m: GPTConfig, rng: Rng): ReplaySource | null {
+function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig | null, m: ArchConfig, bos: number | null, rng: Rng): ReplaySource | null {
   const method = cfg.reg.method;
   if (method === null || method === 'kl_dwn') {
     if (method === 'kl_dwn' && !ref) throw new ConfigError('reg.method', 'kl_dwn needs model.load_path (the reference model π)');
@@ -260,17 +301,14 @@ function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig |
   }
   if (cfg.reg.synth) {
     if (!ref) throw new ConfigError('reg.synth', 'self-generated replay needs model.load_path (the model π that samples it)');
-    const tokenId = prev ? checkpointTokenId(prev) : null;
-    if (tokenId === null) {
-      throw new ConfigError('reg.synth', "needs the previous dataset's token id: neither the checkpoint's data.token_id nor its data sidecar gives one");
-    }
-    return new SynthReplay(ref.pi, rows, cfg.reg.buffer, [tokenId], cfg.reg.temperature, rng);
+    const prompt = replayPrompt(cfg, ref, prev, bos);
+    return new SynthReplay(ref.pi, rows, cfg.reg.buffer, [prompt], cfg.reg.temperature, rng, { topK: cfg.reg.top_k ?? 0, topP: cfg.reg.top_p ?? 1 });
   }
   const replayPath = cfg.reg.path ?? prev?.dataPath ?? null;
   if (!replayPath) throw new ConfigError('reg.path', `reg.method=${method} with real replay needs previous data: set reg.path or finetune from a checkpoint (model.load_path)`);
   // Batch size 1 here: the split only has to exist; replay rows are drawn from its training part.
   const split = prev?.split;
-  const ds = openDataset(replayPath, m, { batchSize: 1, numTokensValid: split?.numTokensValid ?? 0, splitSeed: split?.splitSeed ?? 0, tokenId: prev?.tokenId ?? null, what: 'replay data' });
+  const ds = openDataset(replayPath, m, { batchSize: 1, numTokensValid: split?.numTokensValid ?? 0, splitSeed: split?.splitSeed ?? 0, tokenId: prev?.tokenId ?? null, what: 'replay data', fallbackTokenId: bos });
   const pool = ds.trainIndices;
   if (rows > pool.length) {
     throw new ConfigError(cfg.reg.batch_size !== null ? 'reg.batch_size' : 'opt.batch_size', `${rows} rows per replay batch, but the real replay data's training split (${replayPath}) has only ${pool.length} sequences`);
@@ -285,6 +323,35 @@ function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig |
     }
     return ds.sequences(idx);
   });
+}
+
+/**
+ * The token self-generated replay starts from (reg.prompt): the BOS or EOS of a Hugging Face model, a token id, or
+ * (default) the previous data's dataset token id for unforget checkpoints and the BOS otherwise.
+ */
+function replayPrompt(cfg: Config, ref: Reference, prev: CheckpointConfig | null, bos: number | null): number {
+  const p = cfg.reg.prompt;
+  const V = ref.pi.cfg.V;
+  let id: number | null;
+  if (p === null) {
+    id = prev ? checkpointTokenId(prev) : ref.config ? checkpointTokenId(ref.config) : null;
+    id ??= bos;
+    if (id === null) {
+      throw new ConfigError('reg.prompt', "self-generated replay needs a start token: the model has no BOS and its data no dataset token id; set reg.prompt to eos or a token id");
+    }
+  } else if (p === 'bos') {
+    if (bos === null) throw new ConfigError('reg.prompt', `bos: ${ref.dir} has no BOS token (bos_token_id is null); use reg.prompt=eos or a token id`);
+    id = bos;
+  } else if (p === 'eos') {
+    id = ref.hf?.eosIds[0] ?? null;
+    if (id === null) throw new ConfigError('reg.prompt', `eos: ${ref.dir} has no EOS token (eos_token_id); use a token id`);
+  } else if (typeof p === 'number') {
+    id = p;
+  } else {
+    throw new ConfigError('reg.prompt', `a text prompt ('${p}') is not supported yet; use bos, eos or a token id`);
+  }
+  if (id < 0 || id >= V) throw new ConfigError('reg.prompt', `token id ${id} is outside the vocabulary [0, ${V})`);
+  return id;
 }
 
 // ---- the loop's steps --------------------------------------------------------------------------
@@ -339,7 +406,7 @@ function evaluateAndSave(run: Run, final: boolean): Metrics {
 }
 
 /** The metrics of docs/contract.md §5 at this point of the run; `theta` is the model as trained so far. */
-function evaluate(run: Run, theta: GPT): Metrics {
+function evaluate(run: Run, theta: Transformer): Metrics {
   const { cfg, since } = run;
   const m: Metrics = {
     step: run.step,
@@ -395,8 +462,9 @@ function record(run: Run, m: Metrics, final: boolean): void {
 }
 
 /** Writes model.safetensors (atomically) with the weights just evaluated. */
-function checkpoint(run: Run, theta: GPT): void {
-  saveWeights(run.runDir, theta);
+function checkpoint(run: Run, theta: Transformer): void {
+  if (run.hfSave) saveHFModel(run.runDir, theta, run.hfSave);
+  else saveWeights(run.runDir, theta);
   run.lastSavedStep = run.step;
 }
 
@@ -415,7 +483,7 @@ function summarise(run: Run, stopReason: StopReason | null): Record<string, unkn
     stop_reason: stopReason,
     steps: run.step,
     tokens_per_s: run.stepTime > 0 ? run.tokensSeen / run.stepTime : null,
-    ...paramCounts(run.model.cfg),
+    ...archParamCounts(run.model.cfg),
     run_dir: run.runDir,
   };
   const start = run.first?.prev_ntp;

@@ -1,0 +1,95 @@
+/**
+ * Any model folder unforget reads: its own checkpoints (gpt: config.yaml + model.safetensors or the reference's
+ * weights.npz), Hugging Face folders (config.json + model.safetensors or shards), and unforget run folders of a
+ * Hugging Face architecture, which hold both (the transformers layout beside the run's config.yaml).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { DataError } from '../errors.js';
+import { isHFFolder, readHFConfig, type HFConfigInfo } from './hf_config.js';
+import { readHFWeights, writeHFFolder, type HFTensor } from '../io/hf_folder.js';
+import { hfTensorPlaces, type ArchConfig } from './arch.js';
+import { CONFIG_FILE, loadCheckpoint, readCheckpointConfig, type CheckpointConfig } from './checkpoint.js';
+import { Transformer } from './transformer.js';
+
+export interface LoadedModel {
+  model: Transformer;
+  dir: string;
+  /** What the folder's config.yaml says (data, split, seeds), when it is an unforget run folder; else null. */
+  checkpoint: CheckpointConfig | null;
+  /** The Hugging Face config, for folders in the transformers layout; else null. */
+  hf: HFConfigInfo | null;
+}
+
+export interface LoadOptions {
+  /** Sequence length (Hugging Face configs record none): default the run's own T, else min(1024, max positions). */
+  T?: number | null;
+}
+
+/** Whether `dir` holds a model in the transformers layout (a Hugging Face folder, or a run folder of that family). */
+export function isHFModelFolder(dir: string): boolean {
+  return fs.existsSync(dir) && fs.statSync(dir).isDirectory() && isHFFolder(dir);
+}
+
+/** The T an unforget run folder recorded in its config.yaml (model.T), or null. */
+function runT(dir: string): number | null {
+  if (!fs.existsSync(path.join(dir, CONFIG_FILE))) return null;
+  try {
+    return readCheckpointConfig(dir).model.T;
+  } catch {
+    return null;
+  }
+}
+
+/** A model folder of any kind (see the file comment); every tensor checked, one-line errors naming the culprit. */
+export function loadModelFolder(dir: string, opts: LoadOptions = {}): LoadedModel {
+  if (!fs.existsSync(dir)) throw new DataError(`${dir}: model folder does not exist`);
+  if (isHFModelFolder(dir)) {
+    const hf = readHFConfig(dir, { T: opts.T ?? runT(dir) });
+    const model = modelFromHFTensors(hf.arch, readHFWeights(dir, hf.arch, { keepHalf: false }), hf.file);
+    const checkpoint = fs.existsSync(path.join(dir, CONFIG_FILE)) ? readCheckpointConfig(dir, hf.arch) : null;
+    return { model, dir, checkpoint, hf };
+  }
+  const { model, config } = loadCheckpoint(dir);
+  if (opts.T != null && opts.T !== model.cfg.T) {
+    throw new DataError(`${dir}: the checkpoint was trained with T=${model.cfg.T}; a gpt cannot be evaluated at T=${opts.T}`);
+  }
+  return { model, dir, checkpoint: config, hf: null };
+}
+
+/** A Transformer holding the Hugging Face tensors (widened to float32). */
+export function modelFromHFTensors(arch: ArchConfig, tensors: Map<string, HFTensor>, file = 'model'): Transformer {
+  const m = new Transformer(arch);
+  for (const p of hfTensorPlaces(arch)) {
+    const t = tensors.get(p.name);
+    if (!t) throw new DataError(`${file}: tensor ${p.name} is missing`);
+    if (!(t.data instanceof Float32Array)) throw new Error(`modelFromHFTensors: ${p.name} is still ${t.dtype}`);
+    const e = m.params.entry(p.param);
+    const layerSize = p.layer >= 0 ? e.shape.slice(1).reduce((a, b) => a * b, 1) : 0;
+    const at = p.layer >= 0 ? p.layer * layerSize + p.offset : p.offset;
+    m.params.view(p.param).set(t.data, at);
+  }
+  return m;
+}
+
+/** The model's tensors under transformers' names and shapes (copies). */
+export function hfTensorsOf(m: Transformer): Map<string, { shape: number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const p of hfTensorPlaces(m.cfg)) {
+    const e = m.params.entry(p.param);
+    const layerSize = p.layer >= 0 ? e.shape.slice(1).reduce((a, b) => a * b, 1) : 0;
+    const at = p.layer >= 0 ? p.layer * layerSize + p.offset : p.offset;
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    out.set(p.name, { shape: p.shape, data: m.params.view(p.param).slice(at, at + n) });
+  }
+  return out;
+}
+
+/** Writes the transformers layout of `m` into `dir` (config.json, model.safetensors, generation_config.json and,
+ *  from `tokenizerFrom`, the tokenizer files), keeping whatever else the folder holds. */
+export function saveHFModel(dir: string, m: Transformer, hf: { bosId?: number | null; eosIds?: number[]; tokenizerFrom?: string | null } = {}): void {
+  writeHFFolder(dir, m.cfg, hfTensorsOf(m), {
+    extras: { bosId: hf.bosId ?? null, eosIds: hf.eosIds ?? [] },
+    tokenizerFrom: hf.tokenizerFrom ?? null,
+  });
+}
