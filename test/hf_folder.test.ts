@@ -209,10 +209,10 @@ test('defaults: the family defaults of transformers, generation_config.json over
   let a = readHFConfig(dir).arch;
   assert.deepEqual([a.Nkv, a.H, a.ropeTheta, a.tiedEmbeddings, a.ropeScaling], [4, 16, 10000, false, null]);
   // Qwen2Config and Qwen3Config default num_key_value_heads to 32 and Qwen3Config head_dim to 128.
-  writeJson(path.join(dir, 'config.json'), { ...minimal, num_attention_heads: 32, model_type: 'qwen2' });
+  writeJson(path.join(dir, 'config.json'), { ...minimal, hidden_size: 128, num_attention_heads: 64, model_type: 'qwen2' });
   a = readHFConfig(dir).arch;
   assert.deepEqual([a.Nkv, a.H, a.tiedEmbeddings, a.qkvBias], [32, 2, false, true]);
-  writeJson(path.join(dir, 'config.json'), { ...minimal, num_attention_heads: 32, model_type: 'qwen3' });
+  writeJson(path.join(dir, 'config.json'), { ...minimal, hidden_size: 128, num_attention_heads: 64, model_type: 'qwen3' });
   a = readHFConfig(dir).arch;
   assert.deepEqual([a.Nkv, a.H, a.qkNorm], [32, 128, 'rms_gain']);
 
