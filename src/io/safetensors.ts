@@ -175,30 +175,33 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? 'an object' : JSON.stringify(v);
 }
 
-/**
- * Reads a safetensors file. Float tensors (F32, F16, BF16, F64) come back as float32; other dtypes
- * are rejected. Every structural problem is a DataError naming `file`.
- */
-export function readSafetensors(file: string): SafetensorsFile {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (err) {
-    throw fileError(err, file);
-  }
-  if (buf.length < 8) {
-    throw new DataError(`${file}: not a safetensors file (${buf.length} bytes, shorter than the 8-byte header length)`);
-  }
-  const n = buf.readBigUInt64LE(0);
-  if (n > BigInt(buf.length - 8)) {
-    throw new DataError(`${file}: header length ${n} runs beyond the end of the file (${buf.length} bytes); truncated or not safetensors`);
-  }
-  const headerLen = Number(n);
-  if (headerLen > MAX_HEADER_BYTES) throw new DataError(`${file}: header of ${headerLen} bytes is too large (limit ${MAX_HEADER_BYTES})`);
+/** Where one tensor's bytes lie in a safetensors file, as its header says (offsets from the data section). */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
 
+/** A safetensors file's header, checked against the file's size: what is needed to read tensors one at a time. */
+export interface SafetensorsLayout {
+  /** Byte offset of the data section in the file. */
+  dataStart: number;
+  /** Entries in data-offset order. */
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string>;
+}
+
+/**
+ * Parses and validates a header (the bytes after the length prefix) for a data section of `dataLen` bytes.
+ * The reference's rules: each tensor starts where the previous ended, sizes match shape×dtype, and the last one
+ * ends exactly at the end of the file.
+ */
+function parseHeader(file: string, headerBytes: Uint8Array, dataLen: number): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
     header = JSON.parse(text);
   } catch (err) {
     throw new DataError(`${file}: header is not valid UTF-8 JSON (${(err as Error).message.split('\n')[0]})`);
@@ -208,7 +211,7 @@ export function readSafetensors(file: string): SafetensorsFile {
   }
 
   const metadata: Record<string, string> = {};
-  const infos: Array<{ name: string; dtype: string; shape: number[]; begin: number; end: number }> = [];
+  const infos: SafetensorsEntry[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (entry === null) continue; // the reference's Option<...> accepts null
@@ -239,10 +242,6 @@ export function readSafetensors(file: string): SafetensorsFile {
     infos.push({ name, dtype, shape, begin, end });
   }
 
-  // The reference's rules: sorted by offset, each tensor starts where the previous ended, sizes match
-  // shape×dtype, and the last one ends exactly at the end of the file.
-  const dataStart = 8 + headerLen;
-  const dataLen = buf.length - dataStart;
   infos.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expectedBegin = 0;
   let prevName = '';
@@ -269,6 +268,37 @@ export function readSafetensors(file: string): SafetensorsFile {
   if (expectedBegin !== dataLen) {
     throw new DataError(`${file}: ${dataLen - expectedBegin} trailing bytes after the last tensor are not covered by the header`);
   }
+  return { entries: infos, metadata };
+}
+
+/** The header length from the 8-byte prefix, checked against the file's size. */
+function headerLength(file: string, prefix: Uint8Array, fileSize: number): number {
+  if (fileSize < 8) {
+    throw new DataError(`${file}: not a safetensors file (${fileSize} bytes, shorter than the 8-byte header length)`);
+  }
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(fileSize - 8)) {
+    throw new DataError(`${file}: header length ${n} runs beyond the end of the file (${fileSize} bytes); truncated or not safetensors`);
+  }
+  const headerLen = Number(n);
+  if (headerLen > MAX_HEADER_BYTES) throw new DataError(`${file}: header of ${headerLen} bytes is too large (limit ${MAX_HEADER_BYTES})`);
+  return headerLen;
+}
+
+/**
+ * Reads a safetensors file. Float tensors (F32, F16, BF16, F64) come back as float32; other dtypes
+ * are rejected. Every structural problem is a DataError naming `file`.
+ */
+export function readSafetensors(file: string): SafetensorsFile {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (err) {
+    throw fileError(err, file);
+  }
+  const headerLen = headerLength(file, buf.subarray(0, 8), buf.length);
+  const dataStart = 8 + headerLen;
+  const { entries: infos, metadata } = parseHeader(file, buf.subarray(8, dataStart), buf.length - dataStart);
 
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of infos) {
@@ -279,6 +309,45 @@ export function readSafetensors(file: string): SafetensorsFile {
     tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: decode(t.dtype, bytes) });
   }
   return { tensors, metadata };
+}
+
+/** Reads exactly `into.byteLength` bytes at `position` of an open file; fewer (a file cut short) is a DataError. */
+export function readBytesAt(fd: number, file: string, into: Uint8Array, position: number): void {
+  // One read call is capped near 2 GiB; a tensor may be larger.
+  const CHUNK = 1 << 30;
+  let done = 0;
+  while (done < into.byteLength) {
+    const want = Math.min(CHUNK, into.byteLength - done);
+    let got: number;
+    try {
+      got = fs.readSync(fd, into, done, want, position + done);
+    } catch (err) {
+      throw fileError(err, file);
+    }
+    if (got === 0) throw new DataError(`${file}: ends after ${position + done} bytes, inside data the header places up to byte ${position + into.byteLength}; truncated?`);
+    done += got;
+  }
+}
+
+/**
+ * Reads and validates only the header of an open safetensors file (same rules and messages as `readSafetensors`),
+ * so that large tensors can then be read one by one with `readBytesAt` straight into their own arrays.
+ */
+export function readSafetensorsLayout(fd: number, file: string): SafetensorsLayout {
+  let size: number;
+  try {
+    size = fs.fstatSync(fd).size;
+  } catch (err) {
+    throw fileError(err, file);
+  }
+  const prefix = new Uint8Array(8);
+  if (size >= 8) readBytesAt(fd, file, prefix, 0);
+  const headerLen = headerLength(file, prefix, size);
+  const headerBytes = new Uint8Array(headerLen);
+  readBytesAt(fd, file, headerBytes, 8);
+  const dataStart = 8 + headerLen;
+  const { entries, metadata } = parseHeader(file, headerBytes, size - dataStart);
+  return { dataStart, entries, metadata };
 }
 
 /**
