@@ -9,7 +9,7 @@ import { hfConfigJson, isHFFolder, readHFConfig } from '../src/model/hf_config.j
 import {
   initHFTensors, loraModuleShapes, peftTensorName, readHFWeights, readPeftAdapter, writeHFFolder, writePeftAdapter,
   type F32Tensor,
-} from '../src/io/hf_folder.js';
+} from '../src/model/hf_folder.js';
 import { decodeSafetensors } from './helpers/safetensors.js';
 
 function tmpDir(): string {

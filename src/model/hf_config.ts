@@ -184,7 +184,15 @@ export function isHFFolder(dir: string): boolean {
  * generation_config.json when the folder has one (what generate() uses).
  */
 export function readHFConfig(dir: string, opts: { T?: number | null } = {}): HFConfigInfo {
-  const file = path.join(dir, 'config.json');
+  return readHFConfigFile(path.join(dir, 'config.json'), opts);
+}
+
+/**
+ * readHFConfig for a config file of any name (`model.config=FILE.json`, a fresh model of that architecture); the
+ * generation_config.json beside it counts only when the file is a folder's config.json.
+ */
+export function readHFConfigFile(file: string, opts: { T?: number | null } = {}): HFConfigInfo {
+  const dir = path.dirname(file);
   const raw = readJsonObject(file, 'config.json');
   const k: Keys = new Keys(file, raw);
 
@@ -249,7 +257,7 @@ export function readHFConfig(dir: string, opts: { T?: number | null } = {}): HFC
   const padId = k.tokenId('pad_token_id');
   let generation: Record<string, unknown> | null = null;
   const genFile = path.join(dir, 'generation_config.json');
-  if (fs.existsSync(genFile)) {
+  if (path.basename(file) === 'config.json' && fs.existsSync(genFile)) {
     generation = readJsonObject(genFile, 'generation_config.json');
     const g = new Keys(genFile, generation);
     if ('bos_token_id' in generation) bosId = g.tokenId('bos_token_id');

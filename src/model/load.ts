@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../errors.js';
 import { isHFFolder, readHFConfig, type HFConfigInfo } from './hf_config.js';
-import { readHFWeights, writeHFFolder, type HFTensor } from '../io/hf_folder.js';
+import { readHFWeights, writeHFFolder, type HFTensor } from './hf_folder.js';
 import { hfTensorPlaces, type ArchConfig } from './arch.js';
 import { CONFIG_FILE, loadCheckpoint, readCheckpointConfig, type CheckpointConfig } from './checkpoint.js';
 import { Transformer } from './transformer.js';
@@ -58,12 +58,12 @@ export function loadModelFolder(dir: string, opts: LoadOptions = {}): LoadedMode
 }
 
 /** A Transformer holding the Hugging Face tensors (widened to float32). */
-export function modelFromHFTensors(arch: ArchConfig, tensors: Map<string, HFTensor>, file = 'model'): Transformer {
+export function modelFromHFTensors(arch: ArchConfig, tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array | Uint16Array; dtype?: string }>, file = 'model'): Transformer {
   const m = new Transformer(arch);
   for (const p of hfTensorPlaces(arch)) {
     const t = tensors.get(p.name);
     if (!t) throw new DataError(`${file}: tensor ${p.name} is missing`);
-    if (!(t.data instanceof Float32Array)) throw new Error(`modelFromHFTensors: ${p.name} is still ${t.dtype}`);
+    if (!(t.data instanceof Float32Array)) throw new Error(`modelFromHFTensors: ${p.name} is still half precision`);
     const e = m.params.entry(p.param);
     const layerSize = p.layer >= 0 ? e.shape.slice(1).reduce((a, b) => a * b, 1) : 0;
     const at = p.layer >= 0 ? p.layer * layerSize + p.offset : p.offset;

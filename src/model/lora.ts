@@ -1,109 +1,151 @@
 /**
- * LoRA (docs/contract.md §2): every projection matrix W [in, out] of every layer (qkv, out, up, down; not the
- * embeddings) becomes W + A·B with A ~ N(0, 1/in) of shape [in, r] and B = 0 of shape [r, out].
- * Only A and B are trained; the base model is frozen. Attaching installs a weight hook on the
- * model, so the forward, evaluation and KV-cache sampling all see the adapted weights.
+ * LoRA adapters (docs/contract.md §2; PEFT for the Hugging Face family). Each adapted projection W becomes
+ * W + s·ΔW with s = alpha / r; only the factors train and the base model is frozen. Attaching installs a weight hook
+ * on the model, so the forward, evaluation and KV-cache sampling all see the adapted weights.
+ *
+ * - gpt (W [in, out]): one adapter per projection qkv, out, up, down; ΔW = A·B with A ~ N(0, 1/in) [in, r] and
+ *   B = 0 [r, out].
+ * - Hugging Face family (W [out, in], q/k/v and gate/up stacked): one adapter per transformers module, as PEFT
+ *   has them: ΔW_m = lora_B·lora_A with lora_A [r, in] Kaiming-uniform (bound 1/sqrt(in)) and lora_B [out, r] = 0;
+ *   a stack's ΔW is its modules' ΔW one above the other (zero rows for modules without an adapter).
  */
 import { native } from '../backend/native.js';
 import { ConfigError } from '../errors.js';
-import { add, matmul, scale as axpyScale } from '../tensor/ops.js';
+import { add, concatRows, matmul, scale } from '../tensor/ops.js';
 import { noGrad, type Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
 import { ParamSet } from './params.js';
-import { PROJECTIONS, type Projection as Proj, type Transformer } from './transformer.js';
-
-const PROJS = PROJECTIONS;
+import { PROJECTIONS, type Projection, type Transformer } from './transformer.js';
 
 export interface LoRAOptions {
   /** PEFT's lora_alpha: the update is scaled by alpha / rank; null or absent → rank (scaling 1). */
   alpha?: number | null;
-  /** Which projections get adapters (model.lora_targets): all-linear, or for gpt a subset of qkv, out, up, down. */
+  /** model.lora_targets: all-linear, or module names (gpt: qkv, out, up, down; Hugging Face: q_proj, k_proj,
+   *  v_proj, o_proj, gate_proj, up_proj, down_proj). */
   targets?: string[];
 }
 
-const GPT_TARGETS: Record<string, Proj> = { qkv: 'qkv', out: 'o', up: 'up', down: 'down' };
+/** One adapted module: its rows in its projection's stacked weight, and its input size. */
+export interface LoRAModule {
+  name: string;
+  stack: Projection;
+  /** Rows of the stack this module's output occupies (HF), or the weight's [in, out] (gpt). */
+  rows: number;
+  cols: number;
+}
+
+/** Every module a model could adapt, in stacking order (transformers' names for the Hugging Face family). */
+export function loraModules(model: Transformer): LoRAModule[] {
+  const { D, N, Nkv, H, F } = model.cfg;
+  if (!model.outIn) {
+    return PROJECTIONS.map((p) => {
+      const [rows, cols] = model.weight(p, 0).shape as [number, number];
+      return { name: p === 'o' ? 'out' : p, stack: p, rows, cols };
+    });
+  }
+  return [
+    { name: 'q_proj', stack: 'qkv', rows: N * H, cols: D },
+    { name: 'k_proj', stack: 'qkv', rows: Nkv * H, cols: D },
+    { name: 'v_proj', stack: 'qkv', rows: Nkv * H, cols: D },
+    { name: 'o_proj', stack: 'o', rows: D, cols: N * H },
+    { name: 'gate_proj', stack: 'up', rows: F, cols: D },
+    { name: 'up_proj', stack: 'up', rows: F, cols: D },
+    { name: 'down_proj', stack: 'down', rows: D, cols: F },
+  ];
+}
 
 export class LoRA {
   readonly params: ParamSet;
   readonly scaling: number;
-  readonly targets: Proj[];
-  private readonly A: Partial<Record<Proj, Tensor[]>> = {};
-  private readonly B: Partial<Record<Proj, Tensor[]>> = {};
+  readonly modules: LoRAModule[];
+  private readonly all: LoRAModule[];
+  /** Per adapted module and layer: gpt's A [in, r] and B [r, out], or PEFT's lora_A [r, in] and lora_B [out, r]. */
+  private readonly A = new Map<string, Tensor[]>();
+  private readonly B = new Map<string, Tensor[]>();
 
   constructor(readonly model: Transformer, readonly rank: number, seed: number, opts: LoRAOptions = {}) {
     const { L } = model.cfg;
-    this.targets = loraTargets(model, opts.targets ?? ['all-linear']);
-    // The factors follow W's own shape ([in, out] for gpt, [out, in] for the Hugging Face family), so W + A·B needs
-    // no transposition: A is [rows of W, r], B is [r, columns of W].
-    const dims = Object.fromEntries(this.targets.map((p) => [p, model.weight(p, 0).shape as [number, number]])) as Record<Proj, [number, number]>;
-    const limit = Math.min(...Object.values(dims).map(([i, o]) => Math.min(i, o)));
+    this.all = loraModules(model);
+    this.modules = selectModules(this.all, opts.targets ?? ['all-linear']);
+    const limit = Math.min(...this.modules.map((m) => Math.min(m.rows, m.cols)));
     if (!Number.isInteger(rank) || rank <= 0 || rank > limit) {
       throw new ConfigError('model.lora_rank', `must be an integer in [1, ${limit}] (min(in, out) of the projections), got ${rank}`);
     }
     this.scaling = (opts.alpha ?? rank) / rank;
+    const shapes = (m: LoRAModule): [number[], number[]] =>
+      model.outIn ? [[rank, m.cols], [m.rows, rank]] : [[m.rows, rank], [rank, m.cols]];
     const spec: Array<[string, number[]]> = [];
-    for (const p of this.targets) {
-      spec.push([`${p}.A`, [L, dims[p][0], rank]]);
-      spec.push([`${p}.B`, [L, rank, dims[p][1]]]);
+    for (const m of this.modules) {
+      const [a, b] = shapes(m);
+      spec.push([`${m.name}.A`, [L, ...a]], [`${m.name}.B`, [L, ...b]]);
     }
     this.params = new ParamSet(spec);
     const rng = new Rng(seed);
-    for (const p of this.targets) {
-      const [rows, cols] = dims[p];
+    for (const m of this.modules) {
+      const [a, b] = shapes(m);
+      const A = this.params.view(`${m.name}.A`);
       if (model.outIn) {
-        // PEFT: lora_A [r, in] (here B) Kaiming-uniform with bound 1/sqrt(in), lora_B [out, r] (here A) zero.
-        const b = this.params.view(`${p}.B`), bound = 1 / Math.sqrt(cols);
-        for (let i = 0; i < b.length; i++) b[i] = (2 * rng.uniform() - 1) * bound;
-      } else {
-        rng.fillNormal(this.params.view(`${p}.A`), 1 / Math.sqrt(rows)); // docs/contract.md §2: B = 0
-      }
-      this.A[p] = this.params.slices(`${p}.A`, L, [rows, rank]);
-      this.B[p] = this.params.slices(`${p}.B`, L, [rank, cols]);
+        const bound = 1 / Math.sqrt(m.cols);
+        for (let i = 0; i < A.length; i++) A[i] = (2 * rng.uniform() - 1) * bound;
+      } else rng.fillNormal(A, 1 / Math.sqrt(m.rows));
+      this.A.set(m.name, this.params.slices(`${m.name}.A`, L, a));
+      this.B.set(m.name, this.params.slices(`${m.name}.B`, L, b)); // zeros: W + ΔW = W at the start
     }
   }
 
-  private delta(p: Proj, l: number): Tensor {
-    const d = matmul(this.A[p]![l]!, this.B[p]![l]!);
-    return this.scaling === 1 ? d : weightedScale(d, this.scaling);
+  /** The factors of module `name` at layer l (gpt: A, B; Hugging Face: lora_A, lora_B), or null. */
+  factors(name: string, l: number): { A: Tensor; B: Tensor } | null {
+    const A = this.A.get(name), B = this.B.get(name);
+    return A && B ? { A: A[l]!, B: B[l]! } : null;
   }
 
-  /** Freeze the base model and route its projections through W + s·A·B. */
+  /** s·ΔW of one module (gpt: A·B; Hugging Face: lora_B·lora_A). */
+  private moduleDelta(m: LoRAModule, l: number): Tensor {
+    const f = this.factors(m.name, l)!;
+    const d = this.model.outIn ? matmul(f.B, f.A) : matmul(f.A, f.B);
+    return this.scaling === 1 ? d : scale(d, this.scaling);
+  }
+
+  /** s·ΔW of a whole projection stack, or null when none of its modules is adapted. */
+  private stackDelta(p: Projection, l: number): Tensor | null {
+    const parts = this.all.filter((m) => m.stack === p);
+    if (!parts.some((m) => this.A.has(m.name))) return null;
+    if (parts.length === 1) return this.moduleDelta(parts[0]!, l);
+    return concatRows(parts.map((m) => (this.A.has(m.name) ? this.moduleDelta(m, l) : { rows: m.rows })), parts[0]!.cols);
+  }
+
+  /** Freeze the base model and route its projections through W + s·ΔW. */
   attach(): void {
     this.model.setTrainable(false);
-    this.model.weightHook = (name, l, base) => (this.A[name] ? add(base, this.delta(name, l)) : base);
+    this.model.weightHook = (name, l, base) => {
+      const d = this.stackDelta(name, l);
+      return d ? add(base, d.view(base.shape)) : base;
+    };
   }
 
-  /** A plain model holding W + s·A·B (for checkpoints and weight norms); the adapters stay attached. */
+  /** A plain model holding W + s·ΔW (for checkpoints and weight norms); the adapters stay attached. */
   merged(): Transformer {
     const { L } = this.model.cfg;
     const out = this.model.clone();
     const k = native();
-    for (const p of this.targets) {
+    for (const p of PROJECTIONS) {
       for (let l = 0; l < L; l++) {
-        const delta = noGrad(() => matmul(this.A[p]![l]!, this.B[p]![l]!));
-        k.axpy(delta.size, this.scaling, delta.data, out.weight(p, l).data);
+        const delta = noGrad(() => this.stackDelta(p, l));
+        if (delta) k.axpy(delta.size, 1, delta.data, out.weight(p, l).data);
       }
     }
     return out;
   }
 }
 
-/** model.lora_targets as projections of this model. */
-function loraTargets(model: Transformer, names: string[]): Proj[] {
-  if (names.includes('all-linear')) return [...PROJS];
-  if (model.outIn) {
-    throw new ConfigError('model.lora_targets', `only all-linear is supported for ${model.cfg.family} models so far, got ${names.join(', ')}`);
-  }
-  const out: Proj[] = [];
+/** model.lora_targets as modules of this model. */
+function selectModules(all: LoRAModule[], names: string[]): LoRAModule[] {
+  if (names.includes('all-linear')) return all;
+  const out: LoRAModule[] = [];
   for (const n of names) {
-    const p = GPT_TARGETS[n];
-    if (!p) throw new ConfigError('model.lora_targets', `unknown projection '${n}' for gpt; use all-linear or some of ${Object.keys(GPT_TARGETS).join(', ')}`);
-    if (!out.includes(p)) out.push(p);
+    const m = all.find((x) => x.name === n);
+    if (!m) throw new ConfigError('model.lora_targets', `unknown module '${n}'; use all-linear or some of ${all.map((x) => x.name).join(', ')}`);
+    if (!out.includes(m)) out.push(m);
   }
   return out;
-}
-
-/** s·x as a differentiable op. */
-function weightedScale(x: Tensor, s: number): Tensor {
-  return axpyScale(x, s);
 }

@@ -1,6 +1,8 @@
 /**
  * Parameters live in one flat float32 buffer (and one flat gradient buffer), so an optimizer step
  * is a single native call. Named tensors and per-layer slices are views into those buffers.
+ * The gradient buffer is allocated on first use: a frozen model (the reference π, a base under LoRA)
+ * never needs one, and for a real model it is as large as the weights.
  */
 import { Tensor, numel, type Shape } from '../tensor/tensor.js';
 
@@ -12,7 +14,7 @@ export interface ParamEntry {
 
 export class ParamSet {
   readonly data: Float32Array;
-  readonly grad: Float32Array;
+  private gradBuf: Float32Array | null = null;
   readonly entries: ParamEntry[] = [];
   private readonly byName = new Map<string, ParamEntry>();
   private readonly sliceCache = new Map<string, Tensor[]>();
@@ -26,7 +28,20 @@ export class ParamSet {
       offset += numel(shape);
     }
     this.data = new Float32Array(offset);
-    this.grad = new Float32Array(offset);
+  }
+
+  /** The flat gradient (allocated, zeroed, on first access; the slices' gradients are views into it). */
+  get grad(): Float32Array {
+    if (!this.gradBuf) {
+      this.gradBuf = new Float32Array(this.data.length);
+      for (const list of this.sliceCache.values()) for (const t of list) t.grad = this.gradView(t);
+    }
+    return this.gradBuf;
+  }
+
+  private gradView(t: Tensor): Float32Array {
+    const lo = t.data.byteOffset / 4 - this.data.byteOffset / 4;
+    return this.gradBuf!.subarray(lo, lo + t.data.length);
   }
 
   get size(): number {
@@ -60,7 +75,7 @@ export class ParamSet {
       for (let i = 0; i < count; i++) {
         const lo = e.offset + i * n;
         const t = new Tensor(this.data.subarray(lo, lo + n), shape, true);
-        t.grad = this.grad.subarray(lo, lo + n);
+        if (this.gradBuf) t.grad = this.gradBuf.subarray(lo, lo + n);
         list.push(t);
       }
       this.sliceCache.set(key, list);

@@ -57,14 +57,15 @@ export class Transformer {
   private readonly perLayer: Record<'attnNorm' | 'mlpNorm' | 'qkvBias' | 'qNorm' | 'kNorm', Tensor[] | null>;
   weightHook: WeightHook | null = null;
 
-  constructor(readonly cfg: ArchConfig) {
+  /** A model with zero weights, or (`params`) one over another model's weights (see sharing()). */
+  constructor(readonly cfg: ArchConfig, params?: ParamSet) {
     validateArch(cfg);
     const { D, L, N, Nkv, H, F } = cfg;
     const hf = cfg.family !== 'gpt';
     this.outIn = hf;
     this.qkvWidth = (N + 2 * Nkv) * H;
     this.invFreq = ropeInvFreq(cfg);
-    this.params = new ParamSet(hf ? hfParamShapes(cfg) : gptParamShapes(cfg));
+    this.params = params ?? new ParamSet(hf ? hfParamShapes(cfg) : gptParamShapes(cfg));
     this.embed = this.params.tensor('embed');
     this.head = this.params.has('head') ? this.params.tensor('head') : this.embed;
     this.norm = this.params.has('norm') ? this.params.tensor('norm') : null;
@@ -223,6 +224,12 @@ export class Transformer {
       gemmPacked(logits, a, this.head.data, packed(4 * L), B, V, D, { transB: true });
       return logits;
     }));
+  }
+
+  /** The same weights (no copy) without this model's weight hook: under LoRA, θ is the frozen base with adapters
+   *  hooked in, and π is that base as it is, so π costs no memory. */
+  sharing(): Transformer {
+    return new Transformer(this.cfg, this.params);
   }
 
   /** An independent copy (the frozen reference π of a finetuning run). */

@@ -141,6 +141,32 @@ export function add(a: Tensor, b: Tensor): Tensor {
   });
 }
 
+/** Row blocks stacked: parts [r_i, C] (or null: r_i zero rows) → [Σ r_i, C]; gradients flow back to each part. */
+export function concatRows(parts: Array<Tensor | { rows: number } >, C: number): Tensor {
+  const rows = parts.map((p) => (p instanceof Tensor ? p.size / C : p.rows));
+  const total = rows.reduce((a, b) => a + b, 0);
+  const out = new Tensor(alloc(total * C, true), [total, C]);
+  let at = 0;
+  parts.forEach((p, i) => {
+    if (p instanceof Tensor) out.data.set(p.data, at);
+    at += rows[i]! * C;
+  });
+  const tensors = parts.filter((p): p is Tensor => p instanceof Tensor);
+  if (!needsGrad(...tensors)) return out;
+  return record(out, tensors, (g) => {
+    let from = 0;
+    parts.forEach((p, i) => {
+      const n = rows[i]! * C;
+      if (p instanceof Tensor && p.requiresGrad) {
+        const part = g.subarray(from, from + n);
+        if (p.grad) K().axpy(n, 1, part, p.grad);
+        else (p.grad = alloc(n, false)).set(part);
+      }
+      from += n;
+    });
+  });
+}
+
 /** s·x (a new buffer). */
 export function scale(x: Tensor, s: number): Tensor {
   const out = new Tensor(alloc(x.size, true), x.shape);

@@ -14,8 +14,8 @@ import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.j
 import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
 import { checkpointTokenId, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
-import { hfArchFromFile, type HFConfigInfo } from '../model/hf_config.js';
-import { initHFTensors } from '../io/hf_folder.js';
+import { readHFConfigFile, type HFConfigInfo } from '../model/hf_config.js';
+import { initHFTensors } from '../model/hf_folder.js';
 import { loadModelFolder, modelFromHFTensors, saveHFModel } from '../model/load.js';
 import { LoRA } from '../model/lora.js';
 import type { Transformer } from '../model/transformer.js';
@@ -184,7 +184,8 @@ function setUp(cfg: Config, reporter: Reporter): Run {
   }
 
   // ---- model, replay, optimizer ----
-  const model = ref ? ref.pi.clone() : fresh!.init();
+  // Under LoRA θ is π's own frozen weights with adapters hooked in; otherwise a trainable copy.
+  const model = ref ? (cfg.model.lora_rank !== null ? ref.pi.sharing() : ref.pi.clone()) : fresh!.init();
   model.setTrainable(true);
   const rng = new Rng(cfg.run.seed);
   // LoRA: the base weights are frozen and only the adapters train; checkpoints hold W + A·B.
@@ -238,9 +239,10 @@ function loadReference(loadPath: string, T: number | null): Reference {
  *  initialisation; V defaults to the data sidecar's vocab_size. */
 function freshArch(cfg: Config, dataPath: string): { arch: ArchConfig; hf: HFConfigInfo | null; init: () => Transformer } {
   if (cfg.model.config !== null) {
-    const hf = hfArchFromFile(cfg.model.config, { T: cfg.model.T, key: 'model.config' });
+    if (!fs.existsSync(cfg.model.config)) throw new ConfigError('model.config', `${cfg.model.config}: no such file (a Hugging Face config.json)`);
+    const hf = readHFConfigFile(cfg.model.config, { T: cfg.model.T });
     const arch = hf.arch;
-    return { arch, hf, init: () => modelFromHFTensors(arch, initHFTensors(arch, cfg.run.seed, hf.initializerRange)) };
+    return { arch, hf, init: () => modelFromHFTensors(arch, initHFTensors(arch, cfg.run.seed, hf.initializerRange, { padId: hf.padId })) };
   }
   const V = cfg.model.V ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
   if (V === null) throw new ConfigError('model.V', `is not set and ${dataPath} has no sidecar vocab_size`);

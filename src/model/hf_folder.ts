@@ -8,10 +8,10 @@ import path from 'node:path';
 import { DataError, fileError } from '../errors.js';
 import { HOST_LITTLE_ENDIAN, numel, shapeStr } from '../util/shape.js';
 import { Rng } from '../util/rng.js';
-import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
-import { readBytesAt, readSafetensorsLayout, writeSafetensors, type SafetensorsEntry } from './safetensors.js';
-import { hfTensorPlaces, type ArchConfig } from '../model/arch.js';
-import { hfConfigJson, type HFConfigExtras } from '../model/hf_config.js';
+import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { readBytesAt, readSafetensorsLayout, writeSafetensors, type SafetensorsEntry } from '../io/safetensors.js';
+import { hfTensorPlaces, type ArchConfig } from './arch.js';
+import { hfConfigJson, type HFConfigExtras } from './hf_config.js';
 
 export type HFDtype = 'F32' | 'BF16' | 'F16';
 
