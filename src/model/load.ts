@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../errors.js';
 import { isHFFolder, readHFConfig, type HFConfigInfo } from './hf_config.js';
-import { readHFWeights, writeHFFolder, type HFTensor } from './hf_folder.js';
+import { readHFWeights, readPeftAdapter, writeHFFolder } from './hf_folder.js';
+import { mergePeftAdapter } from './lora.js';
 import { hfTensorPlaces, type ArchConfig } from './arch.js';
 import { CONFIG_FILE, loadCheckpoint, readCheckpointConfig, type CheckpointConfig } from './checkpoint.js';
 import { Transformer } from './transformer.js';
@@ -41,9 +42,32 @@ function runT(dir: string): number | null {
   }
 }
 
-/** A model folder of any kind (see the file comment); every tensor checked, one-line errors naming the culprit. */
-export function loadModelFolder(dir: string, opts: LoadOptions = {}): LoadedModel {
+/** Whether `dir` holds a PEFT adapter (adapter_config.json) and no model of its own. */
+export function isAdapterFolder(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'adapter_config.json')) && !fs.existsSync(path.join(dir, 'config.json'));
+}
+
+/**
+ * A model folder of any kind (see the file comment); every tensor checked, one-line errors naming the culprit.
+ * A PEFT adapter folder (a LoRA run of a Hugging Face model) gives its base model (`opts.base`, else the adapter's
+ * base_model_name_or_path) with the adapter merged in.
+ */
+export function loadModelFolder(dir: string, opts: LoadOptions & { base?: string | null } = {}): LoadedModel {
   if (!fs.existsSync(dir)) throw new DataError(`${dir}: model folder does not exist`);
+  if (isAdapterFolder(dir)) {
+    const adapterConfig = path.join(dir, 'adapter_config.json');
+    const first = readPeftAdapter(dir);
+    const basePath = opts.base ?? first.config.baseModel;
+    if (!basePath) throw new DataError(`${adapterConfig}: base_model_name_or_path is null; give the base model folder`);
+    if (!fs.existsSync(basePath)) throw new DataError(`${adapterConfig}: base model ${basePath} does not exist`);
+    const T = opts.T ?? runT(dir);
+    const base = loadModelFolder(basePath, { T });
+    if (!base.hf) throw new DataError(`${adapterConfig}: base model ${basePath} is not in the transformers layout`);
+    const adapter = readPeftAdapter(dir, base.model.cfg);
+    mergePeftAdapter(base.model, { scale: adapter.config.scale, tensors: adapter.tensors });
+    const checkpoint = fs.existsSync(path.join(dir, CONFIG_FILE)) ? readCheckpointConfig(dir, base.model.cfg) : null;
+    return { model: base.model, dir, checkpoint, hf: base.hf };
+  }
   if (isHFModelFolder(dir)) {
     const hf = readHFConfig(dir, { T: opts.T ?? runT(dir) });
     const model = modelFromHFTensors(hf.arch, readHFWeights(dir, hf.arch, { keepHalf: false }), hf.file);

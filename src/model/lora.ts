@@ -14,6 +14,7 @@ import { ConfigError } from '../errors.js';
 import { add, concatRows, matmul, scale } from '../tensor/ops.js';
 import { noGrad, type Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
+import { peftTensorName } from './hf_folder.js';
 import { ParamSet } from './params.js';
 import { PROJECTIONS, type Projection, type Transformer } from './transformer.js';
 
@@ -148,4 +149,41 @@ function selectModules(all: LoRAModule[], names: string[]): LoRAModule[] {
     if (!out.includes(m)) out.push(m);
   }
   return out;
+}
+
+/** The adapters of a Hugging Face–family model under PEFT's names ([r, in] lora_A, [out, r] lora_B; copies). */
+export function peftTensors(lora: LoRA): Map<string, { shape: number[]; data: Float32Array }> {
+  if (!lora.model.outIn) throw new Error('peftTensors: PEFT adapters are for the Hugging Face family');
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (let l = 0; l < lora.model.cfg.L; l++) {
+    for (const m of lora.modules) {
+      const f = lora.factors(m.name, l)!;
+      out.set(peftTensorName(l, m.name, 'A'), { shape: [...f.A.shape], data: f.A.data.slice() });
+      out.set(peftTensorName(l, m.name, 'B'), { shape: [...f.B.shape], data: f.B.data.slice() });
+    }
+  }
+  return out;
+}
+
+/** Adds a PEFT adapter (scale · lora_B · lora_A per module and layer) into a Hugging Face–family model's weights. */
+export function mergePeftAdapter(model: Transformer, adapter: { scale: number; tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array }> }): void {
+  const k = native();
+  const { L } = model.cfg;
+  const modules = loraModules(model);
+  for (let l = 0; l < L; l++) {
+    let row = 0;
+    let stack: Projection | null = null;
+    for (const m of modules) {
+      if (m.stack !== stack) { stack = m.stack; row = 0; }
+      const A = adapter.tensors.get(peftTensorName(l, m.name, 'A')), B = adapter.tensors.get(peftTensorName(l, m.name, 'B'));
+      if (A && B) {
+        const r = A.shape[0]!;
+        const delta = new Float32Array(m.rows * m.cols);
+        k.gemm(false, false, m.rows, m.cols, r, adapter.scale, B.data, A.data, 0, delta);
+        const w = model.weight(m.stack, l).data;
+        k.axpy(delta.length, 1, delta, w.subarray(row * m.cols, (row + m.rows) * m.cols));
+      }
+      row += m.rows;
+    }
+  }
 }

@@ -15,9 +15,9 @@ import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
 import { checkpointTokenId, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import { readHFConfigFile, type HFConfigInfo } from '../model/hf_config.js';
-import { initHFTensors } from '../model/hf_folder.js';
+import { initHFTensors, writePeftAdapter } from '../model/hf_folder.js';
 import { loadModelFolder, modelFromHFTensors, saveHFModel } from '../model/load.js';
-import { LoRA } from '../model/lora.js';
+import { LoRA, peftTensors } from '../model/lora.js';
 import type { Transformer } from '../model/transformer.js';
 import { RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { Rng } from '../util/rng.js';
@@ -465,7 +465,13 @@ function record(run: Run, m: Metrics, final: boolean): void {
 
 /** Writes model.safetensors (atomically) with the weights just evaluated. */
 function checkpoint(run: Run, theta: Transformer): void {
-  if (run.hfSave) saveHFModel(run.runDir, theta, run.hfSave);
+  if (run.hfSave && run.lora) {
+    // As PEFT saves it: the adapters alone, naming the base they belong to.
+    writePeftAdapter(run.runDir, {
+      r: run.lora.rank, alpha: run.lora.rank * run.lora.scaling,
+      targetModules: run.lora.modules.map((m) => m.name), baseModel: path.resolve(run.cfg.model.load_path!),
+    }, peftTensors(run.lora));
+  } else if (run.hfSave) saveHFModel(run.runDir, theta, run.hfSave);
   else saveWeights(run.runDir, theta);
   run.lastSavedStep = run.step;
 }
