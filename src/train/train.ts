@@ -214,7 +214,7 @@ function setUp(cfg: Config, reporter: Reporter): Run {
     hfSave: mcfg.family === 'gpt' ? null : {
       bosId: ref?.hf?.bosId ?? fresh?.hf?.bosId ?? null,
       eosIds: ref?.hf?.eosIds ?? fresh?.hf?.eosIds ?? [],
-      tokenizerFrom: ref ? ref.dir : null,
+      tokenizerFrom: ref?.hf?.dir ?? null,
     },
     trainStream: new BatchStream(train, cfg.run.seed),
     mixStream: mix ? new BatchStream(mix, cfg.run.seed + 1) : null,
