@@ -466,16 +466,16 @@ def run_row(args):
 # Self-test: the peer against a second, plain float64 implementation written from the formulas
 
 
-def reference_logits(s, w, tokens, lora=None):
+def reference_logits(s, w, tokens, lora=None, lora_scaling=0.0):
     """The Llama forward in numpy float64, one sequence, one token and one head at a time.
-    w: name -> array (transformers' names and [out, in] layouts); lora: name -> (A, B, scaling)."""
+    w: name -> array (transformers' names and [out, in] layouts); lora: name -> (A, B)."""
     import numpy as np
 
     def proj(name, x):
         y = w[name] @ x
         if lora and name in lora:
-            A, Bm, sc = lora[name]
-            y = y + sc * (Bm @ (A @ x))
+            A, Bm = lora[name]
+            y = y + lora_scaling * (Bm @ (A @ x))
         return y
 
     def norm(x, g):
@@ -558,7 +558,7 @@ def hf_weights(model):
                 key = f"{pre}{group}.{nm}.weight"
                 w[key] = m.weight.detach().double().numpy()
                 if m.lora_A is not None:
-                    lora[key] = (m.lora_A.detach().double().numpy(), m.lora_B.detach().double().numpy(), m.scaling)
+                    lora[key] = (m.lora_A.detach().double().numpy(), m.lora_B.detach().double().numpy())
     return w, lora
 
 
@@ -630,14 +630,15 @@ def run_selftest():
     # LoRA: the adapted forward against the reference with y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, the disabled adapter against
     # the reference without it, only A and B trainable, and B starting at zero as PEFT starts it.
     ml = LlamaPeer(s, T, torch.float64, gen)
-    ml.add_lora(4, 8.0, gen)
+    rank, alpha = 4, 8.0
+    ml.add_lora(rank, alpha, gen)
     checks["lora_b_starts_zero"] = all(float(m.lora_B.abs().max()) == 0 for m in ml.linears())
     checks["lora_a_kaiming_bound"] = all(float(m.lora_A.abs().max()) <= 1 / math.sqrt(m.weight.shape[1])
                                          for m in ml.linears())
     randomize_for_test(ml, gen)
     w, lora = hf_weights(ml)
-    checks["lora_on_seven_modules_per_layer"] = len(lora) == 7 * s.L and all(v[2] == 2.0 for v in lora.values())
-    ref_on = np.stack([reference_logits(s, w, row.tolist(), lora) for row in x])
+    checks["lora_on_seven_modules_per_layer"] = len(lora) == 7 * s.L
+    ref_on = np.stack([reference_logits(s, w, row.tolist(), lora, alpha / rank) for row in x])
     ref_off = np.stack([reference_logits(s, w, row.tolist()) for row in x])
     with torch.no_grad():
         on = ml(x).numpy()
@@ -664,7 +665,7 @@ def run_selftest():
 
     # Parameter counts: the formula against the model's tensors, and against the published model sizes.
     counted = sum(p.numel() for p in ml.parameters())
-    base, adapter = param_counts(s, 4)
+    base, adapter = param_counts(s, rank)
     checks["param_count_matches_model"] = base + adapter == counted
     checks["param_count_smollm2_135m"] = param_counts(load_shape("smollm2-135m"))[0] == 134_515_008
     checks["param_count_llama_3_2_1b"] = param_counts(load_shape("llama-3.2-1b"))[0] == 1_235_814_400
