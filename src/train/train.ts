@@ -8,7 +8,9 @@ import path from 'node:path';
 import { native } from '../backend/native.js';
 import { dumpConfig, generateRunId } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { BatchStream, TokenDataset, readTokenFile } from '../data/tokens.js';
+import { chatDataset, isChatRowsSidecar, readChatRows, readChatRowsFile } from '../data/chat.js';
+import { loadModelTokenizer, type ModelTokenizer } from '../data/hf_tokenizer.js';
+import { BatchStream, TokenDataset, readSidecar, readTokenFile } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { checkpointTokenId, loadCheckpoint, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
@@ -16,7 +18,7 @@ import { GPT, paramCounts, type GPTConfig } from '../model/gpt.js';
 import { LoRA } from '../model/lora.js';
 import { RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { Rng } from '../util/rng.js';
-import { evaluate as evaluateSet } from './losses.js';
+import { evaluate as evaluateSet, type MaskedBatch } from './losses.js';
 import { learningRate, makeOptimizer } from './optim.js';
 import { Stepper, type StepResult } from './step.js';
 
@@ -93,7 +95,7 @@ interface Run {
 }
 
 export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<TrainOutcome> {
-  const run = setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
+  const run = await setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
   const { cfg, reporter } = run;
 
   reporter.start(run.totalSteps, path.basename(run.runDir));
@@ -135,11 +137,12 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
 
 // ---- set-up ------------------------------------------------------------------------------------
 
-function setUp(cfg: Config, reporter: Reporter): Run {
+async function setUp(cfg: Config, reporter: Reporter): Promise<Run> {
   if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
   if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
+  const chatTok = chatTokenizer(cfg);
   const ref = cfg.model.load_path ? loadReference(cfg.model.load_path) : null;
-  const mcfg = ref ? ref.config.model : freshModelConfig(cfg, cfg.data.path);
+  const mcfg = ref ? ref.config.model : freshModelConfig(cfg, cfg.data.path, chatTok);
   Object.assign(cfg.model, mcfg);
   const { T } = mcfg;
   if (T < 2) throw new ConfigError('model.T', 'must be at least 2 (position t predicts token t+1)');
@@ -147,13 +150,16 @@ function setUp(cfg: Config, reporter: Reporter): Run {
 
   // ---- data ----
   const split = { batchSize: B, numTokensValid: cfg.data.num_tokens_valid, splitSeed: cfg.data.split_seed };
-  const train = openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id' });
+  const train = chatTok
+    ? await openChatJsonl(cfg, chatTok, mcfg, split, reporter)
+    : openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id' });
   const evalSets: EvalSet[] = [];
   if (train.numValidBatches > 0) evalSets.push({ name: 'valid', dataset: train });
   if ((cfg.stop.target_loss !== null || cfg.stop.early_stop_steps !== null) && train.numValidBatches === 0) {
     throw new ConfigError(cfg.stop.target_loss !== null ? 'stop.target_loss' : 'stop.early_stop_steps', 'needs a validation split: set data.num_tokens_valid');
   }
-  const prev = ref?.config.dataPath ? ref.config : null;
+  // π's data as chat JSONL would need its tokenizer and format, which a checkpoint does not record.
+  const prev = ref?.config.dataPath && !ref.config.dataPath.endsWith('.jsonl') ? ref.config : null;
   if (prev) {
     const p = openDataset(prev.dataPath!, mcfg, { ...prev.split, batchSize: prev.split.batchSize ?? 32, tokenId: prev.tokenId, what: 'previous data' });
     if (p.numValidBatches > 0) evalSets.push({ name: 'prev', dataset: p });
@@ -210,9 +216,9 @@ function loadReference(loadPath: string): Reference {
   return { pi, config, init: known ? GPT.init(config.model, config.runSeed!) : null };
 }
 
-/** The model dimensions of a run from scratch; V defaults to the data sidecar's vocab_size. */
-function freshModelConfig(cfg: Config, dataPath: string): GPTConfig {
-  const V = cfg.model.V ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
+/** The model dimensions of a run from scratch; V defaults to the data sidecar's (or chat tokenizer's) vocab_size. */
+function freshModelConfig(cfg: Config, dataPath: string, chatTok: ModelTokenizer | null): GPTConfig {
+  const V = cfg.model.V ?? chatTok?.vocabSize ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
   if (V === null) throw new ConfigError('model.V', `is not set and ${dataPath} has no sidecar vocab_size`);
   return { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T, V };
 }
@@ -227,8 +233,41 @@ interface DatasetOptions {
   what: string;
 }
 
-/** A token file cut into T-long sequences, split and batched (docs/contract.md §3). */
+/**
+ * The tokenizer of chat JSONL data (data.format chat or prompt_completion with a .jsonl data.path):
+ * data.tokenizer, else model.load_path's; null for token files.
+ */
+function chatTokenizer(cfg: Config): ModelTokenizer | null {
+  const { path: file, format, tokenizer } = cfg.data;
+  const jsonl = file !== null && file.endsWith('.jsonl');
+  if (!jsonl) return null;
+  if (format === 'tokens') throw new ConfigError('data.format', `data.path ${file} is JSONL: set data.format=chat or data.format=prompt_completion (or tokenize it first)`);
+  const dir = tokenizer ?? cfg.model.load_path;
+  if (dir === null) throw new ConfigError('data.tokenizer', `is needed to tokenize ${file} (a folder or a tokenizer.json; or finetune a model folder that has one)`);
+  const tok = loadModelTokenizer(dir);
+  if (tok === null) throw new ConfigError(tokenizer !== null ? 'data.tokenizer' : 'model.load_path', `${dir} has no tokenizer.json to tokenize ${file}`);
+  return tok;
+}
+
+/** Chat JSONL rendered, tokenised into masked rows of T, split and batched like a token file. */
+async function openChatJsonl(cfg: Config, tok: ModelTokenizer, m: GPTConfig, split: Omit<DatasetOptions, 'tokenId' | 'what'>, reporter: Reporter): Promise<TokenDataset> {
+  const file = cfg.data.path!;
+  if (tok.vocabSize > m.V) throw new DataError(`${tok.file}: the tokenizer has ${tok.vocabSize} ids, more than the model's vocabulary of ${m.V}`);
+  const rows = await readChatRows(file, tok, { format: cfg.data.format as 'chat' | 'prompt_completion', trainOn: cfg.data.train_on, T: m.T });
+  reporter.log(`data: ${rows.rows} examples of ${file} as rows of T=${m.T}; ${rows.dropped} longer ones dropped`);
+  const tokenId = cfg.data.token_id ?? tok.bosId;
+  return chatDataset(rows, { T: m.T, ...split, tokenId, source: file });
+}
+
+/** A token file cut into T-long sequences (or chat rows with their mask), split and batched (docs/contract.md §3). */
 function openDataset(file: string, m: GPTConfig, o: DatasetOptions): TokenDataset {
+  if (file.endsWith('.jsonl')) throw new DataError(`${file}: chat JSONL can only be the training data; tokenize it with 'unforget tokenize --chat' to use it here`);
+  if (isChatRowsSidecar(readSidecar(file))) {
+    const rows = readChatRowsFile(file, { V: m.V });
+    const tokenId = o.tokenId ?? rows.sidecar.dataset_token_id ?? null;
+    if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: dataset token id ${tokenId} (${o.what}) is ≥ vocabulary size ${m.V}`);
+    return chatDataset(rows, { T: m.T, batchSize: o.batchSize, numTokensValid: o.numTokensValid, splitSeed: o.splitSeed, tokenId, source: file });
+  }
   const tf = readTokenFile(file, { V: m.V });
   const tokenId = o.tokenId ?? tf.sidecar.dataset_token_id ?? null;
   if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: dataset token id ${tokenId} (${o.what}) is ≥ vocabulary size ${m.V}`);
@@ -300,9 +339,13 @@ function stopBeforeStep(run: Run, shouldStop?: () => boolean): StopReason | null
 /** One optimisation step on the next batch (with mix.coeff's rows from the second dataset). */
 function trainStep(run: Run, lr: number): StepResult {
   const t0 = performance.now();
-  const ids = run.trainStream.nextBatch();
-  if (run.mixStream && run.mixRows > 0) ids.set(run.mixStream.nextBatch().subarray(0, run.mixRows * run.T), (run.B - run.mixRows) * run.T);
-  const r = run.stepper.step(ids, run.B, run.T, lr);
+  const { ids, mask } = run.trainStream.nextMasked();
+  if (run.mixStream && run.mixRows > 0) {
+    const at = (run.B - run.mixRows) * run.T;
+    ids.set(run.mixStream.nextBatch().subarray(0, run.mixRows * run.T), at);
+    mask?.fill(1, at);
+  }
+  const r = run.stepper.step(ids, run.B, run.T, lr, mask ?? undefined);
   run.stepTime += (performance.now() - t0) / 1000;
   return r;
 }
@@ -374,8 +417,8 @@ function evaluate(run: Run, theta: GPT): Metrics {
   return m;
 }
 
-function* validBatches(d: TokenDataset): Generator<Int32Array> {
-  for (let i = 0; i < d.numValidBatches; i++) yield d.validBatch(i);
+function* validBatches(d: TokenDataset): Generator<MaskedBatch> {
+  for (let i = 0; i < d.numValidBatches; i++) yield { ids: d.validBatch(i), mask: d.validMask(i) };
 }
 
 /** Appends the metrics to metrics.jsonl, shows them, and keeps the best valid_ntp for early stopping. */
