@@ -174,18 +174,24 @@ function codePointToUnitIndex(text: string): Int32Array {
 export function loadModelTokenizer(dir: string): ModelTokenizer | null {
   const [file, configFile] = tokenizerFiles(dir);
   if (!fs.existsSync(file)) return null;
-  const json = readJsonObject(file, 'tokenizer');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw fileError(err, file, 'tokenizer');
+  }
   let tok: Tokenizer;
   try {
-    tok = Tokenizer.fromString(JSON.stringify(json));
+    tok = Tokenizer.fromString(text);
   } catch (e) {
     throw new DataError(`${file}: not a loadable tokenizer.json (${String((e as Error).message ?? e).split('\n')[0]})`);
   }
   const config = fs.existsSync(configFile) ? readJsonObject(configFile, 'tokenizer config') : {};
 
   const special = new Set<number>();
-  if (Array.isArray(json.added_tokens)) {
-    for (const t of json.added_tokens as Array<{ id?: unknown; special?: unknown }>) {
+  const added = (JSON.parse(text) as { added_tokens?: unknown }).added_tokens;
+  if (Array.isArray(added)) {
+    for (const t of added as Array<{ id?: unknown; special?: unknown }>) {
       if (t && t.special === true && typeof t.id === 'number') special.add(t.id);
     }
   }

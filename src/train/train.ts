@@ -254,7 +254,7 @@ async function openChatJsonl(cfg: Config, tok: ModelTokenizer, m: GPTConfig, spl
   const file = cfg.data.path!;
   if (tok.vocabSize > m.V) throw new DataError(`${tok.file}: the tokenizer has ${tok.vocabSize} ids, more than the model's vocabulary of ${m.V}`);
   const rows = await readChatRows(file, tok, { format: cfg.data.format as 'chat' | 'prompt_completion', trainOn: cfg.data.train_on, T: m.T });
-  reporter.log(`data: ${rows.rows} examples of ${file} as rows of T=${m.T}; ${rows.dropped} longer ones dropped`);
+  reporter.log(`data: ${rows.rows} rows of T=${m.T} from ${rows.rows + rows.dropped} examples of ${file}; ${rows.dropped} longer ones dropped`);
   const tokenId = cfg.data.token_id ?? tok.bosId;
   return chatDataset(rows, { T: m.T, ...split, tokenId, source: file });
 }
