@@ -43,7 +43,7 @@ test('defaults', () => {
   const c = loadConfig([], [STOP]);
   assert.deepEqual(c.run, { seed: 0, id: null, threads: null });
   assert.deepEqual(c.model, { D: 128, L: 2, H: 32, T: 128, V: null, load_path: null, save_dir: null, lora_rank: null });
-  assert.deepEqual(c.data, { path: null, token_id: null, split_seed: 0, num_tokens_valid: 0 });
+  assert.deepEqual(c.data, { path: null, format: 'tokens', train_on: 'assistant', tokenizer: null, token_id: null, split_seed: 0, num_tokens_valid: 0 });
   assert.deepEqual(c.opt, {
     optimizer: 'adamw', lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, weight_decay: 0.02, batch_size: 32, warmup_tokens: 0, lr_decay: null,
   });
@@ -146,7 +146,7 @@ test('wrong types name the key and show the value', () => {
     ['log.dir=', "config key 'log.dir': expected a non-empty string, got ''"],
     ['log.every_tokens=1e-3', "config key 'log.every_tokens': expected an integer > 0, got 0.001"],
     ['data.path=5', "config key 'data.path': expected a non-empty string or null, got 5"],
-    ['data.token_id=70000', "config key 'data.token_id': expected an integer ≥ 0 and ≤ 65535 or null, got 70000"],
+    ['data.token_id=4294967296', "config key 'data.token_id': expected an integer ≥ 0 and ≤ 4294967295 or null, got 4294967296"],
     ['run.id=a/b', "config key 'run.id': expected a folder name (no / or \\) or null, got 'a/b'"],
     ['run.id=', "config key 'run.id': expected a folder name (no / or \\) or null, got ''"],
     ['run.threads=0', "config key 'run.threads': expected an integer > 0 or null, got 0"],

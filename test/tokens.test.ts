@@ -272,7 +272,7 @@ test('bad indices and options are RangeErrors', () => {
   assert.throws(() => new TokenDataset(tokens, { ...base, T: 0 }), /T must be a positive integer/);
   assert.throws(() => new TokenDataset(tokens, { ...base, batchSize: 1.5 }), /batchSize must be a positive integer/);
   assert.throws(() => new TokenDataset(tokens, { ...base, numTokensValid: -1 }), RangeError);
-  assert.throws(() => new TokenDataset(tokens, { ...base, tokenId: 65536 }), /tokenId must be null or an integer/);
+  assert.throws(() => new TokenDataset(tokens, { ...base, tokenId: 2 ** 32 }), /tokenId must be null or an integer/);
 });
 
 test('split errors name the file and the numbers', () => {

@@ -5,6 +5,8 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UnforgetError } from '../errors.js';
+import { CHAT_FORMATS, readChatRows, writeChatRows, type ChatFormat } from '../data/chat.js';
+import { requireModelTokenizer } from '../data/hf_tokenizer.js';
 import { tokenizeCorpus, trainTokenizerFromFiles, writeTokenizerJson, type ProgressFn } from '../data/tokenize.js';
 import { makeMeter } from './meter.js';
 import { intOpt } from './args.js';
@@ -66,12 +68,39 @@ export async function cmdTokenizer(args: string[]): Promise<void> {
   );
 }
 
+/** `tokenize --chat FILE.jsonl`: masked rows of T (OUT.bin, OUT.mask.bin, OUT.json), written only once all are made. */
+async function tokenizeChat(file: string, values: { tokenizer?: string; out?: string; 'seq-len'?: string; format?: string; 'train-on'?: string }, positionals: string[]): Promise<void> {
+  if (positionals.length > 0) throw new UnforgetError(`tokenize --chat: unexpected inputs ${positionals.join(' ')} (the data is the --chat file)`);
+  if (!values.tokenizer) throw new UnforgetError('tokenize --chat: --tokenizer DIR_OR_JSON (a model folder or its tokenizer.json) is required');
+  if (!values.out) throw new UnforgetError('tokenize --chat: --out FILE.bin (-o) is required');
+  if (values['seq-len'] === undefined) throw new UnforgetError('tokenize --chat: --seq-len T (the row length, model.T) is required');
+  const T = intOpt(values['seq-len'], 'seq-len', 0, 2);
+  const format = (values.format ?? 'chat') as ChatFormat;
+  if (!(CHAT_FORMATS as readonly string[]).includes(format)) throw new UnforgetError(`tokenize: --format must be one of ${CHAT_FORMATS.join(', ')}, got '${format}'`);
+  const trainOn = values['train-on'] ?? 'assistant';
+  if (trainOn !== 'assistant' && trainOn !== 'all') throw new UnforgetError(`tokenize: --train-on must be assistant or all, got '${trainOn}'`);
+  const tok = requireModelTokenizer(values.tokenizer, `tokenize --chat ${file}`);
+  const rows = await readChatRows(file, tok, { format, trainOn, T });
+  const sidecar = writeChatRows(values.out, rows, tok, file);
+  process.stderr.write(`tokenized ${rows.rows + rows.dropped} examples → ${rows.rows} rows of ${T} tokens; ${rows.dropped} longer than ${T} dropped\n`);
+  process.stdout.write(
+    JSON.stringify({
+      file: values.out, mask_file: sidecar.mask_file, rows: rows.rows, dropped: rows.dropped, seq_len: T,
+      format, train_on: trainOn, vocab_size: sidecar.vocab_size, dtype: sidecar.dtype, pad_id: rows.padId,
+    }) + '\n',
+  );
+}
+
 export async function cmdTokenize(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
     options: {
       tokenizer: { type: 'string' },
-      out: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      chat: { type: 'string' },
+      'seq-len': { type: 'string' },
+      format: { type: 'string' },
+      'train-on': { type: 'string' },
       'dataset-token-id': { type: 'string' },
       field: { type: 'string' },
       column: { type: 'string' },
@@ -81,6 +110,10 @@ export async function cmdTokenize(args: string[]): Promise<void> {
     strict: true,
     allowPositionals: true,
   });
+  if (values.chat !== undefined) return tokenizeChat(values.chat, values, positionals);
+  for (const k of ['seq-len', 'format', 'train-on'] as const) {
+    if (values[k] !== undefined) throw new UnforgetError(`tokenize: --${k} applies only with --chat FILE.jsonl`);
+  }
   if (!values.tokenizer) throw new UnforgetError('tokenize: --tokenizer FILE (a tokenizer.json) is required');
   if (!values.out) throw new UnforgetError('tokenize: --out FILE.bin is required');
   if (positionals.length === 0) throw new UnforgetError('tokenize: no input files given (usage: unforget tokenize --tokenizer FILE --out X.bin INPUTS...)');

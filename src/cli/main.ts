@@ -43,7 +43,9 @@ usage:
   unforget tokenizer train --out DIR [--vocab-size 4096] [--reserved 10] FILES...
                   byte-level BPE tokenizer.json: ids 0..R-1 reserved, R = <|endoftext|>
   unforget tokenize --tokenizer FILE --out X.bin [--dataset-token-id 0] [--field text | --column text]
-                  [--seed 0] INPUTS...   text/JSONL/Parquet (.gz, folders) → shuffled uint16 .bin + X.json
+                  [--seed 0] INPUTS...   text/JSONL/Parquet (.gz, folders) → shuffled uint16 (or uint32) .bin + X.json
+  unforget tokenize --chat FILE.jsonl --tokenizer DIR_OR_JSON --seq-len T [--format chat|prompt_completion]
+                  [--train-on assistant|all] -o OUT.bin   instruction data → rows of T, OUT.mask.bin and OUT.json
   unforget --version | -V                              print the version
 
 Config keys (model.D, opt.lr, reg.method, stop.num_tokens_train, ...) are listed in the README's Configuration table.`;

@@ -276,8 +276,14 @@ export const baseSections = {
   }),
   data: section({
     path: strOrNull().default(null),
-    /** Overrides the sidecar's dataset_token_id. Token files are uint16. */
-    token_id: intOrNull({ min: 0, max: 65535 }).default(null),
+    /** How a .jsonl data.path is read: chat ({"messages": [...]}) or prompt_completion; .bin files say themselves. */
+    format: oneOf(['tokens', 'chat', 'prompt_completion'] as const).default('tokens'),
+    /** Which tokens of chat data count in the loss: the assistant turns, or all. */
+    train_on: oneOf(['assistant', 'all'] as const).default('assistant'),
+    /** Tokenizer of chat data: a folder or a tokenizer.json; null → model.load_path's. */
+    tokenizer: strOrNull().default(null),
+    /** Overrides the sidecar's dataset_token_id. Token files are uint16, or uint32 for large vocabularies. */
+    token_id: intOrNull({ min: 0, max: 2 ** 32 - 1 }).default(null),
     split_seed: int().default(0),
     num_tokens_valid: int({ min: 0 }).default(0),
   }),

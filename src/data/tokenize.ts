@@ -21,7 +21,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
 import { type BpeModel, EOS_TOKEN, MAX_VOCAB_SIZE, RESERVED_PATTERN, WordCounter, checkLayout, tokenizerJson, trainBpe } from './bpe.js';
 import { collectInputs, readDocuments, type InputFile, type Piece } from './corpus.js';
-import { sidecarPath, type Sidecar } from './tokens.js';
+import { sidecarPath, type Sidecar, type TokenDtype } from './tokens.js';
 import { HOST_LITTLE_ENDIAN } from '../util/shape.js';
 
 /** Progress in on-disk input bytes (phase 'read'), merges (phase 'merge') or tokens written (phase 'write'). */
@@ -87,18 +87,34 @@ export interface LoadedTokenizer {
   eosId: number;
   /** Number of `<|reserved_k|>` ids 0 … k−1 at the start of the vocabulary (0 if none). */
   reserved: number;
+  /** uint16 while every id fits, else uint32. */
+  dtype: TokenDtype;
+}
+
+/** The eos_token of the tokenizer_config.json beside `file` (Llama 3's `<|end_of_text|>`), or null. */
+function configEosToken(file: string): string | null {
+  const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
+  if (!fs.existsSync(configFile)) return null;
+  try {
+    const eos = (JSON.parse(fs.readFileSync(configFile, 'utf8')) as { eos_token?: unknown }).eos_token;
+    if (typeof eos === 'string') return eos;
+    if (eos && typeof eos === 'object' && typeof (eos as { content?: unknown }).content === 'string') return (eos as { content: string }).content;
+    return null;
+  } catch (e) {
+    throw new DataError(`${configFile}: not readable JSON (${String((e as Error).message ?? e).split('\n')[0]})`);
+  }
 }
 
 export function loadTokenizerFile(file: string): LoadedTokenizer {
   const tokenizer = readTokenizerJson(file);
   const vocab = tokenizer.getVocab(true);
   const ids = Object.values(vocab);
-  const vocabSize = ids.length === 0 ? 0 : Math.max(...ids) + 1;
-  if (vocabSize > MAX_VOCAB_SIZE) {
-    throw new DataError(`${file}: the tokenizer has ${vocabSize} token ids, more than the ${MAX_VOCAB_SIZE} a uint16 token file can hold`);
-  }
-  const eosId = tokenizer.tokenToId(EOS_TOKEN);
-  if (eosId === null || eosId === undefined) throw new DataError(`${file}: the tokenizer has no ${EOS_TOKEN} token to end documents with`);
+  const vocabSize = ids.length === 0 ? 0 : ids.reduce((a, b) => Math.max(a, b), 0) + 1;
+  const dtype: TokenDtype = vocabSize > MAX_VOCAB_SIZE ? 'uint32' : 'uint16';
+  let eosId = tokenizer.tokenToId(EOS_TOKEN);
+  const eosToken = eosId === null || eosId === undefined ? configEosToken(file) : EOS_TOKEN;
+  if (eosToken !== null && eosToken !== EOS_TOKEN) eosId = tokenizer.tokenToId(eosToken);
+  if (eosId === null || eosId === undefined) throw new DataError(`${file}: the tokenizer has no ${EOS_TOKEN} token (nor an eos_token in a tokenizer_config.json beside it) to end documents with`);
   let reserved = 0;
   for (;;) {
     const t = tokenizer.idToToken(reserved);
@@ -106,7 +122,7 @@ export function loadTokenizerFile(file: string): LoadedTokenizer {
     if (!m || Number(m[1]) !== reserved) break;
     reserved++;
   }
-  return { file, tokenizer, vocabSize, eosId, reserved };
+  return { file, tokenizer, vocabSize, eosId, reserved, dtype };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,20 +143,27 @@ function writeFully(fd: number, bytes: Uint8Array, length: number): void {
   for (let off = 0; off < length; ) off += fs.writeSync(fd, bytes, off, length - off);
 }
 
-/** Token ids in host byte order, appended to `file` through a 2 MiB buffer, read back by range. */
+/** Token ids in host byte order (uint16 or uint32), appended to `file` through a buffer, read back by range. */
 class SpillStore {
   private readonly fd: number;
-  private readonly buf = new Uint16Array(1 << 20);
+  private readonly buf: Uint16Array | Uint32Array;
+  private readonly width: number;
   private fill = 0;
   length = 0;
 
-  constructor(readonly file: string) {
+  /** `out` is the token file being made, named when an id does not fit its dtype. */
+  constructor(readonly file: string, readonly dtype: TokenDtype, readonly out: string) {
+    this.buf = dtype === 'uint32' ? new Uint32Array(1 << 19) : new Uint16Array(1 << 20);
+    this.width = this.buf.BYTES_PER_ELEMENT;
     this.fd = fs.openSync(file, 'wx+', 0o600);
   }
 
   push(ids: ArrayLike<number>): void {
     const buf = this.buf;
+    const limit = this.dtype === 'uint32' ? 2 ** 32 : 1 << 16;
     for (let i = 0; i < ids.length; i++) {
+      // A typed array would wrap an id that does not fit, silently corrupting the file.
+      if (ids[i]! >= limit) throw new DataError(`${this.out}: token id ${ids[i]} does not fit a ${this.dtype} token file`);
       buf[this.fill++] = ids[i]!;
       if (this.fill === buf.length) this.flush();
     }
@@ -148,13 +171,14 @@ class SpillStore {
   }
 
   flush(): void {
-    writeFully(this.fd, new Uint8Array(this.buf.buffer), this.fill * 2);
+    writeFully(this.fd, new Uint8Array(this.buf.buffer), this.fill * this.width);
     this.fill = 0;
   }
 
   /** Copies ids [start, end) into `out` at `at` (after `flush`). */
-  copy(start: number, end: number, out: Uint16Array, at: number): void {
-    readFully(this.fd, new Uint8Array(out.buffer, out.byteOffset), at * 2, (end - start) * 2, start * 2, this.file);
+  copy(start: number, end: number, out: Uint16Array | Uint32Array, at: number): void {
+    const w = this.width;
+    readFully(this.fd, new Uint8Array(out.buffer, out.byteOffset), at * w, (end - start) * w, start * w, this.file);
   }
 
   close(): void {
@@ -286,16 +310,23 @@ async function encodeInputs(tok: LoadedTokenizer, files: InputFile[], store: Spi
   return { docStarts, textBytes };
 }
 
-/** Writes the documents in `order` (little-endian uint16) to `tmp`, fsyncs it and renames it to `out`. */
+/** Writes the documents in `order` (little-endian, the store's dtype) to `tmp`, fsyncs it and renames it to `out`. */
 function writeShuffled(store: SpillStore, docStarts: GrowableF64, order: Int32Array, tmp: string, out: string, onProgress?: ProgressFn): void {
-  const buf = new Uint16Array(1 << 20);
+  const wide = store.dtype === 'uint32';
+  const buf = wide ? new Uint32Array(1 << 19) : new Uint16Array(1 << 20);
   const bytes = new Uint8Array(buf.buffer);
   const fd = fs.openSync(tmp, 'wx', 0o644);
   try {
     let fill = 0, written = 0;
     const writeOut = () => {
-      if (!HOST_LITTLE_ENDIAN) for (let i = 0; i < fill; i++) buf[i] = ((buf[i]! & 0xff) << 8) | (buf[i]! >>> 8);
-      writeFully(fd, bytes, fill * 2);
+      if (!HOST_LITTLE_ENDIAN) {
+        const dv = new DataView(buf.buffer);
+        for (let i = 0; i < fill; i++) {
+          if (wide) dv.setUint32(4 * i, buf[i]!, true);
+          else dv.setUint16(2 * i, buf[i]!, true);
+        }
+      }
+      writeFully(fd, bytes, fill * buf.BYTES_PER_ELEMENT);
       written += fill;
       fill = 0;
       onProgress?.('write', written, store.length);
@@ -342,7 +373,7 @@ export async function tokenizeCorpus(opts: TokenizeOptions): Promise<TokenizeRes
   let store: SpillStore | undefined;
   let nDocs: number, tokens: number, textBytes: number;
   try {
-    store = new SpillStore(spill);
+    store = new SpillStore(spill, tok.dtype, opts.out);
     const enc = await encodeInputs(tok, files, store, opts);
     nDocs = enc.docStarts.length - 1;
     if (nDocs === 0) throw new DataError(`the input has no text: ${files.map((f) => f.path).join(', ')}`);
@@ -364,6 +395,7 @@ export async function tokenizeCorpus(opts: TokenizeOptions): Promise<TokenizeRes
     vocab_size: tok.vocabSize,
     dataset_token_id: datasetTokenId,
     tokenizer: tokenizerRef,
+    ...(tok.dtype === 'uint32' ? { dtype: 'uint32' } : {}),
     eos_token_id: tok.eosId,
     reserved_ids: tok.reserved,
     documents: nDocs,

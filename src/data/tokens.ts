@@ -2,7 +2,8 @@
  * Token files and the train/validation split (docs/contract.md §3).
  *
  * A token file `NAME.bin` is a flat little-endian uint16 array — the reference implementation's
- * format, so files are interchangeable with it. Its sidecar `NAME.json` records at least
+ * format, so files are interchangeable with it — or uint32 where the sidecar says `"dtype": "uint32"`
+ * (vocabularies beyond 65536 ids: Llama 3, Qwen). Its sidecar `NAME.json` records at least
  * `{vocab_size, dataset_token_id, tokenizer}`; the sidecar is optional (a bare reference .bin is
  * readable), in which case its fields are null and the vocabulary size must come from the config.
  *
@@ -17,8 +18,14 @@ import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { Rng } from '../util/rng.js';
 import { HOST_LITTLE_ENDIAN } from '../util/shape.js';
 
-/** Largest id a uint16 file can hold, so the largest meaningful vocabulary is 65536. */
+/** Ids a uint16 file can hold. */
 const MAX_VOCAB = 65536;
+/** Ids a uint32 file can hold. */
+const MAX_VOCAB_32 = 2 ** 32;
+
+export type TokenDtype = 'uint16' | 'uint32';
+/** A token file's ids in memory: uint16, or uint32 for large vocabularies. */
+export type TokenIds = Uint16Array | Uint32Array;
 
 export interface Sidecar {
   vocab_size: number | null;
@@ -31,7 +38,7 @@ export interface Sidecar {
 
 export interface TokenFile {
   path: string;
-  tokens: Uint16Array;
+  tokens: TokenIds;
   /** The sidecar's fields; all null when there is no sidecar. */
   sidecar: Sidecar;
   /** Whether a sidecar file was found. */
@@ -68,15 +75,19 @@ export function readSidecar(binPath: string): Sidecar | null {
   }
   const raw = obj as Record<string, unknown>;
   const sidecar: Sidecar = { ...raw, vocab_size: null, dataset_token_id: null, tokenizer: null };
+  if (raw.dtype !== undefined && raw.dtype !== 'uint16' && raw.dtype !== 'uint32') {
+    throw new DataError(`${file}: dtype must be "uint16" or "uint32", got ${JSON.stringify(raw.dtype)}`);
+  }
+  const maxVocab = raw.dtype === 'uint32' ? MAX_VOCAB_32 : MAX_VOCAB;
   if (raw.vocab_size !== undefined) {
-    if (!isIdOrNull(raw.vocab_size, MAX_VOCAB) || raw.vocab_size === 0) {
-      throw new DataError(`${file}: vocab_size must be an integer in [1, ${MAX_VOCAB}] or null, got ${JSON.stringify(raw.vocab_size)}`);
+    if (!isIdOrNull(raw.vocab_size, maxVocab) || raw.vocab_size === 0) {
+      throw new DataError(`${file}: vocab_size must be an integer in [1, ${maxVocab}] or null, got ${JSON.stringify(raw.vocab_size)}`);
     }
     sidecar.vocab_size = raw.vocab_size;
   }
   if (raw.dataset_token_id !== undefined) {
-    if (!isIdOrNull(raw.dataset_token_id, MAX_VOCAB - 1)) {
-      throw new DataError(`${file}: dataset_token_id must be an integer in [0, ${MAX_VOCAB - 1}] or null, got ${JSON.stringify(raw.dataset_token_id)}`);
+    if (!isIdOrNull(raw.dataset_token_id, maxVocab - 1)) {
+      throw new DataError(`${file}: dataset_token_id must be an integer in [0, ${maxVocab - 1}] or null, got ${JSON.stringify(raw.dataset_token_id)}`);
     }
     sidecar.dataset_token_id = raw.dataset_token_id;
   }
@@ -94,7 +105,7 @@ export function readSidecar(binPath: string): Sidecar | null {
 }
 
 /** Throws DataError at the first id ≥ V: `data.bin: token id 70000 at position 12345 is ≥ vocabulary size 4096`. */
-export function checkTokenIds(tokens: Uint16Array, V: number, file: string): void {
+export function checkTokenIds(tokens: TokenIds, V: number, file: string): void {
   for (let i = 0; i < tokens.length; i++) {
     if (tokens[i]! >= V) {
       throw new DataError(`${file}: token id ${tokens[i]} at position ${i} is ≥ vocabulary size ${V}`);
@@ -102,26 +113,36 @@ export function checkTokenIds(tokens: Uint16Array, V: number, file: string): voi
   }
 }
 
+/** The id type of a token file: its sidecar's dtype; absent (or no sidecar) means uint16. */
+export function tokenDtype(sidecar: Sidecar | null): TokenDtype {
+  return sidecar?.dtype === 'uint32' ? 'uint32' : 'uint16';
+}
+
 /**
  * Reads `binPath` and its sidecar. Ids are checked against `opts.V` if given, else against the
  * sidecar's vocab_size if known. Reads in chunks, so files beyond Node's 2 GiB readFile limit work.
  */
 export function readTokenFile(binPath: string, opts: { V?: number } = {}): TokenFile {
+  const found = readSidecar(binPath);
+  const wide = tokenDtype(found) === 'uint32';
+  const width = wide ? 4 : 2;
   let fd: number;
   try {
     fd = fs.openSync(binPath, 'r');
   } catch (err) {
     throw fileError(err, binPath, 'token file', 'open');
   }
-  let tokens: Uint16Array;
+  let tokens: TokenIds;
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw new DataError(`${binPath}: not a regular file`);
     const size = stat.size;
-    if (size % 2 !== 0) {
-      throw new DataError(`${binPath}: ${size} bytes is an odd length; a uint16 token file must have an even size (truncated?)`);
+    if (size % width !== 0) {
+      throw new DataError(wide
+        ? `${binPath}: ${size} bytes is not a multiple of 4, as a uint32 token file must be (truncated?)`
+        : `${binPath}: ${size} bytes is an odd length; a uint16 token file must have an even size (truncated?)`);
     }
-    tokens = new Uint16Array(size / 2);
+    tokens = wide ? new Uint32Array(size / 4) : new Uint16Array(size / 2);
     const bytes = new Uint8Array(tokens.buffer);
     for (let off = 0; off < size; ) {
       const n = fs.readSync(fd, bytes, off, Math.min(1 << 30, size - off), off);
@@ -132,10 +153,10 @@ export function readTokenFile(binPath: string, opts: { V?: number } = {}): Token
     fs.closeSync(fd);
   }
   if (!HOST_LITTLE_ENDIAN) {
-    for (let i = 0; i < tokens.length; i++) tokens[i] = ((tokens[i]! & 0xff) << 8) | (tokens[i]! >>> 8);
+    const dv = new DataView(tokens.buffer);
+    for (let i = 0; i < tokens.length; i++) tokens[i] = wide ? dv.getUint32(4 * i, true) : dv.getUint16(2 * i, true);
   }
 
-  const found = readSidecar(binPath);
   const sidecar: Sidecar = found ?? { vocab_size: null, dataset_token_id: null, tokenizer: null };
   const V = opts.V ?? sidecar.vocab_size;
   if (V !== null && V !== undefined) checkTokenIds(tokens, V, binPath);
@@ -143,28 +164,40 @@ export function readTokenFile(binPath: string, opts: { V?: number } = {}): Token
 }
 
 /**
- * Writes `binPath` (little-endian uint16) and its sidecar, each atomically. Ids are checked against
- * `sidecar.vocab_size` first, so a wrong file is never written.
+ * Writes `binPath` (little-endian) and its sidecar, each atomically. The file's dtype is the sidecar's
+ * `dtype` if given, else that of `tokens`; uint32 files record `"dtype": "uint32"`, uint16 files no
+ * dtype, as before. Ids are checked first (against vocab_size, and an id ≥ 65536 bound for a uint16
+ * file is an error, never wrapped), so a wrong file is never written.
  */
 export function writeTokenFile(
   binPath: string,
-  tokens: Uint16Array,
+  tokens: TokenIds,
   sidecar: Partial<Sidecar> & Pick<Sidecar, 'vocab_size'>,
 ): void {
-  const full: Sidecar = { dataset_token_id: null, tokenizer: null, ...sidecar };
+  const dtype: TokenDtype = sidecar.dtype === 'uint16' || sidecar.dtype === 'uint32' ? sidecar.dtype : tokens instanceof Uint32Array ? 'uint32' : 'uint16';
+  const { dtype: _given, ...rest } = sidecar;
+  const full: Sidecar = { dataset_token_id: null, tokenizer: null, ...rest, ...(dtype === 'uint32' ? { dtype } : {}) };
+  const maxVocab = dtype === 'uint32' ? MAX_VOCAB_32 : MAX_VOCAB;
   if (full.vocab_size !== null) {
-    if (!isIdOrNull(full.vocab_size, MAX_VOCAB) || full.vocab_size === 0) {
-      throw new DataError(`${sidecarPath(binPath)}: vocab_size must be an integer in [1, ${MAX_VOCAB}] or null, got ${full.vocab_size}`);
+    if (!isIdOrNull(full.vocab_size, maxVocab) || full.vocab_size === 0) {
+      throw new DataError(`${sidecarPath(binPath)}: vocab_size must be an integer in [1, ${maxVocab}] or null, got ${full.vocab_size}`);
     }
     checkTokenIds(tokens, full.vocab_size, binPath);
   }
-  let bytes: Uint8Array;
-  if (HOST_LITTLE_ENDIAN) {
-    bytes = new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength);
+  if (dtype === 'uint16' && tokens instanceof Uint32Array) {
+    const at = tokens.findIndex((id) => id >= MAX_VOCAB);
+    if (at >= 0) throw new DataError(`${binPath}: token id ${tokens[at]} at position ${at} does not fit a uint16 token file (ids < ${MAX_VOCAB}); write it as uint32`);
+  }
+  const width = dtype === 'uint32' ? 4 : 2;
+  const bytes = new Uint8Array(tokens.length * width);
+  if (HOST_LITTLE_ENDIAN && tokens.BYTES_PER_ELEMENT === width) {
+    bytes.set(new Uint8Array(tokens.buffer, tokens.byteOffset, tokens.byteLength));
   } else {
-    bytes = new Uint8Array(tokens.byteLength);
     const dv = new DataView(bytes.buffer);
-    for (let i = 0; i < tokens.length; i++) dv.setUint16(2 * i, tokens[i]!, true);
+    for (let i = 0; i < tokens.length; i++) {
+      if (width === 4) dv.setUint32(4 * i, tokens[i]!, true);
+      else dv.setUint16(2 * i, tokens[i]!, true);
+    }
   }
   writeFileAtomic(binPath, bytes);
   writeJsonAtomic(sidecarPath(binPath), full);
@@ -189,6 +222,8 @@ export interface DatasetOptions {
   source?: string;
   /** An evaluation-only set: no training split is needed. */
   allowNoTrain?: boolean;
+  /** Loss mask, one byte per token (1: a target); absent means every token is one. Chat rows carry it. */
+  mask?: Uint8Array | null;
 }
 
 function checkPositiveInt(name: string, v: number): void {
@@ -196,13 +231,13 @@ function checkPositiveInt(name: string, v: number): void {
 }
 
 function checkTokenId(tokenId: number | null): void {
-  if (tokenId !== null && !(Number.isInteger(tokenId) && tokenId >= 0 && tokenId < MAX_VOCAB)) {
-    throw new RangeError(`tokenId must be null or an integer in [0, ${MAX_VOCAB}), got ${tokenId}`);
+  if (tokenId !== null && !(Number.isInteger(tokenId) && tokenId >= 0 && tokenId < MAX_VOCAB_32)) {
+    throw new RangeError(`tokenId must be null or an integer in [0, ${MAX_VOCAB_32}), got ${tokenId}`);
   }
 }
 
 /** Copies file sequence `seq` (T tokens) into row `row` of `out`, with the dataset id at position 0. */
-function copySequence(tokens: Uint16Array, T: number, seq: number, tokenId: number | null, out: Int32Array, row: number): void {
+function copySequence(tokens: TokenIds, T: number, seq: number, tokenId: number | null, out: Int32Array, row: number): void {
   const dst = row * T;
   out.set(tokens.subarray(seq * T, seq * T + T), dst);
   if (tokenId !== null) out[dst] = tokenId;
@@ -221,9 +256,11 @@ export class TokenDataset {
   /** File sequence indices of the training split, in split order. */
   readonly trainIndices: Int32Array;
   private cachedOrder: { epoch: number; seed: number; order: Int32Array } | null = null;
+  /** One byte per token (1: a target), or null when every token is one. */
+  readonly mask: Uint8Array | null;
 
   constructor(
-    readonly tokens: Uint16Array,
+    readonly tokens: TokenIds,
     opts: DatasetOptions,
   ) {
     const { T, batchSize, numTokensValid, splitSeed, tokenId } = opts;
@@ -237,6 +274,10 @@ export class TokenDataset {
     this.batchSize = batchSize;
     this.tokenId = tokenId;
     const src = (this.source = opts.source ?? 'token data');
+    this.mask = opts.mask ?? null;
+    if (this.mask !== null && this.mask.length !== tokens.length) {
+      throw new RangeError(`mask has length ${this.mask.length}, expected one per token (${tokens.length})`);
+    }
 
     const n = (this.numSequences = Math.floor(tokens.length / T));
     const nValid = Math.floor(numTokensValid / T);
@@ -311,6 +352,27 @@ export class TokenDataset {
     return res;
   }
 
+  /** The loss mask of trainBatch(epoch, index, seed) as [B, T] floats, or null when every token is a target. */
+  trainMask(epoch: number, index: number, seed: number): Float32Array | null {
+    if (this.mask === null) return null;
+    return this.masksOf(this.epochOrder(epoch, seed).subarray(index * this.batchSize, (index + 1) * this.batchSize));
+  }
+
+  /** The loss mask of validBatch(index), or null when every token is a target. */
+  validMask(index: number): Float32Array | null {
+    if (this.mask === null) return null;
+    return this.masksOf(this.validIndices.subarray(index * this.batchSize, (index + 1) * this.batchSize));
+  }
+
+  private masksOf(fileIndices: Int32Array): Float32Array {
+    const T = this.T, out = new Float32Array(fileIndices.length * T);
+    for (let r = 0; r < fileIndices.length; r++) {
+      const src = fileIndices[r]! * T;
+      for (let t = 0; t < T; t++) out[r * T + t] = this.mask![src + t]!;
+    }
+    return out;
+  }
+
   /** Validation batch `index` (fixed order): B×T int32 ids. */
   validBatch(index: number, out?: Int32Array): Int32Array {
     if (!Number.isInteger(index) || index < 0 || index >= this.numValidBatches) {
@@ -368,6 +430,16 @@ export class BatchStream {
     return this.consumed / this.dataset.numTrainBatches;
   }
 
+  /** The next batch with its loss mask (null for plain token data). */
+  nextMasked(): { ids: Int32Array; mask: Float32Array | null } {
+    const nb = this.dataset.numTrainBatches;
+    const [epoch, index] = [Math.floor(this.consumed / nb), this.consumed % nb];
+    const ids = this.dataset.trainBatch(epoch, index, this.seed);
+    const mask = this.dataset.trainMask(epoch, index, this.seed);
+    this.consumed++;
+    return { ids, mask };
+  }
+
   nextBatch(out?: Int32Array): Int32Array {
     const nb = this.dataset.numTrainBatches;
     const batch = this.dataset.trainBatch(Math.floor(this.consumed / nb), this.consumed % nb, this.seed, out);
@@ -390,7 +462,7 @@ export interface AllSequences {
   batch(i: number, B: number): Int32Array;
 }
 
-export function allSequences(tokens: Uint16Array, T: number, tokenId: number | null): AllSequences {
+export function allSequences(tokens: TokenIds, T: number, tokenId: number | null): AllSequences {
   checkPositiveInt('T', T);
   checkTokenId(tokenId);
   const count = Math.floor(tokens.length / T);

@@ -32,9 +32,12 @@ export function h2Start(T: number): number {
   return Math.floor(T / 2);
 }
 
-/** NTP over the predicting positions; with `inPlace` the gradient replaces the logits (nothing reads them after this loss). */
-export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number, o: LossOptions = {}): Tensor {
-  const { targets, weights } = ntpTargets(ids, B, T);
+/**
+ * NTP over the predicting positions; with `inPlace` the gradient replaces the logits (nothing reads them
+ * after this loss). With a loss mask [B, T], position t counts with weight mask[t+1]: the mean is over targets.
+ */
+export function ntpLoss(logits: Tensor, ids: Int32Array, B: number, T: number, o: LossOptions = {}, mask?: Float32Array): Tensor {
+  const { targets, weights } = ntpTargets(ids, B, T, mask);
   return crossEntropy(logits, targets, weights, o);
 }
 
@@ -52,16 +55,26 @@ export interface EvalResult {
   sequences: number;
 }
 
-/** Mean NTP (and second-half NTP, and KL to `ref`) of `model` over batches [rows, T] of ids. */
-export function evaluate(model: GPT, batches: Iterable<Int32Array>, T: number, ref?: GPT | null): EvalResult {
+/** A batch of ids [rows, T] with its loss mask (1 where the token is a target), as chat rows come. */
+export interface MaskedBatch {
+  ids: Int32Array;
+  mask: Float32Array | null;
+}
+
+/**
+ * Mean NTP (and second-half NTP, and KL to `ref`) of `model` over batches [rows, T] of ids; a masked
+ * batch's positions count with the weight its mask gives their target, KL included.
+ */
+export function evaluate(model: GPT, batches: Iterable<Int32Array | MaskedBatch>, T: number, ref?: GPT | null): EvalResult {
   const k = native();
   const V = model.cfg.V;
   let sum = 0, n = 0, sumH2 = 0, nH2 = 0, klSum = 0, sequences = 0;
   const h2 = h2Start(T);
-  for (const ids of batches) {
+  for (const batch of batches) {
+    const { ids, mask } = batch instanceof Int32Array ? { ids: batch, mask: null } : batch;
     const B = ids.length / T;
     const rowLoss = new Float32Array(B * T);
-    const { targets, weights } = ntpTargets(ids, B, T);
+    const { targets, weights } = ntpTargets(ids, B, T, mask ?? undefined);
     scope(() => {
       const logits = model.logits(ids, B, T);
       k.crossEntropy(logits, targets, weights, B * T, V, rowLoss, null, 1);
@@ -69,12 +82,13 @@ export function evaluate(model: GPT, batches: Iterable<Int32Array>, T: number, r
     });
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T - 1; t++) {
-        const l = rowLoss[b * T + t]!;
+        const w = weights[b * T + t]!;
+        const l = w * rowLoss[b * T + t]!;
         sum += l;
-        n++;
+        n += w;
         if (t >= h2) {
           sumH2 += l;
-          nH2++;
+          nH2 += w;
         }
       }
     }

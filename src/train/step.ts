@@ -42,22 +42,25 @@ export class Stepper {
 
   /**
    * Computes the loss and, if it is finite, backpropagates and updates the parameters. A
-   * non-finite loss leaves the parameters untouched (the caller stops the run).
+   * non-finite loss leaves the parameters untouched (the caller stops the run). `mask` [B, T] (chat
+   * rows) weights each NTP target; the replay and KL terms take none.
    */
-  step(ids: Int32Array, B: number, T: number, lr: number): StepResult {
-    return scope(() => this.stepInScope(ids, B, T, lr));
+  step(ids: Int32Array, B: number, T: number, lr: number, mask?: Float32Array): StepResult {
+    return scope(() => this.stepInScope(ids, B, T, lr, mask));
   }
 
-  private stepInScope(ids: Int32Array, B: number, T: number, lr: number): StepResult {
+  private stepInScope(ids: Int32Array, B: number, T: number, lr: number, mask?: Float32Array): StepResult {
     const k = this.replacedRows(B);
     if (k > 0) {
       ids = ids.slice();
       ids.set(this.replay!.next().subarray(0, k * T), (B - k) * T);
+      // Replay rows have no mask: every one of their tokens is a target.
+      if (mask) (mask = mask.slice()).fill(1, (B - k) * T);
     }
     this.trainable.zeroGrad();
     const logits = this.model.forward(ids, B, T);
     // The logits are consumed by their loss, except under kl_dwn, whose KL term reads them afterwards.
-    const ntp = ntpLoss(logits, ids, B, T, { inPlace: this.method !== 'kl_dwn' });
+    const ntp = ntpLoss(logits, ids, B, T, { inPlace: this.method !== 'kl_dwn' }, mask);
     let reg: Tensor | null = null;
     if (this.method === 'ntp_pre') {
       const r = this.replay!.next();

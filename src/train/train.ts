@@ -8,7 +8,9 @@ import path from 'node:path';
 import { native } from '../backend/native.js';
 import { dumpConfig, generateRunId } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { BatchStream, TokenDataset, readTokenFile } from '../data/tokens.js';
+import { chatDataset, isChatRowsSidecar, readChatRows, readChatRowsFile } from '../data/chat.js';
+import { loadModelTokenizer, type ModelTokenizer } from '../data/hf_tokenizer.js';
+import { BatchStream, TokenDataset, readSidecar, readTokenFile } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
@@ -21,7 +23,7 @@ import { LoRA, peftTensors } from '../model/lora.js';
 import type { Transformer } from '../model/transformer.js';
 import { RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { Rng } from '../util/rng.js';
-import { evaluate as evaluateSet } from './losses.js';
+import { evaluate as evaluateSet, type MaskedBatch } from './losses.js';
 import { learningRate, makeOptimizer } from './optim.js';
 import { Stepper, type StepResult } from './step.js';
 
@@ -104,7 +106,7 @@ interface Run {
 }
 
 export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<TrainOutcome> {
-  const run = setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
+  const run = await setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
   const { cfg, reporter } = run;
 
   reporter.start(run.totalSteps, path.basename(run.runDir));
@@ -146,11 +148,12 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
 
 // ---- set-up ------------------------------------------------------------------------------------
 
-function setUp(cfg: Config, reporter: Reporter): Run {
+async function setUp(cfg: Config, reporter: Reporter): Promise<Run> {
   if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
   if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
+  const chatTok = chatTokenizer(cfg);
   const ref = cfg.model.load_path ? loadReference(cfg.model.load_path, cfg.model.T) : null;
-  const fresh = ref ? null : freshArch(cfg, cfg.data.path);
+  const fresh = ref ? null : freshArch(cfg, cfg.data.path, chatTok);
   const mcfg: ArchConfig = ref ? ref.pi.cfg : fresh!.arch;
   Object.assign(cfg.model, { D: mcfg.D, L: mcfg.L, H: mcfg.H, T: mcfg.T, V: mcfg.V });
   const { T } = mcfg;
@@ -161,13 +164,16 @@ function setUp(cfg: Config, reporter: Reporter): Run {
 
   // ---- data ----
   const split = { batchSize: B, numTokensValid: cfg.data.num_tokens_valid, splitSeed: cfg.data.split_seed };
-  const train = openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id', fallbackTokenId: bos });
+  const train = chatTok
+    ? await openChatJsonl(cfg, chatTok, mcfg, split, reporter)
+    : openDataset(cfg.data.path, mcfg, { ...split, tokenId: cfg.data.token_id, what: 'data.token_id', fallbackTokenId: bos });
   const evalSets: EvalSet[] = [];
   if (train.numValidBatches > 0) evalSets.push({ name: 'valid', dataset: train });
   if ((cfg.stop.target_loss !== null || cfg.stop.early_stop_steps !== null) && train.numValidBatches === 0) {
     throw new ConfigError(cfg.stop.target_loss !== null ? 'stop.target_loss' : 'stop.early_stop_steps', 'needs a validation split: set data.num_tokens_valid');
   }
-  const prev = cfg.prev.path === null && ref?.config?.dataPath ? ref.config : null;
+  // π's data as chat JSONL would need its tokenizer and format, which a checkpoint does not record.
+  const prev = cfg.prev.path === null && ref?.config?.dataPath && !ref.config.dataPath.endsWith('.jsonl') ? ref.config : null;
   if (cfg.prev.path !== null) {
     if (!ref) throw new ConfigError('prev.path', 'measures forgetting of a loaded model: set model.load_path too');
     // The old data as a whole is the evaluation set: its validation split is every window.
@@ -237,14 +243,14 @@ function loadReference(loadPath: string, T: number | null): Reference {
 
 /** The architecture of a run from scratch (gpt from D, L, H, or model.config's Hugging Face config) and its
  *  initialisation; V defaults to the data sidecar's vocab_size. */
-function freshArch(cfg: Config, dataPath: string): { arch: ArchConfig; hf: HFConfigInfo | null; init: () => Transformer } {
+function freshArch(cfg: Config, dataPath: string, chatTok: ModelTokenizer | null): { arch: ArchConfig; hf: HFConfigInfo | null; init: () => Transformer } {
   if (cfg.model.config !== null) {
     if (!fs.existsSync(cfg.model.config)) throw new ConfigError('model.config', `${cfg.model.config}: no such file (a Hugging Face config.json)`);
     const hf = readHFConfigFile(cfg.model.config, { T: cfg.model.T });
     const arch = hf.arch;
     return { arch, hf, init: () => modelFromHFTensors(arch, initHFTensors(arch, cfg.run.seed, hf.initializerRange, { padId: hf.padId })) };
   }
-  const V = cfg.model.V ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
+  const V = cfg.model.V ?? chatTok?.vocabSize ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
   if (V === null) throw new ConfigError('model.V', `is not set and ${dataPath} has no sidecar vocab_size`);
   const arch = gptArch({ D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T ?? 128, V });
   return { arch, hf: null, init: () => GPT.init(arch, cfg.run.seed) };
@@ -264,8 +270,41 @@ interface DatasetOptions {
   evalOnly?: boolean;
 }
 
-/** A token file cut into T-long sequences, split and batched (docs/contract.md §3). */
+/**
+ * The tokenizer of chat JSONL data (data.format chat or prompt_completion with a .jsonl data.path):
+ * data.tokenizer, else model.load_path's; null for token files.
+ */
+function chatTokenizer(cfg: Config): ModelTokenizer | null {
+  const { path: file, format, tokenizer } = cfg.data;
+  const jsonl = file !== null && file.endsWith('.jsonl');
+  if (!jsonl) return null;
+  if (format === 'tokens') throw new ConfigError('data.format', `data.path ${file} is JSONL: set data.format=chat or data.format=prompt_completion (or tokenize it first)`);
+  const dir = tokenizer ?? cfg.model.load_path;
+  if (dir === null) throw new ConfigError('data.tokenizer', `is needed to tokenize ${file} (a folder or a tokenizer.json; or finetune a model folder that has one)`);
+  const tok = loadModelTokenizer(dir);
+  if (tok === null) throw new ConfigError(tokenizer !== null ? 'data.tokenizer' : 'model.load_path', `${dir} has no tokenizer.json to tokenize ${file}`);
+  return tok;
+}
+
+/** Chat JSONL rendered, tokenised into masked rows of T, split and batched like a token file. */
+async function openChatJsonl(cfg: Config, tok: ModelTokenizer, m: ArchConfig, split: Omit<DatasetOptions, 'tokenId' | 'what'>, reporter: Reporter): Promise<TokenDataset> {
+  const file = cfg.data.path!;
+  if (tok.vocabSize > m.V) throw new DataError(`${tok.file}: the tokenizer has ${tok.vocabSize} ids, more than the model's vocabulary of ${m.V}`);
+  const rows = await readChatRows(file, tok, { format: cfg.data.format as 'chat' | 'prompt_completion', trainOn: cfg.data.train_on, T: m.T });
+  reporter.log(`data: ${rows.rows} rows of T=${m.T} from ${rows.rows + rows.dropped} examples of ${file}; ${rows.dropped} longer ones dropped`);
+  const tokenId = cfg.data.token_id ?? tok.bosId;
+  return chatDataset(rows, { T: m.T, ...split, tokenId, source: file });
+}
+
+/** A token file cut into T-long sequences (or chat rows with their mask), split and batched (docs/contract.md §3). */
 function openDataset(file: string, m: ArchConfig, o: DatasetOptions): TokenDataset {
+  if (file.endsWith('.jsonl')) throw new DataError(`${file}: chat JSONL can only be the training data; tokenize it with 'unforget tokenize --chat' to use it here`);
+  if (isChatRowsSidecar(readSidecar(file))) {
+    const rows = readChatRowsFile(file, { V: m.V });
+    const tokenId = o.tokenId ?? rows.sidecar.dataset_token_id ?? o.fallbackTokenId ?? null;
+    if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: dataset token id ${tokenId} (${o.what}) is ≥ vocabulary size ${m.V}`);
+    return chatDataset(rows, { T: m.T, batchSize: o.batchSize, numTokensValid: o.numTokensValid, splitSeed: o.splitSeed, tokenId, source: file });
+  }
   const tf = readTokenFile(file, { V: m.V });
   const tokenId = o.tokenId ?? tf.sidecar.dataset_token_id ?? o.fallbackTokenId ?? null;
   if (o.evalOnly) {
@@ -369,9 +408,13 @@ function stopBeforeStep(run: Run, shouldStop?: () => boolean): StopReason | null
 /** One optimisation step on the next batch (with mix.coeff's rows from the second dataset). */
 function trainStep(run: Run, lr: number): StepResult {
   const t0 = performance.now();
-  const ids = run.trainStream.nextBatch();
-  if (run.mixStream && run.mixRows > 0) ids.set(run.mixStream.nextBatch().subarray(0, run.mixRows * run.T), (run.B - run.mixRows) * run.T);
-  const r = run.stepper.step(ids, run.B, run.T, lr);
+  const { ids, mask } = run.trainStream.nextMasked();
+  if (run.mixStream && run.mixRows > 0) {
+    const at = (run.B - run.mixRows) * run.T;
+    ids.set(run.mixStream.nextBatch().subarray(0, run.mixRows * run.T), at);
+    mask?.fill(1, at);
+  }
+  const r = run.stepper.step(ids, run.B, run.T, lr, mask ?? undefined);
   run.stepTime += (performance.now() - t0) / 1000;
   return r;
 }
@@ -443,8 +486,8 @@ function evaluate(run: Run, theta: Transformer): Metrics {
   return m;
 }
 
-function* validBatches(d: TokenDataset): Generator<Int32Array> {
-  for (let i = 0; i < d.numValidBatches; i++) yield d.validBatch(i);
+function* validBatches(d: TokenDataset): Generator<MaskedBatch> {
+  for (let i = 0; i < d.numValidBatches; i++) yield { ids: d.validBatch(i), mask: d.validMask(i) };
 }
 
 /** Appends the metrics to metrics.jsonl, shows them, and keeps the best valid_ntp for early stopping. */
