@@ -873,59 +873,63 @@ void decode_heads16(float* out, const float* q, const float* kc, const float* vc
 #endif
 
 #if defined(__AVX512F__)
-// The G query heads of one key/value head (grouped-query attention; H = 16·NC): one query row of each (q and out:
-// G·H contiguous floats) against cached rows 0..last of the shared head (rows `stride` floats apart). The rows
-// are taken in blocks small enough to stay in L1 while each of the G heads goes over them, so every cached key and
-// value row comes from memory once per group, not once per query head. Per head the arithmetic is
-// decode_row_v's: scores four rows at a time, the padded softmax, then the weighted sum of the value rows, carried
-// over from block to block in `out`. s: G rows of round16(last+1) floats.
+// Key/value heads [kv0, kv1) of one sequence with their G query heads each (grouped-query attention, H = 16·NC):
+// one query row (q and out: the query heads' rows, G·H floats per key/value head, contiguous) against cached rows
+// 0..last (rows `stride` floats apart, key/value head kv at kv·H). The rows are taken in blocks of about 16 KB of the
+// heads in range: each block comes from memory once (with all key/value heads in range, as one sequential stream)
+// and stays in L1 while every query head goes over its part. Per query head the arithmetic is decode_row_v's, in
+// the same order whatever the range and block size (scores four rows at a time, the padded softmax, then the
+// weighted value rows, carried from block to block in `out`), so any split of the heads gives the same bits.
+// s: G·(kv1 − kv0) rows of round16(last+1) floats.
 template <int NC>
-void decode_group_v(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int G, int last,
-                    float scale, float* s) {
+void decode_rows_grouped(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int kv0,
+                         int kv1, int G, int last, float scale, float* s) {
   constexpr int H = 16 * NC;
-  constexpr int kBlock = 2048 / H >= 4 ? 2048 / H : 4;  // rows of 8 KB (whole rows, at least four)
+  const int heads = (kv1 - kv0) * G;
+  const int block = std::max(4, 4096 / ((kv1 - kv0) * H) / 4 * 4);
   const int Tp = round16(last + 1), rows = last + 1;
   const __m512 vs = _mm512_set1_ps(scale);
-  for (int j0 = 0; j0 < rows; j0 += kBlock) {
-    const int j1 = std::min(j0 + kBlock, rows);
-    for (int r = 0; r < G; r++) {
+  for (int j0 = 0; j0 < rows; j0 += block) {
+    const int j1 = std::min(j0 + block, rows);
+    for (int n = 0; n < heads; n++) {
+      const float* k = kc + (int64_t)(kv0 + n / G) * H;
       __m512 qv[NC];
-      for (int c = 0; c < NC; c++) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + r * H + 16 * c), vs);
-      float* sr = s + (int64_t)r * Tp;
+      for (int c = 0; c < NC; c++) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + n * H + 16 * c), vs);
+      float* sn = s + (int64_t)n * Tp;
       int j = j0;
       for (; j + 4 <= j1; j += 4) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const float* k0 = kc + (int64_t)j * stride;
+        const float* k0 = k + (int64_t)j * stride;
         for (int c = 0; c < NC; c++) {
           a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 16 * c), a0);
           a1 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + stride + 16 * c), a1);
           a2 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 2 * stride + 16 * c), a2);
           a3 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 3 * stride + 16 * c), a3);
         }
-        sr[j] = _mm512_reduce_add_ps(a0);
-        sr[j + 1] = _mm512_reduce_add_ps(a1);
-        sr[j + 2] = _mm512_reduce_add_ps(a2);
-        sr[j + 3] = _mm512_reduce_add_ps(a3);
+        sn[j] = _mm512_reduce_add_ps(a0);
+        sn[j + 1] = _mm512_reduce_add_ps(a1);
+        sn[j + 2] = _mm512_reduce_add_ps(a2);
+        sn[j + 3] = _mm512_reduce_add_ps(a3);
       }
       for (; j < j1; j++) {
         __m512 a0 = _mm512_setzero_ps();
-        for (int c = 0; c < NC; c++)
-          a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kc + (int64_t)j * stride + 16 * c), a0);
-        sr[j] = _mm512_reduce_add_ps(a0);
+        for (int c = 0; c < NC; c++) a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + (int64_t)j * stride + 16 * c), a0);
+        sn[j] = _mm512_reduce_add_ps(a0);
       }
     }
   }
-  for (int r = 0; r < G; r++) causal_softmax_padded(s + (int64_t)r * Tp, last, Tp);
-  for (int j0 = 0; j0 < rows; j0 += kBlock) {
-    const int j1 = std::min(j0 + kBlock, rows);
-    for (int r = 0; r < G; r++) {
-      float* o = out + r * H;
-      const float* p = s + (int64_t)r * Tp;
+  for (int n = 0; n < heads; n++) causal_softmax_padded(s + (int64_t)n * Tp, last, Tp);
+  for (int j0 = 0; j0 < rows; j0 += block) {
+    const int j1 = std::min(j0 + block, rows);
+    for (int n = 0; n < heads; n++) {
+      const float* v = vc + (int64_t)(kv0 + n / G) * H;
+      float* o = out + n * H;
+      const float* p = s + (int64_t)n * Tp;
       __m512 acc[NC];
       for (int c = 0; c < NC; c++) acc[c] = j0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + 16 * c);
       for (int j = j0; j < j1; j++) {
         const __m512 pj = _mm512_set1_ps(p[j]);
-        const float* vj = vc + (int64_t)j * stride;
+        const float* vj = v + (int64_t)j * stride;
         for (int c = 0; c < NC; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16 * c), acc[c]);
       }
       for (int c = 0; c < NC; c++) _mm512_storeu_ps(o + 16 * c, acc[c]);
@@ -935,18 +939,28 @@ void decode_group_v(float* out, const float* q, const float* kc, const float* vc
 #endif
 
 // Decoding with grouped key/value heads (Nkv < N): caches [B, Tmax, Nkv, H], qkv rows [N·H q | Nkv·H k | Nkv·H v].
-// One item per (sequence, key/value head), whose query heads go over its cached rows together.
+// With at least as many sequences as threads, one item per sequence and query row, which reads the sequence's
+// cached rows as one stream; with fewer, one item per (sequence, key/value head), so that every thread has work.
+// Both give the same bits (decode_rows_grouped), so the result does not depend on the thread count.
 void decode_grouped(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N, int Nkv, int H,
                     int Tmax, int pos0) {
   const int G = N / Nkv;
   const int64_t D = (int64_t)N * H, Dkv = (int64_t)Nkv * H, ld = D + 2 * Dkv;
   const float scale = 1.0f / std::sqrt((float)H);
   const int Tk = pos0 + Tq;
+  const int parts = B >= omp_get_max_threads() ? 1 : Nkv;  // key/value heads split into this many items
+  const int per = Nkv / parts;
 #if defined(__AVX512F__)
-  using GroupFn = void (*)(float*, const float*, const float*, const float*, int64_t, int, int, float, float*);
-  static const GroupFn kGroup[9] = {nullptr,           decode_group_v<1>, decode_group_v<2>,
-                                    decode_group_v<3>, decode_group_v<4>, decode_group_v<5>,
-                                    decode_group_v<6>, decode_group_v<7>, decode_group_v<8>};
+  using GroupFn = void (*)(float*, const float*, const float*, const float*, int64_t, int, int, int, int, float, float*);
+  static const GroupFn kGroup[9] = {nullptr,
+                                    decode_rows_grouped<1>,
+                                    decode_rows_grouped<2>,
+                                    decode_rows_grouped<3>,
+                                    decode_rows_grouped<4>,
+                                    decode_rows_grouped<5>,
+                                    decode_rows_grouped<6>,
+                                    decode_rows_grouped<7>,
+                                    decode_rows_grouped<8>};
   const GroupFn grouped = H % 16 == 0 && H / 16 <= 8 ? kGroup[H / 16] : nullptr;
 #endif
 #pragma omp parallel
@@ -960,24 +974,26 @@ void decode_grouped(float* out, const float* qkv, float* kcache, float* vcache, 
         memcpy(kcache + dst, src + D, Dkv * sizeof(float));
         memcpy(vcache + dst, src + D + Dkv, Dkv * sizeof(float));
       }
-    std::vector<float> s((size_t)round16(Tk) * G);
-#pragma omp for collapse(2) schedule(static)
+    std::vector<float> s((size_t)round16(Tk) * G * per);
+#pragma omp for collapse(3) schedule(static)
     for (int b = 0; b < B; b++)
-      for (int kv = 0; kv < Nkv; kv++) {
-        const float* kc = kcache + (int64_t)b * Tmax * Dkv + (int64_t)kv * H;
-        const float* vc = vcache + (int64_t)b * Tmax * Dkv + (int64_t)kv * H;
+      for (int part = 0; part < parts; part++)
         for (int i = 0; i < Tq; i++) {
-          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + (int64_t)kv * G * H;
-          float* oi = out + ((int64_t)b * Tq + i) * D + (int64_t)kv * G * H;
+          const int kv0 = part * per;
+          const float* kc = kcache + (int64_t)b * Tmax * Dkv;
+          const float* vc = vcache + (int64_t)b * Tmax * Dkv;
+          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + (int64_t)kv0 * G * H;
+          float* oi = out + ((int64_t)b * Tq + i) * D + (int64_t)kv0 * G * H;
 #if defined(__AVX512F__)
           if (grouped) {
-            grouped(oi, qi, kc, vc, Dkv, G, pos0 + i, scale, s.data());
+            grouped(oi, qi, kc, vc, Dkv, kv0, kv0 + per, G, pos0 + i, scale, s.data());
             continue;
           }
 #endif
-          for (int r = 0; r < G; r++) decode_row(oi + r * H, qi + r * H, kc, vc, Dkv, H, pos0 + i, scale, s.data());
+          for (int n = 0; n < per * G; n++)
+            decode_row(oi + n * H, qi + n * H, kc + (int64_t)(kv0 + n / G) * H, vc + (int64_t)(kv0 + n / G) * H, Dkv, H,
+                       pos0 + i, scale, s.data());
         }
-      }
   }
 }
 
