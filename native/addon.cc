@@ -203,34 +203,52 @@ Napi::Value QkNormRopeForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The key/value head count of the attention kernels (argument i, N when left out): at least 1, dividing N.
+int kvHeads(const Args& a, int i, int N) {
+  if (a.info[i].IsUndefined() || a.info[i].IsNull()) return N;
+  int Nkv = a.dim(i);
+  if (Nkv < 1) a.fail(i, "(Nkv, key/value heads) must be >= 1");
+  if (N % Nkv) a.fail(i, "(Nkv, key/value heads) must divide N = " + std::to_string(N) + ", got " + std::to_string(Nkv));
+  return Nkv;
+}
+
+// q and k normalised inside need an even head size and one key/value head per query head.
+void checkQkNorm(const Args& a, int rstdArg, int hArg, int H, int N, int Nkv) {
+  if (H % 2) a.fail(hArg, "(head size) must be even when q and k are normalised inside (RoPE rotates pairs)");
+  if (Nkv != N)
+    a.fail(rstdArg, "(qkRstd) needs Nkv == N (q and k normalised inside without grouped key/value heads), got N = " +
+                        std::to_string(N) + ", Nkv = " + std::to_string(Nkv));
+}
+
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionForward");
-  int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6);
-  int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
+  int B = a.dim(3), T = a.dim(4), N = a.dim(5), H = a.dim(6), Nkv = kvHeads(a, 8, N);
+  int64_t D = (int64_t)N * H, BT = (int64_t)B * T, row = (int64_t)(N + 2 * (int64_t)Nkv) * H;
   float* qk_rstd = a.f32n(7, BT * 2 * N);
-  if (qk_rstd && H % 2) a.fail(6, "(head size) must be even when q and k are normalised inside (RoPE rotates pairs)");
-  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * 3 * D), B, T, N, H, qk_rstd);
+  if (qk_rstd) checkQkNorm(a, 7, 6, H, N, Nkv);
+  uf::attention_forward(a.f32(0, BT * D), a.f32(1, (int64_t)B * N * T), a.f32(2, BT * row), B, T, N, H, qk_rstd, Nkv);
   return info.Env().Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionBackward");
-  int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7);
-  int64_t D = (int64_t)N * H, BT = (int64_t)B * T;
+  int B = a.dim(4), T = a.dim(5), N = a.dim(6), H = a.dim(7), Nkv = kvHeads(a, 9, N);
+  int64_t D = (int64_t)N * H, BT = (int64_t)B * T, row = (int64_t)(N + 2 * (int64_t)Nkv) * H;
   const float* qk_rstd = a.f32n(8, BT * 2 * N);
-  if (qk_rstd && H % 2) a.fail(7, "(head size) must be even when q and k are normalised inside (RoPE rotates pairs)");
-  uf::attention_backward(a.f32(0, BT * 3 * D), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T),
-                         a.f32(3, BT * 3 * D), B, T, N, H, qk_rstd);
+  if (qk_rstd) checkQkNorm(a, 8, 7, H, N, Nkv);
+  uf::attention_backward(a.f32(0, BT * row), a.f32(1, BT * D), a.f32(2, (int64_t)B * N * T), a.f32(3, BT * row), B,
+                         T, N, H, qk_rstd, Nkv);
   return info.Env().Undefined();
 }
 
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   Args a(info, "attentionDecode");
   int B = a.dim(4), Tq = a.dim(5), N = a.dim(6), H = a.dim(7), Tmax = a.dim(8), pos0 = a.dim(9);
-  if (pos0 + Tq > Tmax) a.fail(9, "pos0 + Tq exceeds the cache length Tmax");
-  int64_t D = (int64_t)N * H;
-  uf::attention_decode(a.f32(0, (int64_t)B * Tq * D), a.f32(1, (int64_t)B * Tq * 3 * D),
-                       a.f32(2, (int64_t)B * Tmax * D), a.f32(3, (int64_t)B * Tmax * D), B, Tq, N, H, Tmax, pos0);
+  int Nkv = kvHeads(a, 10, N);
+  if ((int64_t)pos0 + Tq > Tmax) a.fail(9, "pos0 + Tq exceeds the cache length Tmax");
+  int64_t D = (int64_t)N * H, Dkv = (int64_t)Nkv * H, row = D + 2 * Dkv;
+  uf::attention_decode(a.f32(0, (int64_t)B * Tq * D), a.f32(1, (int64_t)B * Tq * row), a.f32(2, (int64_t)B * Tmax * Dkv),
+                       a.f32(3, (int64_t)B * Tmax * Dkv), B, Tq, N, H, Tmax, pos0, Nkv);
   return info.Env().Undefined();
 }
 

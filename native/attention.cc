@@ -1,4 +1,6 @@
-// Causal softmax attention (scale 1/sqrt(H)), fused per (batch, head), parallel over heads.
+// Causal softmax attention (scale 1/sqrt(H)), fused per (batch, head), parallel over heads. Grouped-query
+// attention: Nkv key/value heads, query head n uses key/value head n / (N/Nkv); the backward takes one key/value
+// head and its group of query heads per item, so that their dK and dV sums stay in one thread.
 //
 // Each head is copied into zero-padded local buffers (T and H rounded up to 16), so the three
 // products it needs are register-blocked AVX-512 micro-kernels without edge cases:
@@ -128,8 +130,9 @@ void rows_abt(float* C, int ldc, const float* X, int ldx, const float* Yt, int l
 
 // C[r, :Hp] = Σ_{j in [lo, hi)} P(r, j) Z[j, :Hp] for r < 8, where P(r, j) = P[r·ldp + j] or, when
 // Transposed, P[j·ldp + r] (the "column r" form). Hp is a multiple of 16.
-// With rs, row r is multiplied by rs[r] as it is stored.
-template <bool Transposed>
+// With rs, row r is multiplied by rs[r] as it is stored. With Accumulate, the sum is added to C instead of
+// written over it (the dK, dV of a key/value head shared by several query heads).
+template <bool Transposed, bool Accumulate = false>
 void rows_ab(float* C, int ldc, const float* P, int ldp, const float* Z, int ldz, int lo, int hi, int Hp,
              const float* rs = nullptr) {
   auto p = [&](int r, int j) -> float { return Transposed ? P[(int64_t)j * ldp + r] : P[(int64_t)r * ldp + j]; };
@@ -152,8 +155,14 @@ void rows_ab(float* C, int ldc, const float* P, int ldp, const float* Z, int ldz
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; r++) {
       const __m512 f = _mm512_set1_ps(rs ? rs[r] : 1.f);
-      _mm512_storeu_ps(C + (int64_t)r * ldc + h, _mm512_mul_ps(f, c0[r]));
-      _mm512_storeu_ps(C + (int64_t)r * ldc + h + 16, _mm512_mul_ps(f, c1[r]));
+      float* c = C + (int64_t)r * ldc + h;
+      if (Accumulate) {
+        _mm512_storeu_ps(c, _mm512_fmadd_ps(f, c0[r], _mm512_loadu_ps(c)));
+        _mm512_storeu_ps(c + 16, _mm512_fmadd_ps(f, c1[r], _mm512_loadu_ps(c + 16)));
+      } else {
+        _mm512_storeu_ps(c, _mm512_mul_ps(f, c0[r]));
+        _mm512_storeu_ps(c + 16, _mm512_mul_ps(f, c1[r]));
+      }
     }
   }
   if (h < Hp) {
@@ -166,12 +175,24 @@ void rows_ab(float* C, int ldc, const float* P, int ldp, const float* Z, int ldz
       for (int r = 0; r < kRows; r++) c0[r] = _mm512_fmadd_ps(_mm512_set1_ps(p(r, j)), z0, c0[r]);
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < kRows; r++)
-      _mm512_storeu_ps(C + (int64_t)r * ldc + h, _mm512_mul_ps(_mm512_set1_ps(rs ? rs[r] : 1.f), c0[r]));
+    for (int r = 0; r < kRows; r++) {
+      const __m512 f = _mm512_set1_ps(rs ? rs[r] : 1.f);
+      float* c = C + (int64_t)r * ldc + h;
+      if (Accumulate) _mm512_storeu_ps(c, _mm512_fmadd_ps(f, c0[r], _mm512_loadu_ps(c)));
+      else _mm512_storeu_ps(c, _mm512_mul_ps(f, c0[r]));
+    }
   }
 #else
   for (int r = 0; r < kRows; r++) {
     float* c = C + (int64_t)r * ldc;
+    if (Accumulate) {
+      for (int h = 0; h < Hp; h++) {
+        float sum = 0.f;
+        for (int j = lo; j < hi; j++) sum += p(r, j) * Z[(int64_t)j * ldz + h];
+        c[h] += (rs ? rs[r] : 1.f) * sum;
+      }
+      continue;
+    }
     for (int h = 0; h < Hp; h++) c[h] = 0.f;
     for (int j = lo; j < hi; j++) {
       const float pj = p(r, j);
@@ -335,18 +356,20 @@ struct QkNorm {
   }
 };
 
-// q, k, v of one head (q points at its q; k and v follow D floats apart) into padded [Tp, Hp] buffers,
-// plus Kᵀ [Hp, Tp], the layout the score kernel wants; q and k normalised and rotated when nq is on.
-inline void load_qkv(float* Q, float* K, float* Kt, float* V, const float* q, int64_t D, int64_t ld, int T, int H,
-                     int Tp, int Hp, const QkNorm& nq) {
+// The q of one query head into a padded [Tp, Hp] buffer, normalised and rotated when nq is on.
+inline void load_q(float* Q, const float* q, int64_t ld, int T, int H, int Hp, const QkNorm& nq) {
   load_head(Q, Hp, q, ld, T, H);
-  load_head(K, Hp, q + D, ld, T, H);
-  if (nq.on()) {
-    nq.apply(Q, Hp, T, H, 0);
-    nq.apply(K, Hp, T, H, 1);
-  }
+  if (nq.on()) nq.apply(Q, Hp, T, H, 0);
+}
+
+// k and v of one key/value head into padded [Tp, Hp] buffers, plus Kᵀ [Hp, Tp], the layout the score kernel
+// wants; k normalised and rotated when nq is on.
+inline void load_kv(float* K, float* Kt, float* V, const float* k, const float* v, int64_t ld, int T, int H, int Tp,
+                    int Hp, const QkNorm& nq) {
+  load_head(K, Hp, k, ld, T, H);
+  if (nq.on()) nq.apply(K, Hp, T, H, 1);
   transpose_head(Kt, Tp, K, Hp, H);
-  load_head(V, Hp, q + 2 * D, ld, T, H);
+  load_head(V, Hp, v, ld, T, H);
 }
 
 // Per-thread scratch, kept between calls: `nh` [Tp, Hp]-sized head slots, then `nr` slots of `row_size` floats
@@ -427,13 +450,13 @@ inline void load_rows16(float* X, const float* src, int64_t ld, int T, const QkN
   if (nq.on()) nq.apply(X, 16, T, 16, k);
 }
 
-// Forward of one head: q points at its first q row (k, v follow at +D, +2D; rows ld apart), out at its first
-// output row (rows D apart), L at its T log-sum-exps.
-void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t ld, int T, float scale,
-                        const QkNorm& nq) {
+// Forward of one head: q, k and v point at its first q row and its key/value head's first k and v rows (rows ld
+// apart), out at its first output row (rows D apart), L at its T log-sum-exps.
+void small_head_forward(float* out, float* L, const float* q, const float* k, const float* v, int64_t D, int64_t ld,
+                        int T, float scale, const QkNorm& nq) {
   alignas(64) float Qn[16 * 16], Kn[16 * 16];
   load_rows16(Qn, q, ld, T, nq, 0);
-  load_rows16(Kn, q + D, ld, T, nq, 1);
+  load_rows16(Kn, k, ld, T, nq, 1);
   __m512i Kt[16];
   load_cols16(Kt, Kn, 16, T);
   const __m512 vs = _mm512_set1_ps(scale);
@@ -445,12 +468,13 @@ void small_head_forward(float* out, float* L, const float* q, int64_t D, int64_t
     const float sum = _mm512_reduce_add_ps(e);
     L[i] = mx + std::log(sum);
     const __m512 p = _mm512_mul_ps(e, _mm512_set1_ps(1.f / sum));
-    _mm512_storeu_ps(out + (int64_t)i * D, weighted_rows16(weights_in(p), q + 2 * D, ld, 0, i + 1));
+    _mm512_storeu_ps(out + (int64_t)i * D, weighted_rows16(weights_in(p), v, ld, 0, i + 1));
   }
 }
 
-// Backward of one head: dq points at its first dq row (dk, dv at +D, +2D; rows ld apart), g at its first
-// dO row (rows D apart). q, k and v are read in full before anything is written, so dq may be q.
+// Backward of one head that has its own key/value head (no grouping): dq points at its first dq row (dk, dv at
+// +D, +2D; rows ld apart), g at its first dO row (rows D apart). q, k and v are read in full before anything is
+// written, so dq may be q.
 void small_head_backward(float* dq, const float* g, const float* L, const float* q, int64_t D, int64_t ld, int T,
                          float scale, const QkNorm& nq) {
   alignas(64) float P[16 * 16], dS[16 * 16], Qn[16 * 16], Kn[16 * 16], dQ[16 * 16], dK[16 * 16];
@@ -502,17 +526,21 @@ void small_head_backward(float* dq, const float* g, const float* L, const float*
 }
 #endif
 
-// The training kernels' buffers: qkv [B, T, 3, N, H], out and dout [B, T, N, H], lse [B, N, T]. The *_at(b, n) give
-// where head (b, n) starts in them (in qkv at its q; its k and v are D and 2D further on).
+// The training kernels' buffers: qkv rows [N·H q | Nkv·H k | Nkv·H v] per token ([B, T, N + 2Nkv, H]), out and
+// dout [B, T, N, H], lse [B, N, T]. Query head n uses key/value head n / group. q_at(b, n), out_at(b, n) and
+// lse_at(b, n) give where query head (b, n) starts, k_at(b, kv) and v_at(b, kv) where key/value head (b, kv) does.
 struct Layout {
-  int T, N, H;
-  int64_t D, ld;  // N·H, and the row stride of qkv (3D)
-  int Tp, Hp;     // T and H rounded up to 16 (the padded head buffers)
-  float scale;    // of the scores, 1/√H
-  Layout(int T_, int N_, int H_)
-      : T(T_), N(N_), H(H_), D((int64_t)N_ * H_), ld(3 * D), Tp(round16(T_)), Hp(round16(H_)),
+  int T, N, H, Nkv, group;
+  int64_t D, Dkv, ld;  // N·H, Nkv·H, and the row stride of qkv (D + 2·Dkv)
+  int Tp, Hp;          // T and H rounded up to 16 (the padded head buffers)
+  float scale;         // of the scores, 1/√H
+  Layout(int T_, int N_, int H_, int Nkv_)
+      : T(T_), N(N_), H(H_), Nkv(Nkv_), group(Nkv_ > 0 ? N_ / Nkv_ : 1), D((int64_t)N_ * H_),
+        Dkv((int64_t)Nkv_ * H_), ld(D + 2 * Dkv), Tp(round16(T_)), Hp(round16(H_)),
         scale(1.0f / std::sqrt((float)H_)) {}
-  int64_t qkv_at(int b, int n) const { return (int64_t)b * T * ld + (int64_t)n * H; }
+  int64_t q_at(int b, int n) const { return (int64_t)b * T * ld + (int64_t)n * H; }
+  int64_t k_at(int b, int kv) const { return (int64_t)b * T * ld + D + (int64_t)kv * H; }
+  int64_t v_at(int b, int kv) const { return (int64_t)b * T * ld + D + Dkv + (int64_t)kv * H; }
   int64_t out_at(int b, int n) const { return (int64_t)b * T * D + (int64_t)n * H; }
   int64_t lse_at(int b, int n) const { return ((int64_t)b * N + n) * T; }
 };
@@ -527,8 +555,10 @@ static QkNorm qk_norm(float* out, const float* in, int T, int N, int H) {
   return nq;
 }
 
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd) {
-  const Layout at(T, N, H);
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd,
+                       int Nkv) {
+  const Layout at(T, N, H, Nkv);
+  const int group = at.group;
   const int64_t D = at.D, ld = at.ld;
   const float scale = at.scale;
   const int Tp = at.Tp, Hp = at.Hp;
@@ -543,7 +573,8 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
-        small_head_forward(out + at.out_at(b, n), lse + at.lse_at(b, n), qkv + at.qkv_at(b, n), D, ld, T, scale,
+        small_head_forward(out + at.out_at(b, n), lse + at.lse_at(b, n), qkv + at.q_at(b, n),
+                           qkv + at.k_at(b, n / group), qkv + at.v_at(b, n / group), D, ld, T, scale,
                            nq.head(b, n, T));
     return;
   }
@@ -554,12 +585,20 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
     sc.prepare(T, H, 5, 1, (size_t)kRows * Tp);
     float *Q = sc.at(0), *K = sc.at(1), *Kt = sc.at(2), *V = sc.at(3), *O = sc.at(4);
     float* S = sc.row(0);  // one block of 8 score rows
+    // The key/value head (b·Nkv + kv) whose K, Kᵀ and V are in this thread's slots: the query heads of a group
+    // are consecutive items, so a thread loads each key/value head it meets once.
+    int64_t loaded = -1;
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++) {
-        const float* q = qkv + at.qkv_at(b, n);
         // Padded rows and columns of the head slots are zero (Scratch::prepare): only [0,T)×[0,H) is ever written.
-        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, nq.head(b, n, T));
+        const QkNorm hn = nq.head(b, n, T);
+        load_q(Q, qkv + at.q_at(b, n), ld, T, H, Hp, hn);
+        const int kv = n / group;
+        if ((int64_t)b * Nkv + kv != loaded) {
+          load_kv(K, Kt, V, qkv + at.k_at(b, kv), qkv + at.v_at(b, kv), ld, T, H, Tp, Hp, hn);
+          loaded = (int64_t)b * Nkv + kv;
+        }
         float* L = lse + at.lse_at(b, n);
         for (int i0 = 0; i0 < T; i0 += kRows) {
           const int jEnd = std::min(round16(i0 + kRows), Tp);
@@ -589,22 +628,24 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
-                        int H, const float* qk_rstd) {
-  const Layout at(T, N, H);
+                        int H, const float* qk_rstd, int Nkv) {
+  const Layout at(T, N, H, Nkv);
   const int64_t D = at.D, ld = at.ld;
   const float scale = at.scale;
-  const int Tp = at.Tp, Hp = at.Hp;
+  const int Tp = at.Tp, Hp = at.Hp, group = at.group;
   const QkNorm nq = qk_norm(nullptr, qk_rstd, T, N, H);
 #if defined(__AVX512F__)
-  if (H == kSmall && T <= kSmall) {
+  if (H == kSmall && T <= kSmall && group == 1) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
       for (int n = 0; n < N; n++)
-        small_head_backward(dqkv + at.qkv_at(b, n), dout + at.out_at(b, n), lse + at.lse_at(b, n),
-                            qkv + at.qkv_at(b, n), D, ld, T, scale, nq.head(b, n, T));
+        small_head_backward(dqkv + at.q_at(b, n), dout + at.out_at(b, n), lse + at.lse_at(b, n),
+                            qkv + at.q_at(b, n), D, ld, T, scale, nq.head(b, n, T));
     return;
   }
 #endif
+  // One item per key/value head: its dK and dV sum over the group's query heads, in head order, inside one thread
+  // (no races, and the same sums whatever the thread count).
 #pragma omp parallel
   {
     Scratch& sc = g_scratch;
@@ -613,44 +654,53 @@ void attention_backward(float* dqkv, const float* dout, const float* lse, const 
     float *dQ = sc.at(6), *dK = sc.at(7), *dV = sc.at(8), *P = sc.row(0), *dS = sc.row(1);
 #pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
-      for (int n = 0; n < N; n++) {
-        const float* q = qkv + at.qkv_at(b, n);
-        const QkNorm hq = nq.head(b, n, T);
-        load_qkv(Q, K, Kt, V, q, D, ld, T, H, Tp, Hp, hq);
+      for (int kv = 0; kv < Nkv; kv++) {
+        const QkNorm hk = nq.head(b, kv, T);  // q/k normalisation comes only without grouping: kv is the query head
+        load_kv(K, Kt, V, qkv + at.k_at(b, kv), qkv + at.v_at(b, kv), ld, T, H, Tp, Hp, hk);
         transpose_head(Vt, Tp, V, Hp, H);
-        load_head(G, Hp, dout + at.out_at(b, n), D, T, H);
-        const float* L = lse + at.lse_at(b, n);
-        for (int i0 = 0; i0 < T; i0 += kRows) {
-          const int jEnd = std::min(round16(i0 + kRows), Tp);
-          const int iEnd = std::min(i0 + kRows, T);
-          // P = exp(s − lse) recomputed by the score kernel (the rows past T are zeroed below).
-          float lse_rows[kRows] = {};
-          for (int i = i0; i < iEnd; i++) lse_rows[i - i0] = L[i];
-          rows_abt(P + (int64_t)i0 * Tp, Tp, Q + (int64_t)i0 * Hp, Hp, Kt, Tp, H, jEnd,
-                   CausalExp{scale, 0.f, lse_rows, i0});
-          // dP = dO Vᵀ on the causal block, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale.
-          rows_abt(dS + (int64_t)i0 * Tp, Tp, G + (int64_t)i0 * Hp, Hp, Vt, Tp, H, jEnd, Scaled{1.f});
-          for (int i = i0; i < iEnd; i++) softmax_grad_padded(dS + (int64_t)i * Tp, P + (int64_t)i * Tp, jEnd, scale);
-          for (int i = iEnd; i < i0 + kRows; i++) {
-            std::memset(P + (int64_t)i * Tp, 0, sizeof(float) * Tp);
-            std::memset(dS + (int64_t)i * Tp, 0, sizeof(float) * Tp);
+        for (int r = 0; r < group; r++) {
+          const int n = kv * group + r;
+          const QkNorm hq = nq.head(b, n, T);
+          load_q(Q, qkv + at.q_at(b, n), ld, T, H, Hp, hq);
+          load_head(G, Hp, dout + at.out_at(b, n), D, T, H);
+          const float* L = lse + at.lse_at(b, n);
+          for (int i0 = 0; i0 < T; i0 += kRows) {
+            const int jEnd = std::min(round16(i0 + kRows), Tp);
+            const int iEnd = std::min(i0 + kRows, T);
+            // P = exp(s − lse) recomputed by the score kernel (the rows past T are zeroed below).
+            float lse_rows[kRows] = {};
+            for (int i = i0; i < iEnd; i++) lse_rows[i - i0] = L[i];
+            rows_abt(P + (int64_t)i0 * Tp, Tp, Q + (int64_t)i0 * Hp, Hp, Kt, Tp, H, jEnd,
+                     CausalExp{scale, 0.f, lse_rows, i0});
+            // dP = dO Vᵀ on the causal block, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale.
+            rows_abt(dS + (int64_t)i0 * Tp, Tp, G + (int64_t)i0 * Hp, Hp, Vt, Tp, H, jEnd, Scaled{1.f});
+            for (int i = i0; i < iEnd; i++)
+              softmax_grad_padded(dS + (int64_t)i * Tp, P + (int64_t)i * Tp, jEnd, scale);
+            for (int i = iEnd; i < i0 + kRows; i++) {
+              std::memset(P + (int64_t)i * Tp, 0, sizeof(float) * Tp);
+              std::memset(dS + (int64_t)i * Tp, 0, sizeof(float) * Tp);
+            }
+            // dQ rows of this block: dS K over j ≤ i.
+            rows_ab<false>(dQ + (int64_t)i0 * Hp, Hp, dS + (int64_t)i0 * Tp, Tp, K, Hp, 0, iEnd, Hp);
           }
-          // dQ rows of this block: dS K over j ≤ i.
-          rows_ab<false>(dQ + (int64_t)i0 * Hp, Hp, dS + (int64_t)i0 * Tp, Tp, K, Hp, 0, iEnd, Hp);
+          // dK = dSᵀ Q and dV = Pᵀ dO (written by the group's first head, added by the others): column block j0
+          // only meets rows i ≥ j0.
+          for (int j0 = 0; j0 < T; j0 += kRows) {
+            if (r == 0) {
+              rows_ab<true>(dK + (int64_t)j0 * Hp, Hp, dS + j0, Tp, Q, Hp, j0, T, Hp);
+              rows_ab<true>(dV + (int64_t)j0 * Hp, Hp, P + j0, Tp, G, Hp, j0, T, Hp);
+            } else {
+              rows_ab<true, true>(dK + (int64_t)j0 * Hp, Hp, dS + j0, Tp, Q, Hp, j0, T, Hp);
+              rows_ab<true, true>(dV + (int64_t)j0 * Hp, Hp, P + j0, Tp, G, Hp, j0, T, Hp);
+            }
+          }
+          if (hq.on()) hq.backward(dQ, Q, Hp, T, H, 0);
+          // this head's q has been read for the last time: its gradient may overwrite it
+          store_head(dqkv + at.q_at(b, n), ld, dQ, Hp, T, H);
         }
-        // dK = dSᵀ Q and dV = Pᵀ dO: column block j0 only meets rows i ≥ j0.
-        for (int j0 = 0; j0 < T; j0 += kRows) {
-          rows_ab<true>(dK + (int64_t)j0 * Hp, Hp, dS + j0, Tp, Q, Hp, j0, T, Hp);
-          rows_ab<true>(dV + (int64_t)j0 * Hp, Hp, P + j0, Tp, G, Hp, j0, T, Hp);
-        }
-        if (hq.on()) {
-          hq.backward(dQ, Q, Hp, T, H, 0);
-          hq.backward(dK, K, Hp, T, H, 1);
-        }
-        float* dq = dqkv + at.qkv_at(b, n);
-        store_head(dq, ld, dQ, Hp, T, H);
-        store_head(dq + D, ld, dK, Hp, T, H);
-        store_head(dq + 2 * D, ld, dV, Hp, T, H);
+        if (hk.on()) hk.backward(dK, K, Hp, T, H, 1);
+        store_head(dqkv + at.k_at(b, kv), ld, dK, Hp, T, H);
+        store_head(dqkv + at.v_at(b, kv), ld, dV, Hp, T, H);
       }
   }
 }
@@ -822,10 +872,140 @@ void decode_heads16(float* out, const float* q, const float* kc, const float* vc
 }
 #endif
 
+#if defined(__AVX512F__)
+// Key/value heads [kv0, kv1) of one sequence with their G query heads each (grouped-query attention, H = 16·NC):
+// one query row (q and out: the query heads' rows, G·H floats per key/value head, contiguous) against cached rows
+// 0..last (rows `stride` floats apart, key/value head kv at kv·H). The rows are taken in blocks of about 16 KB of the
+// heads in range: each block comes from memory once (with all key/value heads in range, as one sequential stream)
+// and stays in L1 while every query head goes over its part. Per query head the arithmetic is decode_row_v's, in
+// the same order whatever the range and block size (scores four rows at a time, the padded softmax, then the
+// weighted value rows, carried from block to block in `out`), so any split of the heads gives the same bits.
+// s: G·(kv1 − kv0) rows of round16(last+1) floats.
+template <int NC>
+void decode_rows_grouped(float* out, const float* q, const float* kc, const float* vc, int64_t stride, int kv0,
+                         int kv1, int G, int last, float scale, float* s) {
+  constexpr int H = 16 * NC;
+  const int heads = (kv1 - kv0) * G;
+  const int block = std::max(4, 4096 / ((kv1 - kv0) * H) / 4 * 4);
+  const int Tp = round16(last + 1), rows = last + 1;
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int j0 = 0; j0 < rows; j0 += block) {
+    const int j1 = std::min(j0 + block, rows);
+    for (int n = 0; n < heads; n++) {
+      const float* k = kc + (int64_t)(kv0 + n / G) * H;
+      __m512 qv[NC];
+      for (int c = 0; c < NC; c++) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + n * H + 16 * c), vs);
+      float* sn = s + (int64_t)n * Tp;
+      int j = j0;
+      for (; j + 4 <= j1; j += 4) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float* k0 = k + (int64_t)j * stride;
+        for (int c = 0; c < NC; c++) {
+          a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 16 * c), a0);
+          a1 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + stride + 16 * c), a1);
+          a2 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 2 * stride + 16 * c), a2);
+          a3 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k0 + 3 * stride + 16 * c), a3);
+        }
+        sn[j] = _mm512_reduce_add_ps(a0);
+        sn[j + 1] = _mm512_reduce_add_ps(a1);
+        sn[j + 2] = _mm512_reduce_add_ps(a2);
+        sn[j + 3] = _mm512_reduce_add_ps(a3);
+      }
+      for (; j < j1; j++) {
+        __m512 a0 = _mm512_setzero_ps();
+        for (int c = 0; c < NC; c++) a0 = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + (int64_t)j * stride + 16 * c), a0);
+        sn[j] = _mm512_reduce_add_ps(a0);
+      }
+    }
+  }
+  for (int n = 0; n < heads; n++) causal_softmax_padded(s + (int64_t)n * Tp, last, Tp);
+  for (int j0 = 0; j0 < rows; j0 += block) {
+    const int j1 = std::min(j0 + block, rows);
+    for (int n = 0; n < heads; n++) {
+      const float* v = vc + (int64_t)(kv0 + n / G) * H;
+      float* o = out + n * H;
+      const float* p = s + (int64_t)n * Tp;
+      __m512 acc[NC];
+      for (int c = 0; c < NC; c++) acc[c] = j0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + 16 * c);
+      for (int j = j0; j < j1; j++) {
+        const __m512 pj = _mm512_set1_ps(p[j]);
+        const float* vj = v + (int64_t)j * stride;
+        for (int c = 0; c < NC; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16 * c), acc[c]);
+      }
+      for (int c = 0; c < NC; c++) _mm512_storeu_ps(o + 16 * c, acc[c]);
+    }
+  }
+}
+#endif
+
+// Decoding with grouped key/value heads (Nkv < N): caches [B, Tmax, Nkv, H], qkv rows [N·H q | Nkv·H k | Nkv·H v].
+// With at least as many sequences as threads, one item per sequence and query row, which reads the sequence's
+// cached rows as one stream; with fewer, one item per (sequence, key/value head), so that every thread has work.
+// Both give the same bits (decode_rows_grouped), so the result does not depend on the thread count.
+void decode_grouped(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N, int Nkv, int H,
+                    int Tmax, int pos0) {
+  const int G = N / Nkv;
+  const int64_t D = (int64_t)N * H, Dkv = (int64_t)Nkv * H, ld = D + 2 * Dkv;
+  const float scale = 1.0f / std::sqrt((float)H);
+  const int Tk = pos0 + Tq;
+  const int parts = B >= omp_get_max_threads() ? 1 : Nkv;  // key/value heads split into this many items
+  const int per = Nkv / parts;
+#if defined(__AVX512F__)
+  using GroupFn = void (*)(float*, const float*, const float*, const float*, int64_t, int, int, int, int, float, float*);
+  static const GroupFn kGroup[9] = {nullptr,
+                                    decode_rows_grouped<1>,
+                                    decode_rows_grouped<2>,
+                                    decode_rows_grouped<3>,
+                                    decode_rows_grouped<4>,
+                                    decode_rows_grouped<5>,
+                                    decode_rows_grouped<6>,
+                                    decode_rows_grouped<7>,
+                                    decode_rows_grouped<8>};
+  const GroupFn grouped = H % 16 == 0 && H / 16 <= 8 ? kGroup[H / 16] : nullptr;
+#endif
+#pragma omp parallel
+  {
+    // The new keys and values first; the loop's closing barrier orders the appends before any read.
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < Tq; i++) {
+        const float* src = qkv + ((int64_t)b * Tq + i) * ld;
+        const int64_t dst = ((int64_t)b * Tmax + pos0 + i) * Dkv;
+        memcpy(kcache + dst, src + D, Dkv * sizeof(float));
+        memcpy(vcache + dst, src + D + Dkv, Dkv * sizeof(float));
+      }
+    std::vector<float> s((size_t)round16(Tk) * G * per);
+#pragma omp for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+      for (int part = 0; part < parts; part++)
+        for (int i = 0; i < Tq; i++) {
+          const int kv0 = part * per;
+          const float* kc = kcache + (int64_t)b * Tmax * Dkv;
+          const float* vc = vcache + (int64_t)b * Tmax * Dkv;
+          const float* qi = qkv + ((int64_t)b * Tq + i) * ld + (int64_t)kv0 * G * H;
+          float* oi = out + ((int64_t)b * Tq + i) * D + (int64_t)kv0 * G * H;
+#if defined(__AVX512F__)
+          if (grouped) {
+            grouped(oi, qi, kc, vc, Dkv, kv0, kv0 + per, G, pos0 + i, scale, s.data());
+            continue;
+          }
+#endif
+          for (int n = 0; n < per * G; n++)
+            decode_row(oi + n * H, qi + n * H, kc + (int64_t)(kv0 + n / G) * H, vc + (int64_t)(kv0 + n / G) * H, Dkv, H,
+                       pos0 + i, scale, s.data());
+        }
+  }
+}
+
 }  // namespace
 
 void attention_decode(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N,
-                      int H, int Tmax, int pos0) {
+                      int H, int Tmax, int pos0, int Nkv) {
+  if (Nkv > 0 && Nkv < N) {
+    decode_grouped(out, qkv, kcache, vcache, B, Tq, N, Nkv, H, Tmax, pos0);
+    return;
+  }
+  // One key/value head per query head from here on: D = N·H throughout, qkv rows 3D.
   const int64_t D = (int64_t)N * H, ld = 3 * D;
   const float scale = 1.0f / std::sqrt((float)H);
   const int Tk = pos0 + Tq;

@@ -48,17 +48,21 @@ void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0);
 
 void qk_norm_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int H, int pos0);
 
+// qkv rows [N·H q | Nkv·H k | Nkv·H v] per token (grouped-query attention: N % Nkv == 0, query head n uses
+// key/value head n / (N/Nkv); Nkv = N is plain multi-head attention); out [B, T, N, H].
 // lse [B, N, T]: each score row's log-sum-exp (scaled scores), saved for the backward pass.
-// With qk_rstd, q and k of qkv are raw: each head row of q and k gets RMSNorm over H and RoPE at its position
-// (0..T-1) on load, as qk_norm_rope_forward would have done in place, and the forward writes their rstd there
-// ([B·T, 2N]: the N q heads, then the N k heads); the backward takes the forward's and returns the gradient
-// with respect to the raw q and k. dqkv may be qkv itself (each head is read in full before it is written).
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd = nullptr);
+// With qk_rstd (only with Nkv == N), q and k of qkv are raw: each head row of q and k gets RMSNorm over H and RoPE
+// at its position (0..T-1) on load, as qk_norm_rope_forward would have done in place, and the forward writes their
+// rstd there ([B·T, 2N]: the N q heads, then the N k heads); the backward takes the forward's and returns the
+// gradient with respect to the raw q and k. dqkv (same layout as qkv; a key/value head's dK and dV are summed over
+// its query heads) may be qkv itself (each head is read in full before it is written).
+void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int N, int H, float* qk_rstd, int Nkv);
 void attention_backward(float* dqkv, const float* dout, const float* lse, const float* qkv, int B, int T, int N,
-                        int H, const float* qk_rstd = nullptr);
-// Decoding: appends the Tq new keys/values of qkv to the caches at pos0.., then attends (see native.ts).
+                        int H, const float* qk_rstd, int Nkv);
+// Decoding: appends the Tq new keys/values of qkv to the caches [B, Tmax, Nkv, H] at pos0.., then attends (see
+// native.ts).
 void attention_decode(float* out, const float* qkv, float* kcache, float* vcache, int B, int Tq, int N, int H,
-                      int Tmax, int pos0);
+                      int Tmax, int pos0, int Nkv);
 
 void gelu_forward(float* y, const float* x, int64_t n);
 

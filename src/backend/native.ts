@@ -76,18 +76,24 @@ export interface NativeKernels {
   qkNormRopeForward(y: F32, rstd: F32, x: F32, B: number, T: number, N: number, H: number, pos0: number): void;
 
   // ---- causal softmax attention (scale 1/sqrt(H)), fused ----
-  /** Training form: qkv [B, T, 3, N, H] (q,k,v per token), out [B, T, N, H], lse [B, N, T]: the
+  // Grouped-query attention: N query heads of size H share Nkv key/value heads (Nkv ≥ 1 divides N; default N, plain
+  // multi-head attention); query head n uses key/value head ⌊n / (N/Nkv)⌋. Each token's qkv row is
+  // [N·H q | Nkv·H k | Nkv·H v] ([3, N, H] when Nkv = N). H need not be D/N.
+  /** Training form: qkv [B, T, N + 2·Nkv, H], out [B, T, N, H], lse [B, N, T]: the
    *  log-sum-exp of each row of scaled scores, saved for backward (which recomputes the softmax rows
    *  from it instead of storing B·N·T² probabilities).
-   *  With qkRstd [B·T, 2N], q and k are raw: each head row of q and k gets RMSNorm over H and RoPE at its
-   *  position (0..T-1) as it is loaded, as qkNormRopeForward would have done, and their rstd is written there. */
-  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number, qkRstd?: F32 | null, Nkv?: number): void;
-  /** dqkv [B, T, 3, N, H] written (not accumulated); lse (and qkRstd) from the forward on the same qkv; with
-   *  qkRstd the gradient is with respect to the raw q and k. dqkv may be qkv itself. */
+   *  With qkRstd [B·T, 2N] (only with Nkv = N), q and k are raw: each head row of q and k gets RMSNorm over H and
+   *  RoPE at its position (0..T-1) as it is loaded, as qkNormRopeForward would have done, and their rstd is
+   *  written there. */
+  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number, qkRstd?: F32 | null,
+    Nkv?: number): void;
+  /** dqkv in qkv's layout, written (not accumulated); a key/value head's dk and dv are the sums over its query
+   *  heads. lse (and qkRstd) from the forward on the same qkv; with qkRstd the gradient is with respect to the raw
+   *  q and k. dqkv may be qkv itself. */
   attentionBackward(dqkv: F32, dout: F32, lse: F32, qkv: F32, B: number, T: number, N: number, H: number,
     qkRstd?: F32 | null, Nkv?: number): void;
   /** Decoding form: Tq new queries at absolute positions pos0..pos0+Tq-1 attend to cached keys and
-   *  values 0..pos0+Tq-1. qkv [B, Tq, 3, N, H]; kCache, vCache [B, Tmax, N, H] hold positions < pos0,
+   *  values 0..pos0+Tq-1. qkv [B, Tq, N + 2·Nkv, H]; kCache, vCache [B, Tmax, Nkv, H] hold positions < pos0,
    *  and the kernel first writes the new keys/values of qkv at pos0..pos0+Tq-1; out [B, Tq, N, H]. */
   attentionDecode(out: F32, qkv: F32, kCache: F32, vCache: F32, B: number, Tq: number, N: number, H: number,
                   Tmax: number, pos0: number, Nkv?: number): void;

@@ -239,16 +239,21 @@ export function qkNormRope(x: ArrayLike<number>, B: number, T: number, N: number
 // ---------------------------------------------------------------------------------------------------
 // attention
 
-/** Causal softmax attention with scale 1/sqrt(H). qkv [B, T, 3, N, H]; out [B, T, N, H]; probs [B, N, T, T];
- *  lse [B, N, T] the log-sum-exp of each row of scaled scores. */
-export function attention(qkv: ArrayLike<number>, B: number, T: number, N: number, H: number): { out: F64; probs: F64; lse: F64 } {
+/** Causal softmax attention with scale 1/sqrt(H). Nkv key/value heads (default N); query head n reads key/value
+ *  head floor(n / (N/Nkv)). Each token's qkv row is [N·H q | Nkv·H k | Nkv·H v] ([3, N, H] when Nkv = N);
+ *  out [B, T, N, H]; probs [B, N, T, T]; lse [B, N, T] the log-sum-exp of each row of scaled scores. */
+export function attention(qkv: ArrayLike<number>, B: number, T: number, N: number, H: number,
+                          Nkv = N): { out: F64; probs: F64; lse: F64 } {
   const out = new Float64Array(B * T * N * H);
   const probs = new Float64Array(B * N * T * T);
   const lse = new Float64Array(B * N * T);
   const scale = 1 / Math.sqrt(H);
-  const q = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 0) * N + n) * H + i];
-  const k = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 1) * N + n) * H + i];
-  const v = (b: number, t: number, n: number, i: number) => qkv[(((b * T + t) * 3 + 2) * N + n) * H + i];
+  const row = (N + 2 * Nkv) * H; // floats per token
+  const group = N / Nkv;
+  const q = (b: number, t: number, n: number, i: number) => qkv[(b * T + t) * row + n * H + i];
+  const k = (b: number, t: number, n: number, i: number) => qkv[(b * T + t) * row + N * H + Math.floor(n / group) * H + i];
+  const v = (b: number, t: number, n: number, i: number) =>
+    qkv[(b * T + t) * row + (N + Nkv) * H + Math.floor(n / group) * H + i];
   const score = new Float64Array(T);
   for (let b = 0; b < B; b++) {
     for (let n = 0; n < N; n++) {
@@ -276,12 +281,57 @@ export function attention(qkv: ArrayLike<number>, B: number, T: number, N: numbe
   return { out, probs, lse };
 }
 
+/** Gradient of Σ dout·attention(qkv).out with respect to qkv (same layout as qkv), from the formulas:
+ *  dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·dO; a key/value head
+ *  collects dK and dV from every query head that reads it. */
+export function attentionBackward(qkv: ArrayLike<number>, dout: ArrayLike<number>, B: number, T: number, N: number,
+                                  H: number, Nkv = N): F64 {
+  const { probs } = attention(qkv, B, T, N, H, Nkv);
+  const row = (N + 2 * Nkv) * H;
+  const group = N / Nkv;
+  const scale = 1 / Math.sqrt(H);
+  const dqkv = new Float64Array(B * T * row);
+  const dP = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    for (let n = 0; n < N; n++) {
+      const kv = Math.floor(n / group);
+      const qAt = (t: number) => (b * T + t) * row + n * H;
+      const kAt = (s: number) => (b * T + s) * row + N * H + kv * H;
+      const vAt = (s: number) => (b * T + s) * row + (N + Nkv) * H + kv * H;
+      const gAt = (t: number) => ((b * T + t) * N + n) * H;
+      for (let t = 0; t < T; t++) {
+        const prow = ((b * N + n) * T + t) * T;
+        let c = 0;
+        for (let s = 0; s <= t; s++) {
+          let d = 0;
+          for (let i = 0; i < H; i++) d += dout[gAt(t) + i] * qkv[vAt(s) + i];
+          dP[s] = d;
+          c += probs[prow + s] * d;
+        }
+        for (let s = 0; s <= t; s++) {
+          const p = probs[prow + s];
+          const dS = p * (dP[s] - c);
+          for (let i = 0; i < H; i++) {
+            dqkv[qAt(t) + i] += scale * dS * qkv[kAt(s) + i];
+            dqkv[kAt(s) + i] += scale * dS * qkv[qAt(t) + i];
+            dqkv[vAt(s) + i] += p * dout[gAt(t) + i];
+          }
+        }
+      }
+    }
+  }
+  return dqkv;
+}
+
 /** Decoding form: Tq queries at positions pos0+i attend to cached keys/values 0..pos0+i.
- *  qkv [B, Tq, 3, N, H] (only q is read); kCache, vCache [B, Tmax, N, H]; returns out [B, Tq, N, H]. */
+ *  qkv [B, Tq, N + 2·Nkv, H] (only q is read); kCache, vCache [B, Tmax, Nkv, H]; returns out [B, Tq, N, H]. */
 export function attentionDecode(qkv: ArrayLike<number>, kCache: ArrayLike<number>, vCache: ArrayLike<number>,
-                                B: number, Tq: number, N: number, H: number, Tmax: number, pos0: number): F64 {
+                                B: number, Tq: number, N: number, H: number, Tmax: number, pos0: number,
+                                Nkv = N): F64 {
   const out = new Float64Array(B * Tq * N * H);
   const scale = 1 / Math.sqrt(H);
+  const row = (N + 2 * Nkv) * H;
+  const cached = (b: number, s: number, n: number, i: number) => ((b * Tmax + s) * Nkv + Math.floor(n / (N / Nkv))) * H + i;
   for (let b = 0; b < B; b++) {
     for (let n = 0; n < N; n++) {
       for (let t = 0; t < Tq; t++) {
@@ -291,7 +341,7 @@ export function attentionDecode(qkv: ArrayLike<number>, kCache: ArrayLike<number
         for (let s = 0; s <= last; s++) {
           let d = 0;
           for (let i = 0; i < H; i++) {
-            d += qkv[(((b * Tq + t) * 3 + 0) * N + n) * H + i] * kCache[((b * Tmax + s) * N + n) * H + i];
+            d += qkv[(b * Tq + t) * row + n * H + i] * kCache[cached(b, s, n, i)];
           }
           score[s] = d * scale;
           mx = Math.max(mx, score[s]);
@@ -300,7 +350,7 @@ export function attentionDecode(qkv: ArrayLike<number>, kCache: ArrayLike<number
         for (let s = 0; s <= last; s++) z += Math.exp(score[s] - mx);
         for (let i = 0; i < H; i++) {
           let o = 0;
-          for (let s = 0; s <= last; s++) o += (Math.exp(score[s] - mx) / z) * vCache[((b * Tmax + s) * N + n) * H + i];
+          for (let s = 0; s <= last; s++) o += (Math.exp(score[s] - mx) / z) * vCache[cached(b, s, n, i)];
           out[((b * Tq + t) * N + n) * H + i] = o;
         }
       }
