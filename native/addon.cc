@@ -521,7 +521,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"gemmPackBHalf", GemmPackBHalf},
   };
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
-  uf::set_num_threads(uf::get_num_threads());
+  {
+    // set_num_threads flushes denormals on every thread of its parallel region, this (JavaScript) one included
+    DenormalGuard keep_ieee_in_javascript;
+    uf::set_num_threads(uf::get_num_threads());
+  }
   return exports;
 }
 
