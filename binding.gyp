@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "unforget_native",
-      "sources": ["native/addon.cc", "native/kernels.cc", "native/attention.cc", "native/amx_gemm.cc", "native/f32_packed.cc"],
+      "sources": ["native/addon.cc", "native/kernels.cc", "native/attention.cc", "native/amx_gemm.cc", "native/f32_packed.cc", "native/hf_kernels.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "/usr/include/x86_64-linux-gnu/openblas-openmp"

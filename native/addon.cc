@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <napi.h>
 
+#include <cmath>
 #include <string>
 #include <xmmintrin.h>
 
@@ -59,6 +60,23 @@ struct Args {
   int32_t* i32(int i, int64_t need) const { return typed<int32_t, napi_int32_array>(i, need, false, "Int32Array"); }
   double* f64(int i, int64_t need) const { return typed<double, napi_float64_array>(i, need, false, "Float64Array"); }
   uint16_t* u16n(int i, int64_t need) const { return typed<uint16_t, napi_uint16_array>(i, need, true, "Uint16Array"); }
+  uint16_t* u16(int i, int64_t need) const { return typed<uint16_t, napi_uint16_array>(i, need, false, "Uint16Array"); }
+  bool absent(int i) const { return info[i].IsUndefined(); }
+  // An element count that may exceed int32 (a whole weight matrix).
+  int64_t count(int i) const {
+    double d = num(i);
+    if (!(d >= 0) || d > 9007199254740992.0 || d != (double)(int64_t)d) fail(i, "must be an integer >= 0");
+    return (int64_t)d;
+  }
+  float eps(int i) const {
+    double d = num(i);
+    if (!(d >= 0) || !std::isfinite(d)) fail(i, "(eps) must be a finite number >= 0");
+    return (float)d;
+  }
+  int half_kind(int i) const {
+    if (!info[i].IsNumber() || (num(i) != 0 && num(i) != 1)) fail(i, "(kind) must be 0 (bf16) or 1 (IEEE f16)");
+    return (int)num(i);
+  }
 };
 
 using Fn = Napi::Value (*)(const Napi::CallbackInfo&);
@@ -155,6 +173,31 @@ Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value GemmHalfB(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmHalfB");
+  bool ta = a.boolean(0), tb = a.boolean(1);
+  int M = a.dim(2), N = a.dim(3), K = a.dim(4);
+  float alpha = (float)a.num(5);
+  const float* A = a.f32(6, (int64_t)M * K);
+  const uint16_t* B = a.u16(7, (int64_t)K * N);
+  int kind = a.half_kind(8);
+  float beta = (float)a.num(9);
+  uf::gemm_half_b(ta, tb, M, N, K, alpha, A, B, kind, beta, a.f32(10, (int64_t)M * N));
+  return info.Env().Undefined();
+}
+
+Napi::Value GemmPackBHalf(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmPackBHalf");
+  bool tb = a.boolean(0);
+  int N = a.dim(1), K = a.dim(2);
+  const uint16_t* B = a.u16(3, (int64_t)K * N);
+  int kind = a.half_kind(4);
+  const size_t words = uf::gemm_pack_size(N, K);
+  if (words == 0) a.fail(5, "cannot be filled: this machine or build has no packing engine (gemmPackSize is 0)");
+  uint16_t* P = a.u16(5, (int64_t)words);
+  return Napi::Boolean::New(info.Env(), uf::gemm_pack_b_half(tb, N, K, B, kind, P));
+}
+
 void throwBadId(const Napi::CallbackInfo& info, const char* fn, int64_t row, int32_t id, int V) {
   throw Napi::RangeError::New(info.Env(), std::string(fn) + ": token id " + std::to_string(id) + " at row " +
                                               std::to_string(row) + " is outside [0, " + std::to_string(V) + ")");
@@ -178,11 +221,122 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value EmbeddingForwardHalf(const Napi::CallbackInfo& info) {
+  Args a(info, "embeddingForwardHalf");
+  int64_t rows = a.dim(4);
+  int V = a.dim(5), D = a.dim(6);
+  float* out = a.f32(0, rows * D);
+  const uint16_t* table = a.u16(1, (int64_t)V * D);
+  int kind = a.half_kind(2);
+  const int32_t* ids = a.i32(3, rows);
+  int64_t bad = uf::embedding_forward_half(out, table, kind, ids, rows, V, D);
+  if (bad >= 0) throwBadId(info, "embeddingForwardHalf", bad, ids[bad], V);
+  return info.Env().Undefined();
+}
+
 Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   Args a(info, "rmsnormForward");
   int64_t R = a.dim(3);
   int C = a.dim(4);
-  uf::rmsnorm_forward(a.f32(0, R * C), a.f32(1, R), a.f32(2, R * C), R, C);
+  const float* gain = a.f32n(5, C);
+  const float eps = a.absent(6) ? uf::kRmsEps : a.eps(6);
+  uf::rmsnorm_forward(a.f32(0, R * C), a.f32(1, R), a.f32(2, R * C), R, C, gain, eps);
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormGainBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnormGainBackward");
+  int64_t R = a.dim(6);
+  int C = a.dim(7);
+  uf::rmsnorm_gain_backward(a.f32(0, R * C), a.f32n(1, C), a.f32(2, R * C), a.f32(3, R * C), a.f32(4, R),
+                            a.f32(5, C), R, C);
+  return info.Env().Undefined();
+}
+
+// The arguments qkRopeForward and qkRopeBackward share, from argument i: B, T, N, Nkv, H, pos0, invFreq, mode, gq, gk.
+struct QkRopeArgs {
+  int B, T, N, Nkv, H, pos0, mode;
+  const double* inv;
+  const float *gq = nullptr, *gk = nullptr;
+  int64_t rows, width, heads;
+  QkRopeArgs(const Args& a, int i)
+      : B(a.dim(i)), T(a.dim(i + 1)), N(a.dim(i + 2)), Nkv(a.dim(i + 3)), H(a.dim(i + 4)), pos0(a.dim(i + 5)) {
+    if (H % 2) a.fail(i + 4, "(head size) must be even (RoPE rotates halves)");
+    if ((int64_t)pos0 + T > 2147483647) a.fail(i + 5, "pos0 + T must be an int32");
+    inv = a.f64(i + 6, H / 2);
+    mode = a.integer(i + 7);
+    if (mode < 0 || mode > 2) a.fail(i + 7, "(mode) must be 0 (no norm), 1 (RMSNorm) or 2 (RMSNorm times gq, gk)");
+    if (mode == 2) {
+      gq = a.f32(i + 8, H);
+      gk = a.f32(i + 9, H);
+    }
+    rows = (int64_t)B * T;
+    heads = (int64_t)N + Nkv;
+    width = ((int64_t)N + 2 * (int64_t)Nkv) * H;
+  }
+};
+
+Napi::Value QkRopeForward(const Napi::CallbackInfo& info) {
+  Args a(info, "qkRopeForward");
+  QkRopeArgs q(a, 3);
+  float* rstd = q.mode > 0 ? a.f32(1, q.rows * q.heads) : nullptr;
+  const float eps = a.eps(13);
+  uf::qk_rope_forward(a.f32(0, q.rows * q.width), rstd, a.f32(2, q.rows * q.width), q.B, q.T, q.N, q.Nkv, q.H,
+                      q.pos0, q.inv, q.mode, q.gq, q.gk, eps);
+  return info.Env().Undefined();
+}
+
+Napi::Value QkRopeBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "qkRopeBackward");
+  QkRopeArgs q(a, 6);
+  float* dgq = q.mode == 2 ? a.f32n(1, q.H) : nullptr;
+  float* dgk = q.mode == 2 ? a.f32n(2, q.H) : nullptr;
+  const float* rstd = q.mode > 0 ? a.f32(5, q.rows * q.heads) : nullptr;
+  uf::qk_rope_backward(a.f32(0, q.rows * q.width), dgq, dgk, a.f32(3, q.rows * q.width), a.f32(4, q.rows * q.width),
+                       rstd, q.B, q.T, q.N, q.Nkv, q.H, q.pos0, q.inv, q.mode, q.gq, q.gk);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
+  Args a(info, "swigluForward");
+  int64_t R = a.dim(2);
+  int F = a.dim(3);
+  uf::swiglu_forward(a.f32(0, R * F), a.f32(1, R * 2 * F), R, F);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "swigluBackward");
+  int64_t R = a.dim(3);
+  int F = a.dim(4);
+  uf::swiglu_backward(a.f32(0, R * 2 * F), a.f32(1, R * F), a.f32(2, R * 2 * F), R, F);
+  return info.Env().Undefined();
+}
+
+// biasForward(y, b, R, C) and biasBackward(db, dy, R, C): the [R, C] rows are argument 0 forward, 1 backward.
+template <bool kBackward>
+Napi::Value Bias(const Napi::CallbackInfo& info) {
+  Args a(info, kBackward ? "biasBackward" : "biasForward");
+  int64_t R = a.dim(2);
+  int C = a.dim(3);
+  if (kBackward) uf::bias_backward(a.f32(0, C), a.f32(1, R * C), R, C);
+  else uf::bias_forward(a.f32(0, R * C), a.f32(1, C), R, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value WidenHalf(const Napi::CallbackInfo& info) {
+  Args a(info, "widenHalf");
+  int64_t n = a.count(2);
+  int kind = a.half_kind(3);
+  uf::widen_half(a.f32(0, n), a.u16(1, n), n, kind);
+  return info.Env().Undefined();
+}
+
+Napi::Value NarrowHalf(const Napi::CallbackInfo& info) {
+  Args a(info, "narrowHalf");
+  int64_t n = a.count(2);
+  int kind = a.half_kind(3);
+  uf::narrow_half(a.u16(0, n), a.f32(1, n), n, kind);
   return info.Env().Undefined();
 }
 
@@ -330,8 +484,13 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   int64_t R = a.dim(1);
   int V = a.dim(2);
   if (V < 1) a.fail(2, "must be >= 1");
+  double top_p = 1.0;
+  if (!a.absent(7)) {
+    top_p = a.num(7);
+    if (!(top_p > 0 && top_p <= 1)) a.fail(7, "(topP) must be in (0, 1]");
+  }
   uf::sample_rows(a.f32(0, R * V), R, V, (float)a.num(3), a.integer(4), a.f64(5, R),
-                  a.i32(6, R));
+                  a.i32(6, R), top_p);
   return info.Env().Undefined();
 }
 
@@ -366,9 +525,25 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"sumSquares", SumSquares},
       {"diffSumSquares", DiffSumSquares},
       {"sampleRows", SampleRows},
+      {"rmsnormGainBackward", RmsnormGainBackward},
+      {"qkRopeForward", QkRopeForward},
+      {"qkRopeBackward", QkRopeBackward},
+      {"swigluForward", SwigluForward},
+      {"swigluBackward", SwigluBackward},
+      {"biasForward", Bias<false>},
+      {"biasBackward", Bias<true>},
+      {"widenHalf", WidenHalf},
+      {"narrowHalf", NarrowHalf},
+      {"embeddingForwardHalf", EmbeddingForwardHalf},
+      {"gemmHalfB", GemmHalfB},
+      {"gemmPackBHalf", GemmPackBHalf},
   };
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
-  uf::set_num_threads(uf::get_num_threads());
+  {
+    // set_num_threads flushes denormals on every thread of its parallel region, this (JavaScript) one included
+    DenormalGuard keep_ieee_in_javascript;
+    uf::set_num_threads(uf::get_num_threads());
+  }
   return exports;
 }
 

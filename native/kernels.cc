@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace uf {
@@ -161,15 +162,21 @@ int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids,
 
 // ---------------------------------------------------------------------------------------------
 
-void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C) {
+void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C, const float* gain, float eps) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < R; r++) {
     const float* xr = x + r * C;
     float* yr = y + r * C;
-    float s = row_rstd(xr, C);
+    float s = row_rstd(xr, C, eps);
     rstd[r] = s;
+    if (gain) {
+      // (x·rstd)·gain, in transformers' order: the normalised row first, then the weight
 #pragma omp simd
-    for (int c = 0; c < C; c++) yr[c] = xr[c] * s;
+      for (int c = 0; c < C; c++) yr[c] = xr[c] * s * gain[c];
+    } else {
+#pragma omp simd
+      for (int c = 0; c < C; c++) yr[c] = xr[c] * s;
+    }
   }
 }
 
@@ -592,10 +599,46 @@ double diff_sum_squares(const float* x, const float* y, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-void sample_rows(const float* logits, int64_t R, int V, float temperature, int top_k, const double* u, int32_t* out) {
+// Nucleus: keeps in w (the unnormalised probabilities of one row, 0 for tokens already left out) only the smallest set
+// of the most probable tokens whose sum reaches top_p of the row's total, ties taken in vocabulary order. The top
+// 64, 128, ... are found with nth_element until their sum is enough, so a peaked row costs O(V), not a sort of V.
+static void nucleus(float* w, int V, double top_p, std::vector<std::pair<float, int>>& cand) {
+  cand.clear();
+  double total = 0.0;
+  for (int v = 0; v < V; v++)
+    if (w[v] > 0.f) {
+      cand.emplace_back(w[v], v);
+      total += w[v];
+    }
+  const size_t n = cand.size();
+  if (n == 0) return;
+  const double target = top_p * total;
+  auto before = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  for (size_t k = std::min<size_t>(64, n);; k = std::min(n, 2 * k)) {
+    if (k < n) std::nth_element(cand.begin(), cand.begin() + k, cand.end(), before);
+    std::sort(cand.begin(), cand.begin() + k, before);
+    double cum = 0.0;
+    size_t keep = 0;
+    for (size_t i = 0; i < k && !keep; i++) {
+      cum += cand[i].first;
+      if (cum >= target) keep = i + 1;
+    }
+    if (!keep && k < n) continue;
+    if (!keep) return;  // rounding left the whole row short of top_p·total: the nucleus is all of it
+    std::fill(w, w + V, 0.f);
+    for (size_t i = 0; i < keep; i++) w[cand[i].second] = cand[i].first;
+    return;
+  }
+}
+
+void sample_rows(const float* logits, int64_t R, int V, float temperature, int top_k, const double* u, int32_t* out,
+                 double top_p) {
 #pragma omp parallel
   {
     std::vector<float> buf((size_t)V), tmp;
+    std::vector<std::pair<float, int>> cand;
     std::vector<double> bsum((size_t)V / 64 + 1);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; r++) {
@@ -617,6 +660,7 @@ void sample_rows(const float* logits, int64_t R, int V, float temperature, int t
       const float it = 1.f / temperature;
 #pragma omp simd
       for (int v = 0; v < V; v++) buf[v] = x[v] >= thresh ? fast_exp((x[v] - m) * it) : 0.f;
+      if (top_p < 1.0) nucleus(buf.data(), V, top_p, cand);
       // Sums of blocks of 64 (float64), so the inverse-CDF search skips whole blocks.
       constexpr int kBlock = 64;
       const int nb = (V + kBlock - 1) / kBlock;

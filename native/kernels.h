@@ -38,10 +38,12 @@ void gemm_gelu(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
 int64_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t rows, int V, int D);
 int64_t embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t rows, int V, int D);
 
-void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C);
-void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* rstd, int64_t R, int C);
-
 inline constexpr float kRmsEps = 1e-6f;
+
+// y = x·rstd (·gain[c] when gain is not null), rstd = 1/sqrt(mean(x²) + eps).
+void rmsnorm_forward(float* y, float* rstd, const float* x, int64_t R, int C, const float* gain = nullptr,
+                     float eps = kRmsEps);
+void rmsnorm_backward(float* dx, const float* dy, const float* y, const float* rstd, int64_t R, int C);
 // RoPE's cos/sin for positions pos0 .. pos0+T-1 of head size H (row p at offset p·H/2), computed once in double
 // and kept; valid until the next call with another H.
 void rope_tables(const float*& cs, const float*& sn, int T, int H, int pos0);
@@ -83,6 +85,39 @@ void add(int64_t n, const float* x, const float* y, float* out);
 double sum_squares(const float* x, int64_t n);
 double diff_sum_squares(const float* x, const float* y, int64_t n);
 
-void sample_rows(const float* logits, int64_t R, int V, float temperature, int top_k, const double* u, int32_t* out);
+// top_p < 1: nucleus sampling after temperature and top-k (1: off).
+void sample_rows(const float* logits, int64_t R, int V, float temperature, int top_k, const double* u, int32_t* out,
+                 double top_p = 1.0);
+
+// ---- the Hugging Face family's kernels (hf_kernels.cc; semantics in native.ts) ----
+// RMSNorm with a weight, backward: dx += (gain·dy − x̂·mean(gain·dy·x̂))·rstd, dgain[c] += Σ_r dy·x̂ (dgain may be
+// null), x̂ = x·rstd.
+void rmsnorm_gain_backward(float* dx, float* dgain, const float* dy, const float* x, const float* rstd,
+                           const float* gain, int64_t R, int C);
+// q and k heads of rows [q heads | k heads | v heads] ((N + 2·Nkv)·H wide): mode 0 none, 1 RMSNorm over H, 2 RMSNorm
+// times gq / gk; then rotate-half RoPE at pos0 + t with the given inverse frequencies (H/2). v copied unless y == x.
+void qk_rope_forward(float* y, float* rstd, const float* x, int B, int T, int N, int Nkv, int H, int pos0,
+                     const double* inv_freq, int mode, const float* gq, const float* gk, float eps);
+// Its backward: dx written (may be dy), v's gradient copied; dgq, dgk accumulated in mode 2 (either may be null).
+void qk_rope_backward(float* dx, float* dgq, float* dgk, const float* dy, const float* x, const float* rstd, int B,
+                      int T, int N, int Nkv, int H, int pos0, const double* inv_freq, int mode, const float* gq,
+                      const float* gk);
+// gu [R, 2F] = [gate | up]; act [R, F] = silu(gate)·up. Backward writes dgu (may be gu).
+void swiglu_forward(float* act, const float* gu, int64_t R, int F);
+void swiglu_backward(float* dgu, const float* dact, const float* gu, int64_t R, int F);
+// y[r, :] += b; db[c] += Σ_r dy[r, c].
+void bias_forward(float* y, const float* b, int64_t R, int C);
+void bias_backward(float* db, const float* dy, int64_t R, int C);
+// Half-precision bit patterns: kind 0 bf16, kind 1 IEEE binary16.
+void widen_half(float* dst, const uint16_t* src, int64_t n, int kind);
+void narrow_half(uint16_t* dst, const float* src, int64_t n, int kind);
+// As embedding_forward, from a half table.
+int64_t embedding_forward_half(float* out, const uint16_t* table, int kind, const int32_t* ids, int64_t rows, int V,
+                               int D);
+// gemm with a half B (op(B) [K, N]), widened a block of columns of C at a time; sgemm per block.
+void gemm_half_b(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const uint16_t* B, int kind,
+                 float beta, float* C);
+// gemm_pack_b from a half B, widened a block of columns at a time.
+bool gemm_pack_b_half(bool tb, int N, int K, const uint16_t* B, int kind, uint16_t* packed);
 
 }  // namespace uf

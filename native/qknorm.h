@@ -13,11 +13,11 @@ namespace uf {
 
 // 1 / sqrt(mean(x²) + eps) over n values, a plain loop (RMSNorm's rows in kernels.cc, and the head rows below
 // when H is not a multiple of 16).
-inline float row_rstd(const float* x, int n) {
+inline float row_rstd(const float* x, int n, float eps = kRmsEps) {
   float ss = 0.f;
 #pragma omp simd reduction(+ : ss)
   for (int i = 0; i < n; i++) ss += x[i] * x[i];
-  return 1.0f / std::sqrt(ss / n + kRmsEps);
+  return 1.0f / std::sqrt(ss / n + eps);
 }
 
 // One head row: the rstd of x over its H values.

@@ -19,6 +19,10 @@ import fs from 'node:fs';
 
 export type F32 = Float32Array;
 export type I32 = Int32Array;
+export type U16 = Uint16Array;
+export type F64 = Float64Array;
+/** Half-precision bit patterns in a Uint16Array: 0 bf16, 1 IEEE binary16 (f16). */
+export type HalfKind = 0 | 1;
 
 export interface NativeKernels {
   /** Number of threads used by OpenMP kernels and OpenBLAS. */
@@ -63,17 +67,36 @@ export interface NativeKernels {
   /** dtable[ids[r],:] += dout[r,:] (accumulate). */
   embeddingBackward(dtable: F32, dout: F32, ids: I32, rows: number, V: number, D: number): void;
 
-  // ---- RMSNorm without gain: y = x / sqrt(mean(x^2) + 1e-6) over rows of C ----
-  /** Writes y[R,C] and rstd[R] = 1/sqrt(mean(x^2)+eps). */
+  // ---- RMSNorm over rows of C: y = x / sqrt(mean(x^2) + eps), times a weight (gain) when given ----
+  /** Writes y[R,C] = x·rstd·gain (gain [C]; null or absent: no weight) and rstd[R] = 1/sqrt(mean(x^2)+eps); eps
+   *  defaults to 1e-6. Without gain and eps this is the gpt model's norm, bit for bit. */
   rmsnormForward(y: F32, rstd: F32, x: F32, R: number, C: number, gain?: F32 | null, eps?: number): void;
-  /** dx += (dy - y * mean(dy*y)) * rstd (accumulate). */
+  /** Without gain: dx += (dy - y * mean(dy*y)) * rstd (accumulate). */
   rmsnormBackward(dx: F32, dy: F32, y: F32, rstd: F32, R: number, C: number): void;
+  /** With gain, from the forward's input x and rstd: with x̂ = x·rstd, dx += (gain·dy − x̂·mean(gain·dy·x̂))·rstd
+   *  and dgain[c] += Σ_r dy·x̂ (both accumulate; dgain null: skipped). The column sums run over the rows in order in
+   *  float64, the same for any thread count. No output may alias an input. */
+  rmsnormGainBackward(dx: F32, dgain: F32 | null, dy: F32, x: F32, rstd: F32, gain: F32, R: number, C: number): void;
 
   // ---- RoPE (base 10000, rotate-half; absolute position = pos0 + t) ----
   /** Fused q/k post-processing of the qkv projection, x and y both [B*T, 3, N, H]:
    *  y.q = RoPE(RMSNorm_H(x.q)), y.k = RoPE(RMSNorm_H(x.k)), y.v = x.v; rstd [B*T, 2, N].
    *  Position of token t of each sequence is pos0 + t. y may be x itself (in place; v is then left as it is). */
   qkNormRopeForward(y: F32, rstd: F32, x: F32, B: number, T: number, N: number, H: number, pos0: number): void;
+  /** q/k preparation of the Hugging Face family. x and y are [B·T, (N + 2·Nkv)·H]: rows of [q heads | k heads |
+   *  v heads]; the position of row b·T + t is pos0 + t. Each q and k head gets, by mode: 0 nothing, 1 RMSNorm over H
+   *  (eps), 2 RMSNorm times gq [H] (q heads) or gk [H] (k heads); then rotate-half RoPE: with x1, x2 its halves and
+   *  angle_i = pos·invFreq[i] (invFreq [H/2], e.g. ropeInvFreq; cos and sin in double, then rounded to float32),
+   *  [x1·cos − x2·sin, x2·cos + x1·sin]. v is copied (y may be x: then v is left as it is). rstd [B·T, N + Nkv]
+   *  is written when mode > 0 (may be null in mode 0); gq, gk are read only in mode 2. Writes y. */
+  qkRopeForward(y: F32, rstd: F32 | null, x: F32, B: number, T: number, N: number, Nkv: number, H: number,
+    pos0: number, invFreq: F64, mode: 0 | 1 | 2, gq: F32 | null, gk: F32 | null, eps: number): void;
+  /** Its backward from the forward's input x (and rstd when mode > 0): dx written in the same layout, with respect
+   *  to x (dx may be dy; v's gradient is copied through); in mode 2 dgq, dgk [H] accumulate (either may be null).
+   *  The gains' sums are float64 per thread, added in thread order. */
+  qkRopeBackward(dx: F32, dgq: F32 | null, dgk: F32 | null, dy: F32, x: F32, rstd: F32 | null, B: number, T: number,
+    N: number, Nkv: number, H: number, pos0: number, invFreq: F64, mode: 0 | 1 | 2, gq: F32 | null,
+    gk: F32 | null): void;
 
   // ---- causal softmax attention (scale 1/sqrt(H)), fused ----
   // Grouped-query attention: N query heads of size H share Nkv key/value heads (Nkv ≥ 1 divides N; default N, plain
@@ -98,19 +121,35 @@ export interface NativeKernels {
   attentionDecode(out: F32, qkv: F32, kCache: F32, vCache: F32, B: number, Tq: number, N: number, H: number,
                   Tmax: number, pos0: number, Nkv?: number): void;
 
-  // ---- PENDING (declared for the transformer; implemented on the kernel branches) ----
-  rmsnormGainBackward(dx: F32, dgain: F32 | null, dy: F32, x: F32, rstd: F32, gain: F32, R: number, C: number): void;
-  qkRopeForward(y: F32, rstd: F32 | null, x: F32, B: number, T: number, N: number, Nkv: number, H: number, pos0: number,
-    invFreq: Float64Array, mode: 0 | 1 | 2, gq: F32 | null, gk: F32 | null, eps: number): void;
-  qkRopeBackward(dx: F32, dgq: F32 | null, dgk: F32 | null, dy: F32, x: F32, rstd: F32 | null, B: number, T: number, N: number,
-    Nkv: number, H: number, pos0: number, invFreq: Float64Array, mode: 0 | 1 | 2, gq: F32 | null, gk: F32 | null, eps: number): void;
-  swigluForward(act: F32, gu: F32, R: number, F: number): void;
-  swigluBackward(dgu: F32, dact: F32, gu: F32, R: number, F: number): void;
-  biasForward(y: F32, b: F32, R: number, C: number): void;
-  biasBackward(db: F32, dy: F32, R: number, C: number): void;
-
   // ---- GELU (tanh approximation) ----
   geluForward(y: F32, x: F32, n: number): void;
+
+  // ---- SwiGLU and biases (the Hugging Face family's MLP and Qwen2's q/k/v biases) ----
+  /** gu [R, 2F] holds gate (columns [0, F)) and up ([F, 2F)); writes act [R, F] = silu(gate)·up, silu(z) = z/(1+e^−z). */
+  swigluForward(act: F32, gu: F32, R: number, F: number): void;
+  /** Writes dgu [R, 2F]: d gate = dact·up·silu′(gate), d up = dact·silu(gate). dgu may be gu (written over it). */
+  swigluBackward(dgu: F32, dact: F32, gu: F32, R: number, F: number): void;
+  /** y[r, :] += b (b [C]; accumulate). */
+  biasForward(y: F32, b: F32, R: number, C: number): void;
+  /** db[c] += Σ_r dy[r, c] (accumulate; rows summed in order in float64, the same for any thread count). */
+  biasBackward(db: F32, dy: F32, R: number, C: number): void;
+
+  // ---- frozen weights in half precision (kind 0 bf16, 1 IEEE f16, bit patterns in a Uint16Array) ----
+  /** dst[i] = src[i] widened to float32, exactly (subnormals, ±0, ±inf, NaN with its payload). Writes dst. */
+  widenHalf(dst: F32, src: U16, n: number, kind: HalfKind): void;
+  /** dst[i] = src[i] rounded to the nearest half, ties to even; NaN stays NaN (made quiet); f16 overflow gives ±inf,
+   *  as bf16's does past its range. Writes dst. */
+  narrowHalf(dst: U16, src: F32, n: number, kind: HalfKind): void;
+  /** out[r,:] = widened table[ids[r],:] (table [V, D] half); ids in [0, V) (RangeError naming the row). Writes out. */
+  embeddingForwardHalf(out: F32, table: U16, kind: HalfKind, ids: I32, rows: number, V: number, D: number): void;
+  /** gemm with a half B: C = alpha·op(A)·op(widen(B)) + beta·C (B [K, N], or [N, K] when transB: transformers'
+   *  [out, in] weight for y = x·Wᵀ). No float32 copy of B is made: blocks of up to 256 columns of op(B) are widened
+   *  into per-thread scratch and multiplied by sgemm. Values are sgemm's on the widened B; beta = 0 never reads C. */
+  gemmHalfB(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: U16,
+    kind: HalfKind, beta: number, C: F32): void;
+  /** gemmPackB from a half B (widened 256 columns at a time): the same words as gemmPackB on widenHalf(B), for
+   *  gemmPacked with that widened B. */
+  gemmPackBHalf(transB: boolean, N: number, K: number, B: U16, kind: HalfKind, packed: U16): boolean;
 
   // ---- losses over logits [R, V] ----
   /** Weighted cross-entropy: returns sum_r w[r] * (logsumexp(logits[r]) - logits[r, targets[r]]).
@@ -146,9 +185,12 @@ export interface NativeKernels {
 
   // ---- sampling ----
   /** For each row r of logits [R, V]: temperature <= 0 → argmax; else sample from
-   *  softmax(logits/temperature) restricted to the topK largest (topK <= 0 or >= V: all) using the
-   *  uniform number u[r] in [0,1). Writes out[r]. */
-  sampleRows(logits: F32, R: number, V: number, temperature: number, topK: number, u: Float64Array, out: I32, topP?: number): void;
+   *  softmax(logits/temperature) restricted to the topK largest (topK <= 0 or >= V: all), then, with topP in
+   *  (0, 1) (absent or 1: off), to the nucleus: the smallest set of the most probable tokens whose probability sums
+   *  to at least topP (ties in vocabulary order), renormalised; using the uniform number u[r] in [0,1).
+   *  Writes out[r]. */
+  sampleRows(logits: F32, R: number, V: number, temperature: number, topK: number, u: Float64Array, out: I32,
+    topP?: number): void;
 }
 
 function findAddon(): string {

@@ -266,7 +266,7 @@ export function qkRope(qkv: Tensor, B: number, T: number, o: QkRopeOptions): Ten
   return record(out, [qkv, ...gains], (g) => {
     const dgq = o.gq?.requiresGrad ? o.gq.gradBuffer() : null, dgk = o.gk?.requiresGrad ? o.gk.gradBuffer() : null;
     const dx = qkv.requiresGrad ? g : alloc(g.length, false);
-    K().qkRopeBackward(dx, dgq, dgk, g, qkv.data, rstd, B, T, o.N, o.Nkv, o.H, 0, o.invFreq, o.mode, gq, gk, o.eps);
+    K().qkRopeBackward(dx, dgq, dgk, g, qkv.data, rstd, B, T, o.N, o.Nkv, o.H, 0, o.invFreq, o.mode, gq, gk);
     if (qkv.requiresGrad) accumulate(qkv, dx);
   });
 }

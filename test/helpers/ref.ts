@@ -455,3 +455,204 @@ export function adamwStep(p: F64, g: ArrayLike<number>, m: F64, v: F64, lr: numb
 export function sgdStep(p: F64, g: ArrayLike<number>, lr: number, wd: number): void {
   for (let i = 0; i < p.length; i++) p[i] -= lr * (g[i] + wd * p[i]);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The Hugging Face family's kernels (hf_kernels.cc)
+
+/** RMSNorm with an optional weight: y = gain·x/sqrt(mean(x²) + eps) per row of C; rstd per row. */
+export function rmsnormGain(x: ArrayLike<number>, R: number, C: number, gain: ArrayLike<number> | null,
+                            eps: number): { y: F64; rstd: F64 } {
+  const y = new Float64Array(R * C);
+  const rstd = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += x[r * C + c] * x[r * C + c];
+    const s = 1 / Math.sqrt(ss / C + eps);
+    rstd[r] = s;
+    for (let c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * s * (gain ? gain[c] : 1);
+  }
+  return { y, rstd };
+}
+
+/** Gradients of Σ dy·rmsnormGain(x, gain) with respect to x and gain, from the chain rule written out:
+ *  with s = (mean(x²) + eps)^(−1/2), ∂y_i/∂x_j = g_i·(s·δ_ij − x_i·x_j·s³/C). */
+export function rmsnormGainGrad(dy: ArrayLike<number>, x: ArrayLike<number>, gain: ArrayLike<number>, R: number,
+                                C: number, eps: number): { dx: F64; dgain: F64 } {
+  const dx = new Float64Array(R * C);
+  const dgain = new Float64Array(C);
+  for (let r = 0; r < R; r++) {
+    let ss = 0;
+    for (let c = 0; c < C; c++) ss += x[r * C + c] ** 2;
+    const s = 1 / Math.sqrt(ss / C + eps);
+    let gx = 0;  // Σ_i dy_i·g_i·x_i
+    for (let c = 0; c < C; c++) gx += dy[r * C + c] * gain[c] * x[r * C + c];
+    for (let c = 0; c < C; c++) {
+      dx[r * C + c] = dy[r * C + c] * gain[c] * s - (x[r * C + c] * s ** 3 * gx) / C;
+      dgain[c] += dy[r * C + c] * x[r * C + c] * s;
+    }
+  }
+  return { dx, dgain };
+}
+
+/** q/k preparation over rows [q heads | k heads | v heads] ((N + 2·Nkv)·H wide), position pos0 + t for row b·T + t:
+ *  mode 0 nothing, 1 RMSNorm over H, 2 RMSNorm times gq / gk; then RoPE with angle pos·invFreq[i]:
+ *  [x1·cos − x2·sin, x2·cos + x1·sin]. v copied. rstd [B·T, N + Nkv] (mode > 0). */
+export function qkRope(x: ArrayLike<number>, B: number, T: number, N: number, Nkv: number, H: number, pos0: number,
+                       invFreq: ArrayLike<number>, mode: number, gq: ArrayLike<number> | null,
+                       gk: ArrayLike<number> | null, eps: number): { y: F64; rstd: F64 } {
+  const W = (N + 2 * Nkv) * H, heads = N + Nkv, half = H / 2;
+  const y = Float64Array.from(x);
+  const rstd = new Float64Array(B * T * heads);
+  for (let row = 0; row < B * T; row++) {
+    const pos = pos0 + (row % T);
+    for (let j = 0; j < heads; j++) {
+      const off = row * W + j * H;
+      const u = new Float64Array(H);
+      let s = 1;
+      if (mode > 0) {
+        let ss = 0;
+        for (let h = 0; h < H; h++) ss += x[off + h] ** 2;
+        s = 1 / Math.sqrt(ss / H + eps);
+        rstd[row * heads + j] = s;
+      }
+      const g = mode === 2 ? (j < N ? gq! : gk!) : null;
+      for (let h = 0; h < H; h++) u[h] = x[off + h] * s * (g ? g[h] : 1);
+      for (let i = 0; i < half; i++) {
+        const a = pos * invFreq[i], c = Math.cos(a), sn = Math.sin(a);
+        y[off + i] = u[i] * c - u[i + half] * sn;
+        y[off + half + i] = u[i + half] * c + u[i] * sn;
+      }
+    }
+  }
+  return { y, rstd };
+}
+
+/** Gradients of Σ dy·qkRope(x, gq, gk): with respect to x (v's passed through) and to gq, gk (mode 2). Per head:
+ *  e = Rᵀ·dy (the rotation is orthogonal), then the weighted RMSNorm's gradient as in rmsnormGainGrad. */
+export function qkRopeGrad(dy: ArrayLike<number>, x: ArrayLike<number>, B: number, T: number, N: number, Nkv: number,
+                           H: number, pos0: number, invFreq: ArrayLike<number>, mode: number,
+                           gq: ArrayLike<number> | null, gk: ArrayLike<number> | null,
+                           eps: number): { dx: F64; dgq: F64; dgk: F64 } {
+  const W = (N + 2 * Nkv) * H, heads = N + Nkv, half = H / 2;
+  const dx = Float64Array.from(dy);
+  const dgq = new Float64Array(H), dgk = new Float64Array(H);
+  const ones = new Float64Array(H).fill(1);
+  for (let row = 0; row < B * T; row++) {
+    const pos = pos0 + (row % T);
+    for (let j = 0; j < heads; j++) {
+      const off = row * W + j * H;
+      const e = new Float64Array(H);
+      for (let i = 0; i < half; i++) {
+        const a = pos * invFreq[i], c = Math.cos(a), sn = Math.sin(a);
+        e[i] = dy[off + i] * c + dy[off + half + i] * sn;
+        e[i + half] = dy[off + half + i] * c - dy[off + i] * sn;
+      }
+      if (mode === 0) {
+        for (let h = 0; h < H; h++) dx[off + h] = e[h];
+        continue;
+      }
+      const xs = Array.from({ length: H }, (_, h) => x[off + h]);
+      const g = mode === 2 ? (j < N ? gq! : gk!) : ones;
+      const { dx: dxh, dgain } = rmsnormGainGrad(e, xs, g, 1, H, eps);
+      for (let h = 0; h < H; h++) dx[off + h] = dxh[h];
+      if (mode === 2) for (let h = 0; h < H; h++) (j < N ? dgq : dgk)[h] += dgain[h];
+    }
+  }
+  return { dx, dgq, dgk };
+}
+
+export function silu(z: number): number {
+  return z / (1 + Math.exp(-z));
+}
+
+/** silu'(z) = σ(z)·(1 + z·(1 − σ(z))). */
+export function siluGrad(z: number): number {
+  const sg = 1 / (1 + Math.exp(-z));
+  return sg * (1 + z * (1 - sg));
+}
+
+/** act [R, F] = silu(gate)·up with gu [R, 2F] = [gate | up]. */
+export function swiglu(gu: ArrayLike<number>, R: number, F: number): F64 {
+  const act = new Float64Array(R * F);
+  for (let r = 0; r < R; r++)
+    for (let f = 0; f < F; f++) act[r * F + f] = silu(gu[r * 2 * F + f]) * gu[r * 2 * F + F + f];
+  return act;
+}
+
+/** Gradient of Σ dact·swiglu(gu) with respect to gu [R, 2F]. */
+export function swigluGrad(dact: ArrayLike<number>, gu: ArrayLike<number>, R: number, F: number): F64 {
+  const dgu = new Float64Array(R * 2 * F);
+  for (let r = 0; r < R; r++)
+    for (let f = 0; f < F; f++) {
+      const z = gu[r * 2 * F + f], up = gu[r * 2 * F + F + f], d = dact[r * F + f];
+      dgu[r * 2 * F + f] = d * up * siluGrad(z);
+      dgu[r * 2 * F + F + f] = d * silu(z);
+    }
+  return dgu;
+}
+
+/** y [R, C] + b [C] on every row. */
+export function biasAdd(y: ArrayLike<number>, b: ArrayLike<number>, R: number, C: number): F64 {
+  const out = Float64Array.from(y);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[r * C + c] += b[c];
+  return out;
+}
+
+/** Half formats: bf16 (kind 0: 8 exponent bits, 7 fraction bits) and IEEE binary16 (kind 1: 5 and 10). */
+function halfFormat(kind: number): { eBits: number; fBits: number; bias: number } {
+  return kind === 0 ? { eBits: 8, fBits: 7, bias: 127 } : { eBits: 5, fBits: 10, bias: 15 };
+}
+
+/** The value of a half bit pattern, from its fields: (−1)^s·2^(e−bias)·(1 + f/2^fBits), subnormals 2^(1−bias)·f/2^fBits. */
+export function halfValue(bits: number, kind: number): number {
+  const { eBits, fBits, bias } = halfFormat(kind);
+  const sign = bits >> 15 ? -1 : 1;
+  const e = (bits >> fBits) & ((1 << eBits) - 1), f = bits & ((1 << fBits) - 1);
+  if (e === (1 << eBits) - 1) return f === 0 ? sign * Infinity : NaN;
+  if (e === 0) return sign * 2 ** (1 - bias) * (f / 2 ** fBits);
+  return sign * 2 ** (e - bias) * (1 + f / 2 ** fBits);
+}
+
+/** v rounded to the nearest half value, ties to the even fraction; past the largest finite value plus half a step:
+ *  ±inf. Works on float64 values (each float32 is one exactly). NaN → NaN. */
+export function roundToHalf(v: number, kind: number): number {
+  if (Number.isNaN(v)) return NaN;
+  if (v === 0 || !Number.isFinite(v)) return v;
+  const { eBits, fBits, bias } = halfFormat(kind);
+  const a = Math.abs(v);
+  const emax = (1 << eBits) - 2 - bias;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;  // log2 rounding
+  if (2 ** (e + 1) <= a) e++;
+  const q = 2 ** (Math.max(e, 1 - bias) - fBits);  // spacing of the halves around a
+  const m = a / q;  // exact: a power-of-two scaling
+  let n = Math.floor(m);
+  const rest = m - n;
+  if (rest > 0.5 || (rest === 0.5 && n % 2 === 1)) n++;
+  const out = n * q;
+  const maxFinite = 2 ** emax * (2 - 2 ** -fBits);
+  return Math.sign(v) * (out > maxFinite ? Infinity : out);
+}
+
+/** The nucleus distribution of one row: softmax(logits/temperature) on the topK largest (≤ 0: all), then the
+ *  smallest set of the most probable (ties: lower index first) whose mass reaches topP, renormalised. */
+export function nucleusProbs(row: ArrayLike<number>, temperature: number, topK: number, topP: number): F64 {
+  const V = row.length;
+  const order = Array.from({ length: V }, (_, v) => v).sort((a, b) => row[b] - row[a] || a - b);
+  const kept = topK > 0 && topK < V ? order.slice(0, topK) : order;
+  const mx = row[kept[0]];
+  const w = new Float64Array(V);
+  let z = 0;
+  for (const v of kept) z += (w[v] = Math.exp((row[v] - mx) / temperature));
+  const p = new Float64Array(V);
+  let cum = 0, mass = 0;
+  const nucleus: number[] = [];
+  for (const v of kept) {
+    if (cum >= topP) break;
+    nucleus.push(v);
+    cum += w[v] / z;
+  }
+  for (const v of nucleus) mass += w[v];
+  for (const v of nucleus) p[v] = w[v] / mass;
+  return p;
+}
