@@ -217,10 +217,13 @@ export function rmsnorm(x: Tensor, gain: Tensor | null = null, eps = 1e-6): Tens
   K().rmsnormForward(out.data, rstd, x.data, R, C, gain ? gain.data : null, eps);
   if (!needsGrad(x, ...(gain ? [gain] : []))) return out;
   if (!gain) return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
+  // The backward needs x itself, and the residual stream's x is overwritten by the next residual update: keep a copy.
+  const xs = alloc(x.size, false);
+  xs.set(x.data);
   return record(out, [x, gain], (g) => {
     const dgain = gain.requiresGrad ? gain.gradBuffer() : null;
-    if (x.requiresGrad) K().rmsnormGainBackward(x.gradBuffer(), dgain, g, x.data, rstd, gain.data, R, C);
-    else if (dgain) K().rmsnormGainBackward(alloc(x.size, true), dgain, g, x.data, rstd, gain.data, R, C);
+    if (x.requiresGrad) K().rmsnormGainBackward(x.gradBuffer(), dgain, g, xs, rstd, gain.data, R, C);
+    else if (dgain) K().rmsnormGainBackward(alloc(x.size, true), dgain, g, xs, rstd, gain.data, R, C);
   });
 }
 
