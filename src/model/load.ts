@@ -114,6 +114,7 @@ export function hfTensorsOf(m: Transformer): Map<string, { shape: number[]; data
 export function saveHFModel(dir: string, m: Transformer, hf: { bosId?: number | null; eosIds?: number[]; tokenizerFrom?: string | null } = {}): void {
   writeHFFolder(dir, m.cfg, hfTensorsOf(m), {
     extras: { bosId: hf.bosId ?? null, eosIds: hf.eosIds ?? [] },
-    tokenizerFrom: hf.tokenizerFrom ?? null,
+    // A folder without tokenizer files (one that only evaluates token files) passes none on.
+    tokenizerFrom: hf.tokenizerFrom && fs.existsSync(path.join(hf.tokenizerFrom, 'tokenizer.json')) ? hf.tokenizerFrom : null,
   });
 }
