@@ -1,22 +1,36 @@
 /**
  * `unforget eval --model DIR --data FILE.bin [--split all|valid] [--token-id ID]`: the loss of a
  * checkpoint on a token file, over every sequence or over the validation split its run used.
+ * `unforget eval --model DIR --mcq FILE.jsonl ... [--mcq-style harness|chat]`: its multiple-choice accuracy.
  */
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { allSequences, readTokenFile, TokenDataset } from '../data/tokens.js';
 import { DataError, UnforgetError } from '../errors.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
+import { loadScoringModel } from '../eval/load.js';
+import { evaluateMcq, MCQ_STYLES, readMcqFile, type McqResult, type McqStyle } from '../eval/mcq.js';
 import { evaluate } from '../train/losses.js';
 import { intOpt } from './args.js';
 
-export function cmdEval(args: string[]): void {
+export async function cmdEval(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string', default: 'all' }, 'token-id': { type: 'string' }, batch: { type: 'string' } },
+    options: {
+      model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string', default: 'all' }, 'token-id': { type: 'string' }, batch: { type: 'string' },
+      mcq: { type: 'string', multiple: true }, 'mcq-style': { type: 'string' }, tokenizer: { type: 'string' },
+    },
     strict: true,
   });
   if (!values.model) throw new UnforgetError('eval: --model DIR is required');
-  if (!values.data) throw new UnforgetError('eval: --data FILE.bin is required');
+  if (values.mcq) {
+    if (values.data) throw new UnforgetError('eval: give either --data FILE.bin or --mcq FILE.jsonl, not both');
+    const out = await evalMcq(values.model, values.mcq, { style: values['mcq-style'], tokenId: values['token-id'], batch: values.batch, tokenizer: values.tokenizer });
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+  if (values['mcq-style'] !== undefined) throw new UnforgetError('eval: --mcq-style needs --mcq FILE.jsonl');
+  if (!values.data) throw new UnforgetError('eval: --data FILE.bin or --mcq FILE.jsonl is required');
   if (values.split !== 'all' && values.split !== 'valid') throw new UnforgetError(`eval: --split must be 'all' or 'valid', got '${values.split}'`);
   const { model, config } = loadCheckpoint(values.model);
   const { T, V } = model.cfg;
@@ -41,4 +55,39 @@ export function cmdEval(args: string[]): void {
   }
   const r = evaluate(model, batches, T);
   process.stdout.write(JSON.stringify({ ntp: r.ntp, ntp_h2: r.ntp_h2, sequences: r.sequences }) + '\n');
+}
+
+/** The `--mcq-style` flag, harness by default. */
+export function mcqStyleOpt(v: string | undefined, cmd: string): McqStyle {
+  if (v === undefined) return 'harness';
+  if (!(MCQ_STYLES as readonly string[]).includes(v)) throw new UnforgetError(`${cmd}: --mcq-style must be one of ${MCQ_STYLES.join(', ')}, got '${v}'`);
+  return v as McqStyle;
+}
+
+/** The JSON key of each --mcq file: its base name, which must tell the files apart. */
+export function mcqKeys(files: string[], cmd: string): string[] {
+  const keys = files.map((f) => path.basename(f));
+  keys.forEach((k, i) => {
+    const j = keys.indexOf(k);
+    if (j !== i) throw new UnforgetError(`${cmd}: --mcq ${files[j]} and ${files[i]} have the same name '${k}'; the output is keyed by file name`);
+  });
+  return keys;
+}
+
+/** One set: `{acc, acc_norm, n}`; several: one such object per file, keyed by the file's base name. */
+async function evalMcq(model: string, files: string[], o: { style?: string; tokenId?: string; batch?: string; tokenizer?: string }): Promise<McqResult | Record<string, McqResult>> {
+  const style = mcqStyleOpt(o.style, 'eval');
+  const keys = mcqKeys(files, 'eval');
+  const batchSize = intOpt(o.batch, 'batch', 32, 1);
+  const sets = files.map((f) => readMcqFile(f));
+  const loaded = await loadScoringModel(model, { tokenizer: o.tokenizer ?? null });
+  const { V } = loaded.model.cfg;
+  if (!loaded.tokenizer) throw new UnforgetError('eval: --mcq needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE');
+  const startToken = o.tokenId !== undefined ? intOpt(o.tokenId, 'token-id', 0) : loaded.startToken;
+  if (startToken !== null && startToken >= V) throw new UnforgetError(`eval: start token id ${startToken} is ≥ the model's vocabulary size ${V}`);
+  const results: Record<string, McqResult> = {};
+  for (let i = 0; i < files.length; i++) {
+    results[keys[i]!] = await evaluateMcq(loaded.model, loaded.tokenizer, sets[i]!, { style, startToken, batchSize });
+  }
+  return files.length === 1 ? results[keys[0]!]! : results;
 }

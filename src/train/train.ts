@@ -10,6 +10,8 @@ import { dumpConfig, generateRunId } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { BatchStream, TokenDataset, readTokenFile } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
+import { loadRunMcqSets, type McqSet } from '../eval/load.js';
+import { mcqAccuracy, scoreMcq } from '../eval/mcq.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { checkpointTokenId, loadCheckpoint, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
 import { GPT, paramCounts, type GPTConfig } from '../model/gpt.js';
@@ -71,6 +73,8 @@ interface Run {
   replay: ReplaySource | null;
   stepper: Stepper;
   evalSets: EvalSet[];
+  /** log.mcq's multiple-choice sets, scored at every evaluation. */
+  mcq: McqSet[];
   trainStream: BatchStream;
   mixStream: BatchStream | null;
   mixRows: number;
@@ -93,7 +97,8 @@ interface Run {
 }
 
 export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<TrainOutcome> {
-  const run = setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
+  const mcq = await loadRunMcqSets(cfgIn);
+  const run = setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter, mcq);
   const { cfg, reporter } = run;
 
   reporter.start(run.totalSteps, path.basename(run.runDir));
@@ -135,7 +140,7 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
 
 // ---- set-up ------------------------------------------------------------------------------------
 
-function setUp(cfg: Config, reporter: Reporter): Run {
+function setUp(cfg: Config, reporter: Reporter, mcq: McqSet[]): Run {
   if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
   if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
   const ref = cfg.model.load_path ? loadReference(cfg.model.load_path) : null;
@@ -190,7 +195,7 @@ function setUp(cfg: Config, reporter: Reporter): Run {
 
   return {
     cfg, runDir, metricsFile: path.join(runDir, 'metrics.jsonl'), reporter,
-    model, ref, lora, replay, stepper, evalSets,
+    model, ref, lora, replay, stepper, evalSets, mcq,
     trainStream: new BatchStream(train, cfg.run.seed),
     mixStream: mix ? new BatchStream(mix, cfg.run.seed + 1) : null,
     mixRows: cfg.mix.path ? Math.floor(cfg.mix.coeff * B) : 0,
@@ -360,6 +365,11 @@ function evaluate(run: Run, theta: GPT): Metrics {
     m[`${s.name}_ntp_h2`] = r.ntp_h2;
     if (r.kl !== undefined) m[`${s.name}_kl`] = r.kl;
   }
+  for (const s of run.mcq) {
+    const r = mcqAccuracy(s.prepared, scoreMcq(run.model, s.prepared, run.B));
+    m[`mcq_${s.name}_acc`] = r.acc;
+    if (r.acc_norm !== undefined) m[`mcq_${s.name}_acc_norm`] = r.acc_norm;
+  }
   const k = native();
   m.weights_l2_theta = Math.sqrt(k.sumSquares(theta.params.data, theta.params.size));
   if (pi && run.ref?.init) {
@@ -422,6 +432,10 @@ function summarise(run: Run, stopReason: StopReason | null): Record<string, unkn
   if (start !== undefined) {
     summary.prev_ntp_start = start;
     summary.forgetting = (run.last.prev_ntp ?? NaN) - start;
+  }
+  for (const s of run.mcq) {
+    summary[`mcq_${s.name}_acc_start`] = run.first?.[`mcq_${s.name}_acc`] ?? null;
+    summary[`mcq_${s.name}_acc_end`] = run.last[`mcq_${s.name}_acc`] ?? null;
   }
   writeJsonAtomic(path.join(run.runDir, 'summary.json'), summary);
   return summary;
