@@ -18,7 +18,7 @@ import { gpt64Forward, weightsTo64, type Gpt64Config, type Gpt64Weights } from '
 import { loadConfig } from '../src/config/load.js';
 import { tokenizerJson, trainBpe, WordCounter } from '../src/data/bpe.js';
 import { writeTokenFile } from '../src/data/tokens.js';
-import { bpeMcqTokenizer } from '../src/eval/load.js';
+import { bpeMcqTokenizer, loadRunMcqSets } from '../src/eval/load.js';
 import { chatQuestion, encodePair, evaluateMcq, mcqAccuracy, prepareMcq, readMcqFile, scoreMcq, type McqItem, type McqTokenizer } from '../src/eval/mcq.js';
 import { DataError, UnforgetError } from '../src/errors.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
@@ -267,6 +267,9 @@ const KNOWN = [
   { question: 'cloud rain wind', choices: ['yes', 'no'], answer: 0 },
   { question: 'bird', choices: ['snow', 'Which', 'yes'], answer: 2 },
   { question: 'field star', choices: ['no', 'elephant giraffe'], answer: 0 },
+  // " no" is two tokens of this tokenizer, so the untrained model prefers the one-token wrong answers here.
+  { question: 'snow', choices: ['s', 'no'], answer: 1 },
+  { question: 'moon moon', choices: ['no', 'd'], answer: 0 },
 ];
 
 function writeJsonl(file: string, items: object[]): string {
@@ -274,7 +277,7 @@ function writeJsonl(file: string, items: object[]): string {
   return file;
 }
 
-let trained: Promise<{ runDir: string; summary: Record<string, unknown>; known: string }> | null = null;
+let trained: Promise<{ runDir: string; summary: Record<string, unknown>; known: string; mixed: string }> | null = null;
 /** A model trained on the QA text, with log.mcq scoring the known set at each evaluation. */
 function trainedRun() {
   trained ??= (async () => {
@@ -282,11 +285,12 @@ function trainedRun() {
     const ids = await enc(corpus(6000, 2));
     writeTokenFile(data, Uint16Array.from(ids), { vocab_size: V, dataset_token_id: START, tokenizer: tokFile });
     const known = writeJsonl(path.join(dir, 'known.jsonl'), KNOWN);
+    const mixed = writeJsonl(path.join(dir, 'mixed.jsonl'), ITEMS);
     const { runDir, summary } = await train(loadConfig([], [
       `data.path=${data}`, 'model.D=32', 'model.L=1', 'model.H=8', 'model.T=32', 'opt.batch_size=16', 'opt.lr=1e-2', 'opt.warmup_tokens=2000',
-      'stop.num_tokens_train=60000', 'log.every_tokens=30000', 'run.threads=1', 'log.progress=false', `log.dir=${dir}`, 'run.id=qa', `log.mcq=${known}`,
+      'stop.num_tokens_train=60000', 'log.every_tokens=30000', 'run.threads=1', 'log.progress=false', `log.dir=${dir}`, 'run.id=qa', `log.mcq=[${known},${mixed}]`,
     ]));
-    return { runDir, summary, known };
+    return { runDir, summary, known, mixed };
   })();
   return trained;
 }
@@ -296,11 +300,15 @@ function metricsOf(runDir: string): Array<Record<string, number>> {
 }
 
 test('log.mcq: mcq_<name>_acc and _acc_norm at every evaluation, start and end in summary.json; the trained model knows the answers', async () => {
-  const { runDir, summary, known } = await trainedRun();
+  const { runDir, summary, known, mixed } = await trainedRun();
   const metrics = metricsOf(runDir);
   assert.equal(metrics.length, 3);
   for (const m of metrics) assert.ok(Number.isFinite(m.mcq_known_acc) && Number.isFinite(m.mcq_known_acc_norm), JSON.stringify(m));
-  assert.equal(summary.mcq_known_acc_start, metrics[0]!.mcq_known_acc);
+  // Step 0 scores the initial weights (run.seed 0), which know nothing yet.
+  const start = await refHarness(GPT.init({ D: 32, L: 1, H: 8, T: 32, V }, 0), readMcqFile(known), START);
+  assert.deepEqual([metrics[0]!.mcq_known_acc, metrics[0]!.mcq_known_acc_norm], [start.acc, start.acc_norm]);
+  assert.ok(start.acc < 1, `the initial model gets some wrong (acc ${start.acc})`);
+  assert.equal(summary.mcq_known_acc_start, start.acc);
   assert.equal(summary.mcq_known_acc_end, metrics[2]!.mcq_known_acc);
   assert.equal(summary.mcq_known_acc_end, 1, 'the trained model prefers the answers it saw');
   assert.equal(metrics[2]!.mcq_known_acc_norm, 1);
@@ -308,13 +316,19 @@ test('log.mcq: mcq_<name>_acc and _acc_norm at every evaluation, start and end i
   const { model } = loadCheckpoint(runDir);
   const ref = await refHarness(model, readMcqFile(known), START);
   assert.deepEqual([ref.acc, ref.acc_norm], [1, 1]);
+  const refMixed = await refHarness(model, readMcqFile(mixed), START);
+  assert.deepEqual([metrics[2]!.mcq_mixed_acc, metrics[2]!.mcq_mixed_acc_norm], [refMixed.acc, refMixed.acc_norm]);
+  assert.equal(summary.mcq_mixed_acc_end, refMixed.acc);
+  // The sets the run scored, choice by choice: sequences start with the data's dataset token id.
+  const sets = await loadRunMcqSets(loadConfig([path.join(runDir, 'config.yaml')], []));
+  assert.deepEqual(sets.map((x) => x.name), ['known', 'mixed']);
+  assertScoresClose(scoreMcq(model, sets[1]!.prepared), refMixed.scores, 'log.mcq set');
 });
 
 test('eval --mcq prints {acc, acc_norm, n}, several files keyed by file name; equal to the reference on the checkpoint', async () => {
-  const { runDir, known } = await trainedRun();
+  const { runDir, known, mixed } = await trainedRun();
   const r1 = JSON.parse(cliOk(dir, ['eval', '--model', runDir, '--mcq', known]).stdout) as Record<string, unknown>;
   assert.deepEqual(r1, { acc: 1, acc_norm: 1, n: KNOWN.length });
-  const mixed = writeJsonl(path.join(dir, 'mixed.jsonl'), ITEMS);
   const { model } = loadCheckpoint(runDir);
   const ref = await refHarness(model, ITEMS, START);
   const r2 = JSON.parse(cliOk(dir, ['eval', '--model', runDir, '--mcq', known, '--mcq', mixed, '--batch', '3']).stdout) as Record<string, unknown>;
@@ -332,7 +346,7 @@ test('forgetting --mcq of a model against itself: KL 0, equal NTPs, no change in
   assert.equal(out.ntp_base, out.ntp_model);
   assert.deepEqual([out.n, out.T], [4, 32]);
   assert.deepEqual(out.mcq['known.jsonl'], { acc_base: 1, acc_model: 1, acc_change: 0, acc_norm_base: 1, acc_norm_model: 1, acc_norm_change: 0, n: KNOWN.length });
-  assert.match(r.stderr, /known\.jsonl acc \(5 questions\)\s+1\.0000\s+1\.0000\s+\+0\.0000/);
+  assert.match(r.stderr, /known\.jsonl acc \(7 questions\)\s+1\.0000\s+1\.0000\s+\+0\.0000/);
 });
 
 test('eval --mcq errors: one line naming the culprit, exit 1', async () => {
