@@ -3,15 +3,14 @@
  * checkpoint on a token file, over every sequence or over the validation split its run used.
  * `unforget eval --model DIR --mcq FILE.jsonl ... [--mcq-style harness|chat]`: its multiple-choice accuracy.
  */
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { allSequences, readTokenFile, TokenDataset } from '../data/tokens.js';
 import { DataError, UnforgetError } from '../errors.js';
-import { loadCheckpoint } from '../model/checkpoint.js';
 import { loadScoringModel } from '../eval/load.js';
-import { evaluateMcq, MCQ_STYLES, readMcqFile, type McqResult, type McqStyle } from '../eval/mcq.js';
+import { evaluateMcq, readMcqFile, type McqResult } from '../eval/mcq.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
 import { evaluate } from '../train/losses.js';
-import { intOpt } from './args.js';
+import { intOpt, mcqKeys, mcqStyleOpt } from './args.js';
 
 export async function cmdEval(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -55,23 +54,6 @@ export async function cmdEval(args: string[]): Promise<void> {
   }
   const r = evaluate(model, batches, T);
   process.stdout.write(JSON.stringify({ ntp: r.ntp, ntp_h2: r.ntp_h2, sequences: r.sequences }) + '\n');
-}
-
-/** The `--mcq-style` flag, harness by default. */
-export function mcqStyleOpt(v: string | undefined, cmd: string): McqStyle {
-  if (v === undefined) return 'harness';
-  if (!(MCQ_STYLES as readonly string[]).includes(v)) throw new UnforgetError(`${cmd}: --mcq-style must be one of ${MCQ_STYLES.join(', ')}, got '${v}'`);
-  return v as McqStyle;
-}
-
-/** The JSON key of each --mcq file: its base name, which must tell the files apart. */
-export function mcqKeys(files: string[], cmd: string): string[] {
-  const keys = files.map((f) => path.basename(f));
-  keys.forEach((k, i) => {
-    const j = keys.indexOf(k);
-    if (j !== i) throw new UnforgetError(`${cmd}: --mcq ${files[j]} and ${files[i]} have the same name '${k}'; the output is keyed by file name`);
-  });
-  return keys;
 }
 
 /** One set: `{acc, acc_norm, n}`; several: one such object per file, keyed by the file's base name. */

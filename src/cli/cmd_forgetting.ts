@@ -8,8 +8,7 @@ import { UnforgetError } from '../errors.js';
 import { compareMcq, measureDrift, type McqChange } from '../eval/forgetting.js';
 import { loadScoringModel } from '../eval/load.js';
 import { readMcqFile } from '../eval/mcq.js';
-import { intOpt, numOpt } from './args.js';
-import { mcqKeys, mcqStyleOpt } from './cmd_eval.js';
+import { intOpt, mcqKeys, mcqStyleOpt, numOpt } from './args.js';
 
 export async function cmdForgetting(args: string[]): Promise<void> {
   const { values } = parseArgs({
