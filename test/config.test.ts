@@ -50,7 +50,7 @@ test('defaults', () => {
   assert.deepEqual(c.stop, {
     num_tokens_train: null, tokens_per_param: null, num_epochs: 1, target_loss: null, train_time: null, early_stop_steps: null,
   });
-  assert.deepEqual(c.log, { every_tokens: 65536, dir: 'runs', progress: true });
+  assert.deepEqual(c.log, { every_tokens: 65536, dir: 'runs', progress: true, mcq: null, mcq_style: 'harness' });
   assert.deepEqual(c.reg, { method: null, coeff: 1, synth: false, temperature: 1, buffer: 8, batch_size: null, path: null });
   assert.deepEqual(c.mix, { path: null, coeff: 0 });
   assert.deepEqual(Object.keys(c), ['run', 'model', 'data', 'opt', 'stop', 'log', 'reg', 'mix']);

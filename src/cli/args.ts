@@ -1,5 +1,7 @@
 /** Argument helpers shared by the subcommands, so that every command words the same mistake the same way. */
+import path from 'node:path';
 import { UnforgetError } from '../errors.js';
+import { MCQ_STYLES, type McqStyle } from '../eval/mcq.js';
 import type { Reporter } from '../train/train.js';
 import { makeReporter } from './progress.js';
 
@@ -24,6 +26,23 @@ export function numOpt(v: string | undefined, name: string, def: number): number
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UnforgetError(`--${name}: expected a finite number ≥ 0, got '${v}'`);
   return n;
+}
+
+/** The `--mcq-style` flag, harness by default. */
+export function mcqStyleOpt(v: string | undefined, cmd: string): McqStyle {
+  if (v === undefined) return 'harness';
+  if (!(MCQ_STYLES as readonly string[]).includes(v)) throw new UnforgetError(`${cmd}: --mcq-style must be one of ${MCQ_STYLES.join(', ')}, got '${v}'`);
+  return v as McqStyle;
+}
+
+/** The JSON key of each --mcq file: its base name, which must tell the files apart. */
+export function mcqKeys(files: string[], cmd: string): string[] {
+  const keys = files.map((f) => path.basename(f));
+  keys.forEach((k, i) => {
+    const j = keys.indexOf(k);
+    if (j !== i) throw new UnforgetError(`${cmd}: --mcq ${files[j]} and ${files[i]} have the same name '${k}'; the output is keyed by file name`);
+  });
+  return keys;
 }
 
 /** Ctrl-C: stop cleanly at the next step; a second Ctrl-C aborts. */

@@ -13,6 +13,7 @@ import { cmdDemo } from './cmd_demo.js';
 import { cmdEval } from './cmd_eval.js';
 import { cmdExperiment } from './cmd_experiment.js';
 import { cmdExport } from './cmd_export.js';
+import { cmdForgetting } from './cmd_forgetting.js';
 import { cmdReport } from './cmd_report.js';
 import { cmdSample } from './cmd_sample.js';
 import { cmdSweep } from './cmd_sweep.js';
@@ -25,6 +26,9 @@ const USAGE = `unforget — pretrain and finetune transformer LMs, measure forge
 usage:
   unforget train [CONFIG.yaml ...] [key=value ...]      pretrain, or finetune with model.load_path=DIR
   unforget eval --model DIR --data FILE.bin [--split all|valid] [--token-id ID]
+                  or --mcq FILE.jsonl ... [--mcq-style harness|chat]   multiple-choice accuracy
+  unforget forgetting --base DIR --model DIR2 [--n 64] [--seq-len T] [--seed S] [--temperature 1] [--mcq FILE ...]
+                  KL(base ‖ model) and both NTPs on the base's samples; multiple-choice accuracy of both
   unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] [--temperature X]
                   [--top-k K] [--max-tokens K] [--seed S]
   unforget export --model DIR --format npz|safetensors [--out DIR2]   convert a checkpoint (weights.npz ⇄ model.safetensors)
@@ -57,6 +61,7 @@ type Command = (args: string[]) => void | number | Promise<void | number>;
 const COMMANDS: Record<string, Command> = {
   train: cmdTrain,
   eval: cmdEval,
+  forgetting: cmdForgetting,
   sample: cmdSample,
   export: cmdExport,
   experiment: cmdExperiment,

@@ -202,6 +202,16 @@ export function strList(allowed?: readonly string[]) {
   });
 }
 
+/** strList(), or null (YAML null, 'null' or 'none'). */
+export function strListOrNull() {
+  return field<string[] | null>('null or a non-empty list of strings', (v) => {
+    if (isNullish(v)) return null;
+    const list = typeof v === 'string' ? [v] : v;
+    if (!Array.isArray(list) || list.length === 0 || list.some((x) => typeof x !== 'string' || x.length === 0)) return INVALID;
+    return [...list] as string[];
+  });
+}
+
 /** A non-empty list of finite numbers in range (integers if `int`); a single number is a one-element list. */
 export function numList(r: RangeOpts & { int?: boolean } = {}) {
   const what = `a non-empty list of ${r.int ? 'integers' : 'numbers'}${rangeText(r)}`;
@@ -312,6 +322,9 @@ export const baseSections = {
     every_tokens: int({ gt: 0 }).default(65536),
     dir: str().default('runs'),
     progress: bool().default(true),
+    /** Multiple-choice JSONL sets scored at every evaluation (metrics mcq_<name>_acc, _acc_norm). */
+    mcq: strListOrNull().default(null),
+    mcq_style: oneOf(['harness', 'chat'] as const).default('harness'),
   }),
   reg: section({
     method: oneOfOrNull(REG_METHODS).default(null),

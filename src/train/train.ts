@@ -12,6 +12,8 @@ import { chatDataset, isChatRowsSidecar, readChatRows, readChatRowsFile } from '
 import { loadModelTokenizer, type ModelTokenizer } from '../data/hf_tokenizer.js';
 import { BatchStream, TokenDataset, readSidecar, readTokenFile } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
+import { loadRunMcqSets, type McqSet } from '../eval/load.js';
+import { mcqAccuracy, scoreMcq } from '../eval/mcq.js';
 import { appendJsonLine, writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
 import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
 import { checkpointTokenId, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
@@ -84,6 +86,8 @@ interface Run {
   replay: ReplaySource | null;
   stepper: Stepper;
   evalSets: EvalSet[];
+  /** log.mcq's multiple-choice sets, scored at every evaluation. */
+  mcq: McqSet[];
   trainStream: BatchStream;
   mixStream: BatchStream | null;
   mixRows: number;
@@ -106,7 +110,8 @@ interface Run {
 }
 
 export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<TrainOutcome> {
-  const run = await setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter);
+  const mcq = await loadRunMcqSets(cfgIn);
+  const run = await setUp(structuredClone(cfgIn), opts.reporter ?? silentReporter, mcq);
   const { cfg, reporter } = run;
 
   reporter.start(run.totalSteps, path.basename(run.runDir));
@@ -148,7 +153,7 @@ export async function train(cfgIn: Config, opts: TrainOptions = {}): Promise<Tra
 
 // ---- set-up ------------------------------------------------------------------------------------
 
-async function setUp(cfg: Config, reporter: Reporter): Promise<Run> {
+async function setUp(cfg: Config, reporter: Reporter, mcq: McqSet[]): Promise<Run> {
   if (cfg.run.threads !== null) native().setNumThreads(cfg.run.threads);
   if (!cfg.data.path) throw new ConfigError('data.path', 'is required (a .bin token file)');
   const chatTok = chatTokenizer(cfg);
@@ -216,7 +221,7 @@ async function setUp(cfg: Config, reporter: Reporter): Promise<Run> {
 
   return {
     cfg, runDir, metricsFile: path.join(runDir, 'metrics.jsonl'), reporter,
-    model, ref, lora, replay, stepper, evalSets,
+    model, ref, lora, replay, stepper, evalSets, mcq,
     hfSave: mcfg.family === 'gpt' ? null : {
       bosId: ref?.hf?.bosId ?? fresh?.hf?.bosId ?? null,
       eosIds: ref?.hf?.eosIds ?? fresh?.hf?.eosIds ?? [],
@@ -472,6 +477,11 @@ function evaluate(run: Run, theta: Transformer): Metrics {
     m[`${s.name}_ntp_h2`] = r.ntp_h2;
     if (r.kl !== undefined) m[`${s.name}_kl`] = r.kl;
   }
+  for (const s of run.mcq) {
+    const r = mcqAccuracy(s.prepared, scoreMcq(run.model, s.prepared, run.B));
+    m[`mcq_${s.name}_acc`] = r.acc;
+    if (r.acc_norm !== undefined) m[`mcq_${s.name}_acc_norm`] = r.acc_norm;
+  }
   const k = native();
   m.weights_l2_theta = Math.sqrt(k.sumSquares(theta.params.data, theta.params.size));
   if (pi && run.ref?.init) {
@@ -541,6 +551,10 @@ function summarise(run: Run, stopReason: StopReason | null): Record<string, unkn
   if (start !== undefined) {
     summary.prev_ntp_start = start;
     summary.forgetting = (run.last.prev_ntp ?? NaN) - start;
+  }
+  for (const s of run.mcq) {
+    summary[`mcq_${s.name}_acc_start`] = run.first?.[`mcq_${s.name}_acc`] ?? null;
+    summary[`mcq_${s.name}_acc_end`] = run.last[`mcq_${s.name}_acc`] ?? null;
   }
   writeJsonAtomic(path.join(run.runDir, 'summary.json'), summary);
   return summary;
