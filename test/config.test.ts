@@ -42,7 +42,8 @@ function assertConfigError(fn: () => unknown, message: string | RegExp, key?: st
 test('defaults', () => {
   const c = loadConfig([], [STOP]);
   assert.deepEqual(c.run, { seed: 0, id: null, threads: null });
-  assert.deepEqual(c.model, { D: 128, L: 2, H: 32, T: 128, V: null, load_path: null, save_dir: null, lora_rank: null });
+  assert.deepEqual(c.model, { D: 128, L: 2, H: 32, T: null, config: null, V: null, load_path: null, save_dir: null, lora_rank: null, lora_alpha: null, lora_targets: ['all-linear'] });
+  assert.deepEqual(c.prev, { path: null });
   assert.deepEqual(c.data, { path: null, format: 'tokens', train_on: 'assistant', tokenizer: null, token_id: null, split_seed: 0, num_tokens_valid: 0 });
   assert.deepEqual(c.opt, {
     optimizer: 'adamw', lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, weight_decay: 0.02, batch_size: 32, warmup_tokens: 0, lr_decay: null,
@@ -51,9 +52,9 @@ test('defaults', () => {
     num_tokens_train: null, tokens_per_param: null, num_epochs: 1, target_loss: null, train_time: null, early_stop_steps: null,
   });
   assert.deepEqual(c.log, { every_tokens: 65536, dir: 'runs', progress: true, mcq: null, mcq_style: 'harness' });
-  assert.deepEqual(c.reg, { method: null, coeff: 1, synth: false, temperature: 1, buffer: 8, batch_size: null, path: null });
+  assert.deepEqual(c.reg, { method: null, coeff: 1, synth: false, temperature: 1, top_k: null, top_p: null, prompt: null, buffer: 8, batch_size: null, path: null });
   assert.deepEqual(c.mix, { path: null, coeff: 0 });
-  assert.deepEqual(Object.keys(c), ['run', 'model', 'data', 'opt', 'stop', 'log', 'reg', 'mix']);
+  assert.deepEqual(Object.keys(c), ['run', 'model', 'prev', 'data', 'opt', 'stop', 'log', 'reg', 'mix']);
 });
 
 test('precedence: defaults < base < files in order < overrides in order', () => {

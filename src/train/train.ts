@@ -252,7 +252,8 @@ function freshArch(cfg: Config, dataPath: string, chatTok: ModelTokenizer | null
   if (cfg.model.config !== null) {
     if (!fs.existsSync(cfg.model.config)) throw new ConfigError('model.config', `${cfg.model.config}: no such file (a Hugging Face config.json)`);
     const hf = readHFConfigFile(cfg.model.config, { T: cfg.model.T });
-    const arch = hf.arch;
+    // model.V, when set, replaces the config's vocab_size: that architecture with this data's tokenizer.
+    const arch = cfg.model.V !== null ? { ...hf.arch, V: cfg.model.V } : hf.arch;
     return { arch, hf, init: () => modelFromHFTensors(arch, initHFTensors(arch, cfg.run.seed, hf.initializerRange, { padId: hf.padId })) };
   }
   const V = cfg.model.V ?? chatTok?.vocabSize ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
@@ -383,7 +384,7 @@ function replayPrompt(cfg: Config, ref: Reference, prev: CheckpointConfig | null
     id = prev ? checkpointTokenId(prev) : ref.config ? checkpointTokenId(ref.config) : null;
     id ??= bos;
     if (id === null) {
-      throw new ConfigError('reg.prompt', "self-generated replay needs a start token: the model has no BOS and its data no dataset token id; set reg.prompt to eos or a token id");
+      throw new ConfigError('reg.synth', "self-generated replay needs a start token: the model has no BOS and neither the checkpoint's data.token_id nor its data sidecar gives a dataset token id; set reg.prompt to eos or a token id");
     }
   } else if (p === 'bos') {
     if (bos === null) throw new ConfigError('reg.prompt', `bos: ${ref.dir} has no BOS token (bos_token_id is null); use reg.prompt=eos or a token id`);

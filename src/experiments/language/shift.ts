@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { int, intOrNull, num, numOrNull, section, strList, strOrNull, type ConfigWith } from '../../config/schema.js';
+import { int, intOrNull, num, numOrNull, oneOf, section, strList, strOrNull, type ConfigWith } from '../../config/schema.js';
 import { ConfigError, UnforgetError } from '../../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
 import { FONT_STACK, writeFigure } from '../../report/plot.js';
@@ -45,6 +45,9 @@ export const shiftSections = {
     match_tol: num({ gt: 0 }).default(0.05),
     /** Native threads of every run (null: the backend's default). */
     threads: intOrNull({ gt: 0 }).default(null),
+    /** The architecture: the study's gpt, or a Llama of about its size (GQA with half as many key/value heads,
+     *  SwiGLU of hidden size 3·D, RMSNorm weights, untied output) built from model.D, model.L and model.H. */
+    arch: oneOf(['gpt', 'llama'] as const).default('gpt'),
   }),
 };
 export type ShiftConfig = ConfigWith<typeof shiftSections>;
@@ -156,6 +159,7 @@ export async function runLanguageShift(cfgIn: ShiftConfig, opts: { reporter?: Re
       'run.id': 'pretrain',
       'data.path': data.oldBin,
       'model.V': data.vocabSize,
+      'model.config': cfg.shift.arch === 'llama' ? writeLlamaConfig(dir, cfg, data.vocabSize) : cfg.model.config,
       'stop.num_tokens_train': cfg.shift.pretrain_tokens,
       'reg.method': null,
     });
@@ -297,4 +301,21 @@ export function shiftFigureSpec(methods: ShiftMethod[], paths: Record<ShiftMetho
       },
     ],
   };
+}
+
+/**
+ * A transformers config.json for a Llama of about the gpt's size (model.D, model.L, model.H): D/H query heads and
+ * half as many key/value heads, a SwiGLU MLP of 3·D (9·D² weights against the gpt's 8·D²), untied output.
+ */
+function writeLlamaConfig(dir: string, cfg: ShiftConfig, V: number): string {
+  const { D, L, H } = cfg.model;
+  const N = D / H;
+  const file = path.join(dir, 'llama-config.json');
+  writeJsonAtomic(file, {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: D, num_hidden_layers: L,
+    num_attention_heads: N, num_key_value_heads: N % 2 === 0 ? N / 2 : N, head_dim: H, intermediate_size: 3 * D,
+    vocab_size: V, max_position_embeddings: Math.max(cfg.model.T ?? 128, 128), rms_norm_eps: 1e-6, rope_theta: 10000,
+    tie_word_embeddings: false, hidden_act: 'silu', initializer_range: 0.02,
+  });
+  return file;
 }
