@@ -146,6 +146,29 @@ Napi::Value GemmGelu(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// C = alpha·op(A)·op(B) + beta·C over sub-matrices with leading dimensions (row strides): the column blocks of
+// stacked projections (LoRA's per-module products). Straight to cblas_sgemm.
+Napi::Value GemmStrided(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmStrided");
+  bool ta = a.boolean(0), tb = a.boolean(1);
+  int M = a.dim(2), N = a.dim(3), K = a.dim(4);
+  float alpha = (float)a.num(5);
+  int lda = a.dim(7), ldb = a.dim(9), ldc = a.dim(12);
+  const int aRows = ta ? K : M, aCols = ta ? M : K, bRows = tb ? N : K, bCols = tb ? K : N;
+  if (lda < std::max(aCols, 1)) a.fail(7, "(lda) is smaller than a row of A");
+  if (ldb < std::max(bCols, 1)) a.fail(9, "(ldb) is smaller than a row of B");
+  if (ldc < std::max(N, 1)) a.fail(12, "(ldc) is smaller than a row of C");
+  auto need = [](int rows, int cols, int ld) { return rows == 0 || cols == 0 ? (int64_t)0 : (int64_t)(rows - 1) * ld + cols; };
+  const float* A = a.f32(6, need(aRows, aCols, lda));
+  const float* B = a.f32(8, need(bRows, bCols, ldb));
+  float beta = (float)a.num(10);
+  float* C = a.f32(11, need(M, N, ldc));
+  if (M == 0 || N == 0) return info.Env().Undefined();
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+              ldb, beta, C, ldc);
+  return info.Env().Undefined();
+}
+
 Napi::Value GemmPackSize(const Napi::CallbackInfo& info) {
   Args a(info, "gemmPackSize");
   return Napi::Number::New(info.Env(), (double)uf::gemm_pack_size(a.dim(0), a.dim(1)));
@@ -536,6 +559,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"narrowHalf", NarrowHalf},
       {"embeddingForwardHalf", EmbeddingForwardHalf},
       {"gemmHalfB", GemmHalfB},
+      {"gemmStrided", GemmStrided},
       {"gemmPackBHalf", GemmPackBHalf},
   };
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));

@@ -123,7 +123,7 @@ test('forgetting errors: one line naming the culprit, exit 1', async () => {
     [['--base', pre], /--model DIR/],
     [['--base', pre, '--model', standard, '--seq-len', '33'], /--seq-len 33 exceeds the base's T=32/],
     [['--base', pre, '--model', standard, '--n', '0'], /--n: expected an integer ≥ 1, got '0'/],
-    [['--base', pre, '--model', path.join(dir, 'nope')], /nope: checkpoint folder does not exist/],
+    [['--base', pre, '--model', path.join(dir, 'nope')], /nope: model folder does not exist/],
     [['--base', pre, '--model', standard, '--mcq', path.join(dir, 'q.jsonl')], /q\.jsonl: multiple-choice file not found/],
   ];
   for (const [args, re] of cases) {

@@ -50,6 +50,11 @@ export interface NativeKernels {
    *  geluForward (kind 1) or by a separate elementwise pass of C · gelu'(aux) (kind 2). */
   gemmGelu(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, B: F32,
     beta: number, C: F32, kind: 1 | 2, aux: F32): void;
+  /** gemm over sub-matrices given by their row strides (lda, ldb, ldc ≥ the row lengths): C = alpha·op(A)·op(B) +
+   *  beta·C with op(A) [M, K], op(B) [K, N], C [M, N] inside buffers whose rows are lda, ldb, ldc apart. Always
+   *  cblas_sgemm. For column blocks of a wider matrix (the per-module LoRA products of stacked projections). */
+  gemmStrided(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, lda: number,
+    B: F32, ldb: number, beta: number, C: F32, ldc: number): void;
   /** Words (uint16) of op(B) [K, N] packed for gemmPacked: in the AMX engine's layout where the machine has AMX,
    *  else in float32 panels of 32 columns (native/f32_packed.cc; AVX-512F builds); 0 where neither exists. */
   gemmPackSize(N: number, K: number): number;

@@ -33,7 +33,7 @@ export async function cmdEval(args: string[]): Promise<void> {
   if (!values.data) throw new UnforgetError('eval: --data FILE.bin or --mcq FILE.jsonl is required');
   if (values.split !== 'all' && values.split !== 'valid') throw new UnforgetError(`eval: --split must be 'all' or 'valid', got '${values.split}'`);
   const seqLen = values['seq-len'] !== undefined ? intOpt(values['seq-len'], 'seq-len', 0, 2) : null;
-  const { model, checkpoint: config, hf } = loadModelFolder(values.model, { T: seqLen });
+  const { model, checkpoint: config, hf } = loadModelFolder(values.model, { T: seqLen, frozen: true });
   const { T, V } = model.cfg;
   const tf = readTokenFile(values.data, { V });
   // Windows start with the given id, else the data's dataset id, else the run's, else the model's BOS.

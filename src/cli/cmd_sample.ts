@@ -30,7 +30,7 @@ export async function cmdSample(args: string[]): Promise<void> {
   });
   if (!values.model) throw new UnforgetError('sample: --model DIR is required');
   if (values.prompt !== undefined && values['token-id'] !== undefined) throw new UnforgetError('sample: give either --prompt or --token-id, not both');
-  const { model, checkpoint: config, hf } = loadModelFolder(checkpointPaths(values.model).dir);
+  const { model, checkpoint: config, hf } = loadModelFolder(checkpointPaths(values.model).dir, { frozen: true });
   const { T, V } = model.cfg;
   const n = intOpt(values.n, 'n', 1, 1);
   const tokenizer = await loadTokenizer(values.tokenizer ?? null, checkpointPaths(values.model).dir, config?.dataPath ?? null);

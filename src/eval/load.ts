@@ -29,7 +29,7 @@ export interface LoadedModel {
 /** The model in `dir` (a checkpoint folder or its weights file); `tokenizer` overrides where its tokenizer comes from. */
 export async function loadScoringModel(dir: string, opts: { tokenizer?: string | null; T?: number | null; base?: string | null } = {}): Promise<LoadedModel> {
   const folder = checkpointPaths(dir).dir;
-  const { model, checkpoint: config, hf } = loadModelFolder(folder, { T: opts.T ?? null, base: opts.base ?? null });
+  const { model, checkpoint: config, hf } = loadModelFolder(folder, { T: opts.T ?? null, base: opts.base ?? null, frozen: true });
   // Hugging Face models (and runs of their architectures) carry their own tokenizer files with special tokens and
   // chat templates; unforget's gpt runs a BPE tokenizer.json beside the checkpoint or named by its data.
   const hfTok = hf ? loadModelTokenizer(opts.tokenizer ?? (fs.existsSync(path.join(folder, 'tokenizer.json')) ? folder : hf.dir)) : null;

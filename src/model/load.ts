@@ -9,9 +9,10 @@ import { DataError } from '../errors.js';
 import { isHFFolder, readHFConfig, type HFConfigInfo } from './hf_config.js';
 import { readHFWeights, readPeftAdapter, writeHFFolder } from './hf_folder.js';
 import { mergePeftAdapter } from './lora.js';
-import { hfTensorPlaces, type ArchConfig } from './arch.js';
+import { native } from '../backend/native.js';
+import { hfParamShapes, hfTensorPlaces, type ArchConfig } from './arch.js';
 import { CONFIG_FILE, loadCheckpoint, readCheckpointConfig, type CheckpointConfig } from './checkpoint.js';
-import { Transformer } from './transformer.js';
+import { MATRICES, Transformer } from './transformer.js';
 
 export interface LoadedModel {
   model: Transformer;
@@ -25,6 +26,8 @@ export interface LoadedModel {
 export interface LoadOptions {
   /** Sequence length (Hugging Face configs record none): default the run's own T, else min(1024, max positions). */
   T?: number | null;
+  /** The model will not be trained (π, a LoRA base, evaluation, sampling): bf16/f16 matrices stay half precision. */
+  frozen?: boolean;
 }
 
 /** Whether `dir` holds a model in the transformers layout (a Hugging Face folder, or a run folder of that family). */
@@ -70,7 +73,7 @@ export function loadModelFolder(dir: string, opts: LoadOptions & { base?: string
   }
   if (isHFModelFolder(dir)) {
     const hf = readHFConfig(dir, { T: opts.T ?? runT(dir) });
-    const model = modelFromHFTensors(hf.arch, readHFWeights(dir, hf.arch, { keepHalf: false }), hf.file);
+    const model = modelFromHFTensors(hf.arch, readHFWeights(dir, hf.arch, { keepHalf: opts.frozen ?? false }), hf.file);
     const checkpoint = fs.existsSync(path.join(dir, CONFIG_FILE)) ? readCheckpointConfig(dir, hf.arch) : null;
     return { model, dir, checkpoint, hf };
   }
@@ -81,17 +84,29 @@ export function loadModelFolder(dir: string, opts: LoadOptions & { base?: string
   return { model, dir, checkpoint: config, hf: null };
 }
 
-/** A Transformer holding the Hugging Face tensors (widened to float32). */
+/**
+ * A Transformer holding the Hugging Face tensors. When every matrix arrives as bf16 (or every one as f16) bits, the
+ * model keeps them so (frozen, half the memory); the vectors, and everything else, are float32.
+ */
 export function modelFromHFTensors(arch: ArchConfig, tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array | Uint16Array; dtype?: string }>, file = 'model'): Transformer {
-  const m = new Transformer(arch);
-  for (const p of hfTensorPlaces(arch)) {
-    const t = tensors.get(p.name);
-    if (!t) throw new DataError(`${file}: tensor ${p.name} is missing`);
-    if (!(t.data instanceof Float32Array)) throw new Error(`modelFromHFTensors: ${p.name} is still half precision`);
-    const e = m.params.entry(p.param);
-    const layerSize = p.layer >= 0 ? e.shape.slice(1).reduce((a, b) => a * b, 1) : 0;
+  const places = hfTensorPlaces(arch);
+  for (const p of places) if (!tensors.has(p.name)) throw new DataError(`${file}: tensor ${p.name} is missing`);
+  const matrices = places.filter((p) => MATRICES.has(p.param)).map((p) => tensors.get(p.name)!);
+  const dtypes = new Set(matrices.map((t) => (t.data instanceof Uint16Array ? t.dtype : 'F32')));
+  const halfKind = dtypes.size === 1 && (dtypes.has('BF16') || dtypes.has('F16')) ? (dtypes.has('BF16') ? 0 : 1) : null;
+  const shapes = hfParamShapes(arch);
+  const size = (name: string) => shapes.find(([n]) => n === name)![1].reduce((a, b) => a * b, 1);
+  const half = halfKind === null ? null
+    : { data: new Uint16Array(shapes.filter(([n]) => MATRICES.has(n)).reduce((s, [n]) => s + size(n), 0)), kind: halfKind as 0 | 1 };
+  const m = new Transformer(arch, undefined, half);
+  const k = native();
+  for (const p of places) {
+    const t = tensors.get(p.name)!;
+    const layerSize = p.layer >= 0 ? size(p.param) / arch.L : 0;
     const at = p.layer >= 0 ? p.layer * layerSize + p.offset : p.offset;
-    m.params.view(p.param).set(t.data, at);
+    const dst = m.storage(p.param);
+    if (dst instanceof Uint16Array || t.data instanceof Float32Array) dst.set(t.data as never, at);
+    else k.widenHalf((dst as Float32Array).subarray(at, at + t.data.length), t.data, t.data.length, t.dtype === 'F16' ? 1 : 0);
   }
   return m;
 }
@@ -99,12 +114,16 @@ export function modelFromHFTensors(arch: ArchConfig, tensors: ReadonlyMap<string
 /** The model's tensors under transformers' names and shapes (copies). */
 export function hfTensorsOf(m: Transformer): Map<string, { shape: number[]; data: Float32Array }> {
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  const k = native();
   for (const p of hfTensorPlaces(m.cfg)) {
-    const e = m.params.entry(p.param);
-    const layerSize = p.layer >= 0 ? e.shape.slice(1).reduce((a, b) => a * b, 1) : 0;
+    const src = m.storage(p.param);
+    const layerSize = p.layer >= 0 ? src.length / m.cfg.L : 0;
     const at = p.layer >= 0 ? p.layer * layerSize + p.offset : p.offset;
     const n = p.shape.reduce((a, b) => a * b, 1);
-    out.set(p.name, { shape: p.shape, data: m.params.view(p.param).slice(at, at + n) });
+    let data: Float32Array;
+    if (src instanceof Float32Array) data = src.slice(at, at + n);
+    else k.widenHalf((data = new Float32Array(n)), src.subarray(at, at + n), n, m.half!.kind);
+    out.set(p.name, { shape: p.shape, data });
   }
   return out;
 }

@@ -12,11 +12,12 @@
 import { native } from '../backend/native.js';
 import { ConfigError } from '../errors.js';
 import { add, concatRows, matmul, scale } from '../tensor/ops.js';
+import { HalfWeight } from '../tensor/half.js';
 import { noGrad, type Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
 import { peftTensorName } from './hf_folder.js';
 import { ParamSet } from './params.js';
-import { PROJECTIONS, type Projection, type Transformer } from './transformer.js';
+import { MATRICES, PROJECTIONS, type Projection, type Transformer } from './transformer.js';
 
 export interface LoRAOptions {
   /** PEFT's lora_alpha: the update is scaled by alpha / rank; null or absent → rank (scaling 1). */
@@ -115,13 +116,63 @@ export class LoRA {
     return concatRows(parts.map((m) => (this.A.has(m.name) ? this.moduleDelta(m, l) : { rows: m.rows })), parts[0]!.cols);
   }
 
-  /** Freeze the base model and route its projections through W + s·ΔW. */
+  /**
+   * Freeze the base model and route its projections through W + s·ΔW: for gpt by forming the adapted weight, for
+   * the Hugging Face family as PEFT computes it (x·Wᵀ + s·(x·lora_Aᵀ)·lora_Bᵀ per module, never forming ΔW), which
+   * also works over a half-precision base.
+   */
   attach(): void {
     this.model.setTrainable(false);
+    if (this.model.outIn) {
+      const perStack = new Map<Projection, Array<{ m: LoRAModule; col: number }>>();
+      for (const p of PROJECTIONS) {
+        let col = 0;
+        const list: Array<{ m: LoRAModule; col: number }> = [];
+        for (const m of this.all.filter((x) => x.stack === p)) {
+          if (this.A.has(m.name)) list.push({ m, col });
+          col += m.rows;
+        }
+        perStack.set(p, list);
+      }
+      this.model.adapterHook = (name, l) => perStack.get(name)!.map(({ m, col }) => {
+        const f = this.factors(m.name, l)!;
+        return { col, rows: m.rows, A: f.A, B: f.B, scale: this.scaling };
+      });
+      return;
+    }
     this.model.weightHook = (name, l, base) => {
       const d = this.stackDelta(name, l);
       return d ? add(base, d.view(base.shape)) : base;
     };
+  }
+
+  /**
+   * ‖θ‖ and ‖θ − base‖ of the adapted model, one projection stack at a time (no merged copy of the model): the
+   * weights_l2 metrics of a LoRA run whose base may be half precision.
+   */
+  norms(): { theta: number; delta: number } {
+    const k = native();
+    const { L } = this.model.cfg;
+    let theta = 0, delta = 0;
+    const sq = (w: Float32Array) => k.sumSquares(w, w.length);
+    const base = this.model;
+    const widen = (w: Tensor | HalfWeight) => (w instanceof HalfWeight ? w.widen() : w.data);
+    theta += sq(widen(base.embed));
+    if (base.head !== base.embed) theta += sq(widen(base.head));
+    for (const e of base.params.entries) if (!MATRICES.has(e.name)) theta += sq(base.params.view(e.name));
+    for (const p of PROJECTIONS) {
+      for (let l = 0; l < L; l++) {
+        const w = widen(base.stored(p, l));
+        const d = noGrad(() => this.stackDelta(p, l));
+        if (d) {
+          delta += sq(d.data);
+          const sum = Float32Array.from(w);
+          k.axpy(sum.length, 1, d.data, sum);
+          theta += sq(sum);
+        } else theta += sq(w);
+      }
+    }
+    return { theta: Math.sqrt(theta), delta: Math.sqrt(delta) };
   }
 
   /** A plain model holding W + s·ΔW (for checkpoints and weight norms); the adapters stay attached. */

@@ -75,7 +75,7 @@ const memory = new WeakMap<GPT, SamplerMemory>();
 export function samplerCache(model: GPT, B: number, Tmax = model.cfg.T): KVCache {
   let mem = memory.get(model);
   if (!mem) memory.set(model, (mem = { packs: new OperandPacks(), kv: null }));
-  const packed = packingPays(B) ? mem.packs.pack(model.decodeOperands()) : null;
+  const packed = packingPays(B) && !model.half ? mem.packs.pack(model.decodeOperands()) : null;
   const kv = mem.kv, k = kv?.k.deref(), v = kv?.v.deref();
   if (kv && k && v && kv.Tmax >= Tmax && kv.B >= B) return { B, Tmax: kv.Tmax, k, v, packed };
   const cache = model.newCache(B, Tmax, packed);

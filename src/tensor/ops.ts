@@ -5,6 +5,7 @@
  */
 import { gemm, gemmGelu } from '../backend/gemm.js';
 import { native } from '../backend/native.js';
+import { HalfWeight, type Weight } from './half.js';
 import { alloc } from './pool.js';
 import { Tensor, isGradEnabled, numel, type Shape } from './tensor.js';
 
@@ -43,27 +44,35 @@ function rows2(t: Tensor): [number, number] {
  * Matrix product over the last dimension: x [..., K] · W [K, N] → [..., N];
  * with transW, W is [N, K] and the product is x · Wᵀ (used for logits = h · embed_outᵀ).
  */
-export function matmul(x: Tensor, w: Tensor, { transW = false }: { transW?: boolean } = {}): Tensor {
+export function matmul(x: Tensor, w: Weight, { transW = false }: { transW?: boolean } = {}): Tensor {
   const [M, Kx] = rows2(x);
   check(w.shape.length === 2, `matmul: weight must be 2-D, got [${w.shape}]`);
   const [Kw, N] = transW ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
   check(Kx === Kw, `matmul: inner dimensions differ (${Kx} vs ${Kw})`);
   const outShape = [...x.shape.slice(0, -1), N];
   const out = Tensor.empty(outShape);
-  gemm(out.data, x.data, w.data, M, N, Kx, { transB: transW });
-  if (!needsGrad(x, w)) return out;
-  return record(out, [x, w], (g) => productBackward(x, w, transW, g, M, Kx, N));
+  weightProduct(out.data, x.data, w, M, N, Kx, transW, 0);
+  const parents = w instanceof HalfWeight ? [x] : [x, w];
+  if (!needsGrad(...parents)) return out;
+  return record(out, parents, (g) => productBackward(x, w, transW, g, M, Kx, N));
 }
 
+/** C = A · op(W) + beta·C for a float32 or half-precision weight (widened on the fly). */
+function weightProduct(C: Float32Array, A: Float32Array, w: Weight, M: number, N: number, K: number, transW: boolean, beta: number): void {
+  if (w instanceof HalfWeight) K_().gemmHalfB(false, transW, M, N, K, 1, A, w.data, w.kind, beta, C);
+  else gemm(C, A, w.data, M, N, K, { transB: transW, beta });
+}
+const K_ = () => native();
+
 /** The backward of x · op(W) (x [M, K], op(W) [K, N]) for the upstream gradient g [M, N]. */
-function productBackward(x: Tensor, w: Tensor, transW: boolean, g: Float32Array, M: number, Kx: number, N: number): void {
+function productBackward(x: Tensor, w: Weight, transW: boolean, g: Float32Array, M: number, Kx: number, N: number): void {
   if (x.requiresGrad) {
     // Written (beta 0) into a fresh buffer when x has no gradient yet, else added.
     const fresh = !x.grad;
     if (fresh) x.grad = alloc(x.size, false);
-    gemm(x.grad!, g, w.data, M, Kx, N, { transB: !transW, beta: fresh ? 0 : 1 });
+    weightProduct(x.grad!, g, w, M, Kx, N, !transW, fresh ? 0 : 1);
   }
-  if (w.requiresGrad) {
+  if (w instanceof Tensor && w.requiresGrad) {
     // dW = xᵀ g ([K,N]) or, transposed, gᵀ x ([N,K])
     if (transW) gemm(w.gradBuffer(), g, x.data, N, Kx, M, { transA: true, beta: 1 });
     else gemm(w.gradBuffer(), x.data, g, Kx, N, M, { transA: true, beta: 1 });
@@ -77,18 +86,72 @@ function productBackward(x: Tensor, w: Tensor, transW: boolean, g: Float32Array,
  * norm that read x keeps its own output, and nothing else reads x). The gradient flows to x unchanged
  * (x takes the buffer) and to a and W as in matmul.
  */
-export function residualMatmul(x: Tensor, a: Tensor, w: Tensor, { transW = false }: { transW?: boolean } = {}): Tensor {
+export function residualMatmul(x: Tensor, a: Tensor, w: Weight, { transW = false }: { transW?: boolean } = {}): Tensor {
   const [M, Ka] = rows2(a);
   check(w.shape.length === 2 && w.shape[transW ? 1 : 0] === Ka,
     `residualMatmul: weight must be ${transW ? `[N, ${Ka}]` : `[${Ka}, N]`}, got [${w.shape}]`);
   const N = w.shape[transW ? 0 : 1]!;
   check(x.size === M * N, `residualMatmul: residual has ${x.size} elements, the product ${M * N}`);
   const out = new Tensor(x.data, x.shape);
-  gemm(out.data, a.data, w.data, M, N, Ka, { beta: 1, transB: transW });
-  if (!needsGrad(x, a, w)) return out;
-  return record(out, [x, a, w], (g) => {
+  weightProduct(out.data, a.data, w, M, N, Ka, transW, 1);
+  const parents = w instanceof HalfWeight ? [x, a] : [x, a, w];
+  if (!needsGrad(...parents)) return out;
+  return record(out, parents, (g) => {
     productBackward(a, w, transW, g, M, Ka, N);
     if (x.requiresGrad) accumulate(x, g); // last: x may take g itself
+  });
+}
+
+/** One low-rank adapter on a block of output columns of a product (a transformers module inside a stacked
+ *  projection): columns [col, col + rows) get s·(x·Aᵀ)·Bᵀ with A [r, K] and B [rows, r]. */
+export interface ColumnAdapter {
+  col: number;
+  rows: number;
+  A: Tensor;
+  B: Tensor;
+  scale: number;
+}
+
+/**
+ * x · Wᵀ (W [N, K], frozen: float32 without gradient or half precision) plus LoRA updates computed as PEFT does,
+ * factor by factor, never forming W + ΔW: the backward needs no [N, K] weight gradient, only the small ones of A and
+ * B. With `residual` the result is accumulated onto it in place (as residualMatmul).
+ */
+export function adaptedMatmul(x: Tensor, w: Weight, adapters: ColumnAdapter[], residual: Tensor | null = null): Tensor {
+  const [M, Kx] = rows2(x);
+  check(w.shape.length === 2 && w.shape[1] === Kx, `adaptedMatmul: weight must be [N, ${Kx}], got [${w.shape}]`);
+  const N = w.shape[0]!;
+  const out = residual ? new Tensor(residual.data, residual.shape) : Tensor.empty([...x.shape.slice(0, -1), N]);
+  check(out.size === M * N, `adaptedMatmul: residual has ${out.size} elements, the product ${M * N}`);
+  weightProduct(out.data, x.data, w, M, N, Kx, true, residual ? 1 : 0);
+  const k = K();
+  const us: Float32Array[] = [];
+  for (const a of adapters) {
+    const r = a.A.shape[0]!;
+    check(a.A.shape[1] === Kx && a.B.shape[0] === a.rows && a.B.shape[1] === r && a.col + a.rows <= N, 'adaptedMatmul: adapter shapes');
+    const u = alloc(M * r, false);
+    gemm(u, x.data, a.A.data, M, r, Kx, { transB: true }); // x · Aᵀ
+    k.gemmStrided(false, true, M, a.rows, r, a.scale, u, r, a.B.data, r, 1, out.data.subarray(a.col), N);
+    us.push(u);
+  }
+  const parents = [x, ...(residual ? [residual] : []), ...adapters.flatMap((a) => [a.A, a.B])];
+  if (!needsGrad(...parents)) return out;
+  return record(out, parents, (g) => {
+    const fresh = x.requiresGrad && !x.grad;
+    if (x.requiresGrad) {
+      if (fresh) x.grad = alloc(x.size, false);
+      weightProduct(x.grad!, g, w, M, Kx, N, false, fresh ? 0 : 1);
+    }
+    adapters.forEach((a, i) => {
+      const r = a.A.shape[0]!;
+      const gm = g.subarray(a.col);
+      const v = alloc(M * r, false);
+      k.gemmStrided(false, false, M, r, a.rows, a.scale, gm, N, a.B.data, r, 0, v, r); // s·G·B
+      if (a.B.requiresGrad) k.gemmStrided(true, false, a.rows, r, M, a.scale, gm, N, us[i]!, r, 1, a.B.gradBuffer(), r); // dB += s·Gᵀ·U
+      if (a.A.requiresGrad) gemm(a.A.gradBuffer(), v, x.data, r, Kx, M, { transA: true, beta: 1 }); // dA += Vᵀ·x
+      if (x.requiresGrad) gemm(x.grad!, v, a.A.data, M, Kx, r, { beta: 1 }); // dx += V·A
+    });
+    if (residual?.requiresGrad) accumulate(residual, g); // last: the residual may take g itself
   });
 }
 
@@ -196,10 +259,14 @@ export function weightedSum(xs: Tensor[], coeffs: number[]): Tensor {
 }
 
 /** Rows of `table` [V, D] picked by ids → [ids.length, D]. */
-export function embedding(table: Tensor, ids: Int32Array, shape?: Shape): Tensor {
+export function embedding(table: Weight, ids: Int32Array, shape?: Shape): Tensor {
   const [V, D] = [table.shape[0]!, table.shape[1]!];
   const out = Tensor.empty(shape ?? [ids.length, D]);
   check(out.size === ids.length * D, 'embedding: output shape does not match ids');
+  if (table instanceof HalfWeight) {
+    K().embeddingForwardHalf(out.data, table.data, table.kind, ids, ids.length, V, D);
+    return out;
+  }
   K().embeddingForward(out.data, table.data, ids, ids.length, V, D);
   if (!needsGrad(table)) return out;
   return record(out, [table], (g) => K().embeddingBackward(table.gradBuffer(), g, ids, ids.length, V, D));

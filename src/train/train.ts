@@ -239,7 +239,7 @@ async function setUp(cfg: Config, reporter: Reporter, mcq: McqSet[]): Promise<Ru
 
 /** π from a model folder, frozen; its config tells the model's dimensions and, for unforget runs, the data it learned. */
 function loadReference(loadPath: string, T: number | null): Reference {
-  const { model: pi, checkpoint: config, hf, dir } = loadModelFolder(loadPath, { T });
+  const { model: pi, checkpoint: config, hf, dir } = loadModelFolder(loadPath, { T, frozen: true });
   pi.setTrainable(false);
   // ‖π − θ_init‖ needs π's own initialisation, which the run seed of a gpt run whose data is known regenerates.
   const known = pi.cfg.family === 'gpt' && config !== null && config.dataPath !== null && config.runSeed !== null;
@@ -449,7 +449,9 @@ function advance(run: Run, r: StepResult): void {
 
 /** An evaluation, recorded and checkpointed: every evaluation also saves the weights it measured. */
 function evaluateAndSave(run: Run, final: boolean): Metrics {
-  const theta = run.lora ? run.lora.merged() : run.model; // under LoRA, a plain model holding W + A·B
+  // Under LoRA: a plain model holding W + A·B (gpt), or, for the Hugging Face family, none (its checkpoint is the
+  // adapter, and the weight norms come from the adapter stack by stack).
+  const theta = run.lora && !run.model.outIn ? run.lora.merged() : run.model;
   const metrics = evaluate(run, theta);
   record(run, metrics, final);
   checkpoint(run, theta);
@@ -484,7 +486,8 @@ function evaluate(run: Run, theta: Transformer): Metrics {
     if (r.acc_norm !== undefined) m[`mcq_${s.name}_acc_norm`] = r.acc_norm;
   }
   const k = native();
-  m.weights_l2_theta = Math.sqrt(k.sumSquares(theta.params.data, theta.params.size));
+  if (run.lora && run.model.outIn) m.weights_l2_theta = run.lora.norms().theta;
+  else m.weights_l2_theta = Math.sqrt(k.sumSquares(theta.params.data, theta.params.size));
   if (pi && run.ref?.init) {
     const num = Math.sqrt(k.diffSumSquares(theta.params.data, pi.params.data, theta.params.size));
     const den = Math.sqrt(k.diffSumSquares(pi.params.data, run.ref.init.params.data, pi.params.size));
