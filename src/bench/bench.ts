@@ -5,8 +5,14 @@
 import { gemm } from '../backend/gemm.js';
 import { native } from '../backend/native.js';
 import type { Config } from '../config/schema.js';
-import { GPT, type GPTConfig } from '../model/gpt.js';
+import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
+import { GPT } from '../model/gpt.js';
+import { readHFConfigFile } from '../model/hf_config.js';
+import { initHFTensors } from '../model/hf_folder.js';
+import { halfCopy, modelFromHFTensors } from '../model/load.js';
+import { LoRA } from '../model/lora.js';
 import { sample } from '../model/sample.js';
+import type { Transformer } from '../model/transformer.js';
 import { RandomReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
 import { makeOptimizer } from '../train/optim.js';
 import { Stepper } from '../train/step.js';
@@ -20,13 +26,20 @@ export interface BenchOptions {
   sampleReps?: number;
   /** Skip the sampling measurement (0 rows). */
   sample: boolean;
+  /** New tokens per sampled row (null: to the full length T). */
+  sampleTokens?: number | null;
+  /** Keep the frozen base (π, the LoRA base) in bf16, as a bf16 checkpoint would be loaded. */
+  bf16Base?: boolean;
 }
 
-/** Useful FLOPs of one forward pass over B sequences of length T (causal attention counted as is). */
-export function forwardFlops(c: GPTConfig, B: number, T: number): number {
-  const { D, L, V } = c;
-  const matmuls = 2 * B * T * (12 * L * D * D + D * V);
-  const attention = L * 2 * 2 * B * D * ((T * (T + 1)) / 2); // QKᵀ and PV over the causal triangle
+/**
+ * FLOPs of one forward pass over B sequences of length T: 2 per parameter (non-embedding plus one embedding table,
+ * the output product) and token, plus causal attention (QKᵀ and PV over the triangle). Training counts 3 passes.
+ */
+export function forwardFlops(c: ArchConfig, B: number, T: number): number {
+  const { n_param_nonembed, n_param_embed } = archParamCounts(c);
+  const matmuls = 2 * B * T * (n_param_nonembed + n_param_embed);
+  const attention = c.L * 2 * 2 * B * c.N * c.H * ((T * (T + 1)) / 2);
   return matmuls + attention;
 }
 
@@ -56,16 +69,24 @@ function timeGemm(n: number, reps: number): number {
 export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> {
   const k = native();
   if (cfg.run.threads !== null) k.setNumThreads(cfg.run.threads);
-  const mcfg: GPTConfig = { D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T ?? 128, V: cfg.model.V ?? 4096 };
+  // gpt from D, L, H, or any Hugging Face architecture from model.config (random weights as transformers initialises)
+  const hf = cfg.model.config !== null ? readHFConfigFile(cfg.model.config, { T: cfg.model.T ?? 512 }) : null;
+  const mcfg: ArchConfig = hf ? (cfg.model.V !== null ? { ...hf.arch, V: cfg.model.V } : hf.arch)
+    : gptArch({ D: cfg.model.D, L: cfg.model.L, H: cfg.model.H, T: cfg.model.T ?? 128, V: cfg.model.V ?? 4096 });
   const { T, V } = mcfg;
   const B = cfg.opt.batch_size;
   const rng = new Rng(cfg.run.seed);
-  const model = GPT.init(mcfg, cfg.run.seed);
+  let model: Transformer = hf ? modelFromHFTensors(mcfg, initHFTensors(mcfg, cfg.run.seed, hf.initializerRange)) : GPT.init(mcfg, cfg.run.seed);
   const method = cfg.reg.method;
   const needsPi = method === 'kl_pre' || method === 'kl_dwn' || cfg.reg.synth;
-  const pi = needsPi ? model.clone() : null;
+  // Under LoRA the frozen base is itself π (shared, no copy), as in `unforget train`.
+  const lora = cfg.model.lora_rank !== null;
+  if (lora && o.bf16Base) model = halfCopy(model, 0);
+  const pi = needsPi ? (lora ? model.sharing() : o.bf16Base ? halfCopy(model, 0) : model.clone()) : null;
   pi?.setTrainable(false);
-  const tokenId = cfg.data.token_id ?? 1 % V;
+  const adapters = lora ? new LoRA(model, cfg.model.lora_rank!, cfg.run.seed + 7, { alpha: cfg.model.lora_alpha, targets: cfg.model.lora_targets }) : null;
+  adapters?.attach();
+  const tokenId = cfg.data.token_id ?? hf?.bosId ?? 1 % V;
   let replay: ReplaySource | null = null;
   if (method !== null && method !== 'kl_dwn') {
     const rows = method === 'replace' ? Math.floor(cfg.reg.coeff * B) : cfg.reg.batch_size ?? B;
@@ -73,7 +94,7 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
       ? new SynthReplay(pi!, rows, cfg.reg.buffer, [tokenId], cfg.reg.temperature, rng.fork('replay'))
       : new RandomReplay(rows, T, V, tokenId, rng.fork('replay'));
   }
-  const stepper = new Stepper(model, model.params, makeOptimizer(cfg.opt), method, cfg.reg.coeff, pi, replay);
+  const stepper = new Stepper(model, adapters ? adapters.params : model.params, makeOptimizer(cfg.opt), method, cfg.reg.coeff, pi, replay);
   const batch = () => {
     const ids = new Int32Array(B * T);
     for (let i = 0; i < ids.length; i++) ids[i] = i % T === 0 ? tokenId : rng.int(V);
@@ -92,18 +113,27 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   }
   const replaySeconds = (replay?.seconds ?? 0) - replaySecondsBefore;
   const rows = replay?.rows ?? 0;
+  // Counted as 6·params per trained token plus attention (3 forward passes), also under LoRA, which skips the
+  // base's weight gradients: `gflops_executed` leaves those 2·(matrix params) per token out.
   let flopsPerStep = 3 * forwardFlops(mcfg, B, T);
+  let trainedTokens = B * T;
+  if (method === 'ntp_pre' || method === 'kl_pre') trainedTokens += rows * T;
   if (method === 'ntp_pre') flopsPerStep += 3 * forwardFlops(mcfg, rows, T);
   if (method === 'kl_pre') flopsPerStep += 4 * forwardFlops(mcfg, rows, T);
   if (method === 'kl_dwn') flopsPerStep += forwardFlops(mcfg, B, T);
+  const counts = archParamCounts(mcfg);
+  const executed = lora ? flopsPerStep - 2 * trainedTokens * (counts.n_param_nonembed + counts.n_param_embed) : flopsPerStep;
   const trainGflops = (flopsPerStep * o.steps) / elapsed / 1e9;
 
   const out: Record<string, unknown> = {
-    D: mcfg.D, L: mcfg.L, H: mcfg.H, T, V, batch: B,
+    arch: mcfg.family, D: mcfg.D, L: mcfg.L, H: mcfg.H, N: mcfg.N, Nkv: mcfg.Nkv, F: mcfg.F, T, V, batch: B,
+    params: counts.n_param_nonembed + counts.n_param_embed,
+    lora_rank: cfg.model.lora_rank, bf16_base: Boolean(o.bf16Base && (lora || needsPi)),
     reg_method: method, reg_synth: cfg.reg.synth,
     tokens_per_s: (B * T * o.steps) / elapsed,
     step_ms: (elapsed / o.steps) * 1000,
     gflops: trainGflops,
+    gflops_executed: (executed * o.steps) / elapsed / 1e9,
   };
   if (replay instanceof SynthReplay) {
     out.replay_sample_share = replaySeconds / elapsed;
@@ -112,20 +142,26 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   if (o.sample) {
     const n = o.sampleBatch;
     const prompts = new Int32Array(n).fill(tokenId);
+    const length = Math.min(T, 1 + (o.sampleTokens ?? T));
+    // π samples (the frozen base: what self-generated replay decodes with)
+    const sampler = pi ?? model;
     // Warm-up: full-length calls, at least 3 (as the PyTorch peer) and at least 0.5 s, so that V8 has compiled
     // the decoding loop (its optimising compiler runs on a background thread that takes a core from the
     // kernels while it works) and the cache storage exists before the timed calls.
     const warmUntil = performance.now() + 500;
     let warm = 0;
     while (warm < 3 || performance.now() < warmUntil) {
-      sample(model, { prompts, promptLength: 1, length: T, temperature: 1, rng, batchSize: n });
+      sample(sampler, { prompts, promptLength: 1, length, temperature: 1, rng, batchSize: n });
       warm++;
     }
     const reps = o.sampleReps ?? 1;
     const t0 = performance.now();
-    for (let i = 0; i < reps; i++) sample(model, { prompts, promptLength: 1, length: T, temperature: 1, rng, batchSize: n });
+    for (let i = 0; i < reps; i++) sample(sampler, { prompts, promptLength: 1, length, temperature: 1, rng, batchSize: n });
     const s = (performance.now() - t0) / 1000;
-    out.sample_tokens_per_s = (reps * n * (T - 1)) / s;
+    out.sample_tokens_per_s = (reps * n * (length - 1)) / s;
+    out.sample_length = length;
+    // 2·params per sampled token plus attention to the cached positions (average (length+1)/2 keys)
+    out.sample_gflops = (reps * n * (length - 1) * (2 * (counts.n_param_nonembed + counts.n_param_embed) + 4 * mcfg.L * mcfg.N * mcfg.H * (length + 1) / 2)) / s / 1e9;
     out.sample_batch = n;
     out.sample_reps = reps;
     out.sample_warmup_calls = warm;
@@ -133,6 +169,7 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   const sg = sgemmReference();
   out.sgemm_1024_gflops = sg;
   out.gflops_share_of_sgemm = trainGflops / sg;
+  if (typeof out.sample_gflops === 'number') out.sample_share_of_sgemm = out.sample_gflops / sg;
   out.peak_rss_mb = process.resourceUsage().maxRSS / 1024;
   out.threads = k.getNumThreads();
   out.backend = k.info();

@@ -137,3 +137,21 @@ export function saveHFModel(dir: string, m: Transformer, hf: { bosId?: number | 
     tokenizerFrom: hf.tokenizerFrom && fs.existsSync(path.join(hf.tokenizerFrom, 'tokenizer.json')) ? hf.tokenizerFrom : null,
   });
 }
+
+/** A frozen copy of `m` whose matrices are stored in half precision (kind 0: bf16, 1: f16, rounded to nearest even). */
+export function halfCopy(m: Transformer, kind: 0 | 1): Transformer {
+  const shapes = m.outIn ? hfParamShapes(m.cfg) : null;
+  if (!shapes) throw new Error('halfCopy: only the Hugging Face family keeps half-precision weights');
+  const total = shapes.filter(([n]) => MATRICES.has(n)).reduce((s, [, sh]) => s + sh.reduce((a, b) => a * b, 1), 0);
+  const out = new Transformer(m.cfg, undefined, { data: new Uint16Array(total), kind });
+  const k = native();
+  for (const [name] of shapes) {
+    const src = m.storage(name), dst = out.storage(name);
+    if (dst instanceof Uint16Array) {
+      if (src instanceof Uint16Array) dst.set(src);
+      else k.narrowHalf(dst, src, src.length, kind);
+    } else dst.set(src instanceof Float32Array ? src : new Float32Array(0));
+  }
+  out.setTrainable(false);
+  return out;
+}
