@@ -8,8 +8,7 @@ import type { Config } from '../config/schema.js';
 import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
 import { GPT } from '../model/gpt.js';
 import { readHFConfigFile } from '../model/hf_config.js';
-import { initHFTensors } from '../model/hf_folder.js';
-import { halfCopy, modelFromHFTensors } from '../model/load.js';
+import { halfCopy, initHFModel } from '../model/load.js';
 import { LoRA } from '../model/lora.js';
 import { sample } from '../model/sample.js';
 import type { Transformer } from '../model/transformer.js';
@@ -76,12 +75,13 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   const { T, V } = mcfg;
   const B = cfg.opt.batch_size;
   const rng = new Rng(cfg.run.seed);
-  let model: Transformer = hf ? modelFromHFTensors(mcfg, initHFTensors(mcfg, cfg.run.seed, hf.initializerRange)) : GPT.init(mcfg, cfg.run.seed);
   const method = cfg.reg.method;
   const needsPi = method === 'kl_pre' || method === 'kl_dwn' || cfg.reg.synth;
   // Under LoRA the frozen base is itself π (shared, no copy), as in `unforget train`.
   const lora = cfg.model.lora_rank !== null;
-  if (lora && o.bf16Base) model = halfCopy(model, 0);
+  const model: Transformer = hf
+    ? initHFModel(mcfg, cfg.run.seed, hf.initializerRange, { half: lora && o.bf16Base ? 0 : null })
+    : GPT.init(mcfg, cfg.run.seed);
   const pi = needsPi ? (lora ? model.sharing() : o.bf16Base ? halfCopy(model, 0) : model.clone()) : null;
   pi?.setTrainable(false);
   const adapters = lora ? new LoRA(model, cfg.model.lora_rank!, cfg.run.seed + 7, { alpha: cfg.model.lora_alpha, targets: cfg.model.lora_targets }) : null;

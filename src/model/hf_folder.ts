@@ -270,12 +270,16 @@ export function writeHFFolder(dir: string, arch: ArchConfig, tensors: ReadonlyMa
  * is added.
  */
 export function initHFTensors(arch: ArchConfig, seed: number, initializerRange = 0.02, opts: { padId?: number | null } = {}): Map<string, F32Tensor> {
+  return new Map(initHFTensorStream(arch, seed, initializerRange, opts));
+}
+
+/** initHFTensors one tensor at a time (the same values), so a large model is initialised without a second copy. */
+export function* initHFTensorStream(arch: ArchConfig, seed: number, initializerRange = 0.02, opts: { padId?: number | null } = {}): Generator<[string, F32Tensor]> {
   const root = new Rng(seed);
   const padId = opts.padId ?? null;
   if (padId !== null && (!Number.isSafeInteger(padId) || padId < 0 || padId >= arch.V)) {
     throw new RangeError(`initHFTensors: padId ${padId} is not a token id below V = ${arch.V}`);
   }
-  const out = new Map<string, F32Tensor>();
   for (const p of hfTensorPlaces(arch)) {
     const data = new Float32Array(numel(p.shape));
     if (p.name.endsWith('norm.weight')) data.fill(1);
@@ -284,9 +288,8 @@ export function initHFTensors(arch: ArchConfig, seed: number, initializerRange =
       root.fork(p.name).fillNormal(data, initializerRange);
       if (p.name === 'model.embed_tokens.weight' && padId !== null) data.fill(0, padId * arch.D, (padId + 1) * arch.D);
     }
-    out.set(p.name, { shape: [...p.shape], data });
+    yield [p.name, { shape: [...p.shape], data }];
   }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../errors.js';
 import { isHFFolder, readHFConfig, type HFConfigInfo } from './hf_config.js';
-import { readHFWeights, readPeftAdapter, writeHFFolder } from './hf_folder.js';
+import { initHFTensorStream, readHFWeights, readPeftAdapter, writeHFFolder } from './hf_folder.js';
 import { mergePeftAdapter } from './lora.js';
 import { native } from '../backend/native.js';
-import { hfParamShapes, hfTensorPlaces, type ArchConfig } from './arch.js';
+import { hfParamShapes, hfTensorPlaces, type ArchConfig, type HFTensorPlace } from './arch.js';
 import { CONFIG_FILE, loadCheckpoint, readCheckpointConfig, type CheckpointConfig } from './checkpoint.js';
 import { MATRICES, Transformer } from './transformer.js';
 
@@ -99,15 +99,34 @@ export function modelFromHFTensors(arch: ArchConfig, tensors: ReadonlyMap<string
   const half = halfKind === null ? null
     : { data: new Uint16Array(shapes.filter(([n]) => MATRICES.has(n)).reduce((s, [n]) => s + size(n), 0)), kind: halfKind as 0 | 1 };
   const m = new Transformer(arch, undefined, half);
+  for (const p of places) placeTensor(m, p, tensors.get(p.name)!);
+  return m;
+}
+
+/** Copies one transformers tensor into its place in `m`, widening or narrowing between float32 and half as needed. */
+function placeTensor(m: Transformer, p: HFTensorPlace, t: { data: Float32Array | Uint16Array; dtype?: string }): void {
+  const dst = m.storage(p.param);
+  const at = p.layer >= 0 ? p.layer * (dst.length / m.cfg.L) + p.offset : p.offset;
   const k = native();
-  for (const p of places) {
-    const t = tensors.get(p.name)!;
-    const layerSize = p.layer >= 0 ? size(p.param) / arch.L : 0;
-    const at = p.layer >= 0 ? p.layer * layerSize + p.offset : p.offset;
-    const dst = m.storage(p.param);
-    if (dst instanceof Uint16Array || t.data instanceof Float32Array) dst.set(t.data as never, at);
-    else k.widenHalf((dst as Float32Array).subarray(at, at + t.data.length), t.data, t.data.length, t.dtype === 'F16' ? 1 : 0);
-  }
+  if (dst instanceof Uint16Array) {
+    if (t.data instanceof Uint16Array) dst.set(t.data, at);
+    else k.narrowHalf(dst.subarray(at, at + t.data.length), t.data, t.data.length, m.half!.kind);
+  } else if (t.data instanceof Float32Array) dst.set(t.data, at);
+  else k.widenHalf(dst.subarray(at, at + t.data.length), t.data, t.data.length, t.dtype === 'F16' ? 1 : 0);
+}
+
+/**
+ * A fresh model initialised as transformers does (initHFTensors' values), tensor by tensor into its storage; with
+ * `half` its matrices are kept frozen in that precision (a benchmark's stand-in for a bf16 checkpoint).
+ */
+export function initHFModel(arch: ArchConfig, seed: number, initializerRange: number, opts: { padId?: number | null; half?: 0 | 1 | null } = {}): Transformer {
+  const shapes = hfParamShapes(arch);
+  const total = shapes.filter(([n]) => MATRICES.has(n)).reduce((s, [, sh]) => s + sh.reduce((a, b) => a * b, 1), 0);
+  const half = opts.half != null ? { data: new Uint16Array(total), kind: opts.half } : null;
+  const m = new Transformer(arch, undefined, half);
+  const places = new Map(hfTensorPlaces(arch).map((p) => [p.name, p]));
+  for (const [name, t] of initHFTensorStream(arch, seed, initializerRange, { padId: opts.padId ?? null })) placeTensor(m, places.get(name)!, t);
+  if (half) m.setTrainable(false);
   return m;
 }
 

@@ -19,8 +19,8 @@ import { archParamCounts, gptArch, type ArchConfig } from '../model/arch.js';
 import { checkpointTokenId, saveWeights, type CheckpointConfig } from '../model/checkpoint.js';
 import { GPT } from '../model/gpt.js';
 import { readHFConfigFile, type HFConfigInfo } from '../model/hf_config.js';
-import { initHFTensors, writePeftAdapter } from '../model/hf_folder.js';
-import { loadModelFolder, modelFromHFTensors, saveHFModel } from '../model/load.js';
+import { writePeftAdapter } from '../model/hf_folder.js';
+import { initHFModel, loadModelFolder, saveHFModel } from '../model/load.js';
 import { LoRA, peftTensors } from '../model/lora.js';
 import type { Transformer } from '../model/transformer.js';
 import { RealReplay, SynthReplay, type ReplaySource } from '../replay/replay.js';
@@ -254,7 +254,7 @@ function freshArch(cfg: Config, dataPath: string, chatTok: ModelTokenizer | null
     const hf = readHFConfigFile(cfg.model.config, { T: cfg.model.T });
     // model.V, when set, replaces the config's vocab_size: that architecture with this data's tokenizer.
     const arch = cfg.model.V !== null ? { ...hf.arch, V: cfg.model.V } : hf.arch;
-    return { arch, hf, init: () => modelFromHFTensors(arch, initHFTensors(arch, cfg.run.seed, hf.initializerRange, { padId: hf.padId })) };
+    return { arch, hf, init: () => initHFModel(arch, cfg.run.seed, hf.initializerRange, { padId: hf.padId }) };
   }
   const V = cfg.model.V ?? chatTok?.vocabSize ?? readTokenFile(dataPath).sidecar.vocab_size ?? null;
   if (V === null) throw new ConfigError('model.V', `is not set and ${dataPath} has no sidecar vocab_size`);
