@@ -31,10 +31,10 @@ out=$(mktemp)
 row() { echo "{\"impl\":\"$1\",\"row\":\"$2\",\"r\":$3}" | tee -a "$out"; }
 row unforget full "$($U model.config=$S135 --no-sample)"
 row unforget full_kl "$($U model.config=$S135 $KL --no-sample)"
-row unforget sample_135m "$($U model.config=$S135 --steps 1 --warmup 0 --sample-batch 64)"
+row unforget sample_135m "$($U model.config=$S135 --no-train --sample-batch 64)"
 row unforget lora "$($U model.config=$S1B $LORA --no-sample)"
 row unforget lora_kl "$($U model.config=$S1B $LORA $KL --no-sample)"
-row unforget sample_1b "$($U model.config=$S1B $LORA --steps 1 --warmup 0 --sample-batch 64 --sample-tokens 64)"
+row unforget sample_1b "$($U model.config=$S1B $LORA --no-train --sample-batch 64 --sample-tokens 64)"
 if [ $TORCH = 1 ]; then
   row torch full "$($P --row full --shape smollm2-135m)"
   row torch full_kl "$($P --row full_kl --shape smollm2-135m)"

@@ -29,6 +29,8 @@ export interface BenchOptions {
   sampleTokens?: number | null;
   /** Keep the frozen base (π, the LoRA base) in bf16, as a bf16 checkpoint would be loaded. */
   bf16Base?: boolean;
+  /** Skip the training measurement (a sampling-only run, so that its peak memory is sampling's). */
+  train?: boolean;
 }
 
 /**
@@ -94,6 +96,15 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
       ? new SynthReplay(pi!, rows, cfg.reg.buffer, [tokenId], cfg.reg.temperature, rng.fork('replay'))
       : new RandomReplay(rows, T, V, tokenId, rng.fork('replay'));
   }
+  const out: Record<string, unknown> = {
+    arch: mcfg.family, D: mcfg.D, L: mcfg.L, H: mcfg.H, N: mcfg.N, Nkv: mcfg.Nkv, F: mcfg.F, T, V, batch: B,
+    params: archParamCounts(mcfg).n_param_nonembed + archParamCounts(mcfg).n_param_embed,
+    lora_rank: cfg.model.lora_rank, bf16_base: Boolean(o.bf16Base && (lora || needsPi)),
+    reg_method: method, reg_synth: cfg.reg.synth,
+  };
+  const counts = archParamCounts(mcfg);
+  let trainGflops: number | null = null;
+  if (o.train ?? true) {
   const stepper = new Stepper(model, adapters ? adapters.params : model.params, makeOptimizer(cfg.opt), method, cfg.reg.coeff, pi, replay);
   const batch = () => {
     const ids = new Int32Array(B * T);
@@ -121,30 +132,25 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   if (method === 'ntp_pre') flopsPerStep += 3 * forwardFlops(mcfg, rows, T);
   if (method === 'kl_pre') flopsPerStep += 4 * forwardFlops(mcfg, rows, T);
   if (method === 'kl_dwn') flopsPerStep += forwardFlops(mcfg, B, T);
-  const counts = archParamCounts(mcfg);
   const executed = lora ? flopsPerStep - 2 * trainedTokens * (counts.n_param_nonembed + counts.n_param_embed) : flopsPerStep;
-  const trainGflops = (flopsPerStep * o.steps) / elapsed / 1e9;
-
-  const out: Record<string, unknown> = {
-    arch: mcfg.family, D: mcfg.D, L: mcfg.L, H: mcfg.H, N: mcfg.N, Nkv: mcfg.Nkv, F: mcfg.F, T, V, batch: B,
-    params: counts.n_param_nonembed + counts.n_param_embed,
-    lora_rank: cfg.model.lora_rank, bf16_base: Boolean(o.bf16Base && (lora || needsPi)),
-    reg_method: method, reg_synth: cfg.reg.synth,
+  trainGflops = (flopsPerStep * o.steps) / elapsed / 1e9;
+  Object.assign(out, {
     tokens_per_s: (B * T * o.steps) / elapsed,
     step_ms: (elapsed / o.steps) * 1000,
     gflops: trainGflops,
     gflops_executed: (executed * o.steps) / elapsed / 1e9,
-  };
+  });
   if (replay instanceof SynthReplay) {
     out.replay_sample_share = replaySeconds / elapsed;
     out.replay_sample_tokens_per_s = replay.seconds > 0 ? (replay.sampled * T) / replay.seconds : null;
+  }
   }
   if (o.sample) {
     const n = o.sampleBatch;
     const prompts = new Int32Array(n).fill(tokenId);
     const length = Math.min(T, 1 + (o.sampleTokens ?? T));
     // π samples (the frozen base: what self-generated replay decodes with)
-    const sampler = pi ?? model;
+    const sampler = pi ?? (lora ? model.sharing() : model);
     // Warm-up: full-length calls, at least 3 (as the PyTorch peer) and at least 0.5 s, so that V8 has compiled
     // the decoding loop (its optimising compiler runs on a background thread that takes a core from the
     // kernels while it works) and the cache storage exists before the timed calls.
@@ -168,7 +174,7 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   }
   const sg = sgemmReference();
   out.sgemm_1024_gflops = sg;
-  out.gflops_share_of_sgemm = trainGflops / sg;
+  if (trainGflops !== null) out.gflops_share_of_sgemm = trainGflops / sg;
   if (typeof out.sample_gflops === 'number') out.sample_share_of_sgemm = out.sample_gflops / sg;
   out.peak_rss_mb = process.resourceUsage().maxRSS / 1024;
   out.threads = k.getNumThreads();

@@ -7,7 +7,7 @@ import { intOpt, splitArgs } from './args.js';
 export function cmdBench(args: string[]): void {
   const { values, positionals } = parseArgs({
     args,
-    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'sample-reps': { type: 'string' }, 'no-sample': { type: 'boolean' }, 'sample-tokens': { type: 'string' }, 'bf16-base': { type: 'boolean' } },
+    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'sample-reps': { type: 'string' }, 'no-sample': { type: 'boolean' }, 'sample-tokens': { type: 'string' }, 'bf16-base': { type: 'boolean' }, 'no-train': { type: 'boolean' } },
     strict: true,
     allowPositionals: true,
   });
@@ -21,6 +21,7 @@ export function cmdBench(args: string[]): void {
     sample: !values['no-sample'],
     sampleTokens: values['sample-tokens'] !== undefined ? intOpt(values['sample-tokens'], 'sample-tokens', 1, 1) : null,
     bf16Base: values['bf16-base'] ?? false,
+    train: !values['no-train'],
   });
   process.stdout.write(JSON.stringify(r) + '\n');
 }
