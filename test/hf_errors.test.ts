@@ -4,8 +4,8 @@
  * was: no run folder or token file created, no existing file rewritten.
  *
  * Each case copies a fixture folder that holds a tiny Llama folder with a tokenizer and a chat template (`hf`), a
- * Qwen3-like folder with no BOS anywhere (`qwen`), a Llama folder whose tokenizer has no chat template (`notpl`), a
- * token file `d.bin`, valid chat data and a text file.
+ * Qwen3-like folder with no BOS anywhere (`qwen`), a Llama folder whose tokenizer has no chat template (`notpl`), one
+ * with no tokenizer at all (`notok`), a token file `d.bin`, valid chat data and a text file.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -52,6 +52,7 @@ before(() => {
   const notpl = path.join(template, 'notpl');
   writeTinyHFFolder(notpl, LLAMA);
   writeTinyTokenizer(notpl, { chatTemplate: null });
+  writeTinyHFFolder(path.join(template, 'notok'), LLAMA);
   const tokens = Uint16Array.from({ length: 4096 }, (_, i) => 5 + ((i * 37) % 256));
   fs.writeFileSync(path.join(template, 'd.bin'), Buffer.from(tokens.buffer));
   writeJson(path.join(template, 'd.json'), { vocab_size: V, dataset_token_id: null, tokenizer: null });
@@ -244,4 +245,25 @@ test('a missing prev.path names the file', () => {
 
 test('an unknown model.lora_targets name names the key and the module', () => {
   expectError([[...TRAIN, 'model.load_path=hf', 'model.lora_rank=2', 'model.lora_targets=[q_proj,qkv_proj]']], ["'model.lora_targets'", "'qkv_proj'", 'q_proj, k_proj']);
+});
+
+test('text where token ids are expected, without a tokenizer to encode it, names the key', () => {
+  expectError([[...TRAIN, 'model.load_path=notok', 'reg.method=kl_pre', 'reg.synth=true', 'reg.prompt=Once upon']], ["'reg.prompt'", 'notok', 'tokenizer.json']);
+  expectError([[...TRAIN, 'model.load_path=notok', 'prev.path=old.txt']], ["'prev.path'", 'old.txt', 'notok', 'tokenizer.json']);
+  expectError([['sample', '--model', 'notok', '--prompt', 'hi']], ['--prompt', 'tokenizer']);
+});
+
+test('a text reg.prompt that leaves nothing to sample within T names the key and the length', () => {
+  expectError([[...TRAIN, 'model.load_path=hf', 'reg.method=kl_pre', 'reg.synth=true', 'reg.prompt=fifteen letters']], ["'reg.prompt'", '16 tokens', 'T=16']);
+});
+
+test('a prev.path JSONL line without "text" names the file and line', () => {
+  expectError([[...TRAIN, 'model.load_path=hf', 'prev.path=old.jsonl']], ['old.jsonl:2', "'text'"], (dir) => {
+    fs.writeFileSync(path.join(dir, 'old.jsonl'), JSON.stringify({ text: 'fine' }) + '\n' + JSON.stringify({ body: 'no text key' }) + '\n');
+  });
+});
+
+test('sample --chat without a chat template, or without --prompt, is refused', () => {
+  expectError([['sample', '--model', 'notpl', '--prompt', 'hi', '--chat']], ['--chat', 'notpl/tokenizer_config.json', 'chat_template']);
+  expectError([['sample', '--model', 'hf', '--chat']], ['--chat', '--prompt']);
 });

@@ -53,7 +53,7 @@ export async function tokenizeTextFile(file: string, tok: ModelTokenizer, what: 
     }
     pending = [];
   };
-  for await (const piece of readDocuments(input)) {
+  for await (const piece of readDocuments(input, { fieldHint: `${what} reads each line's "text"` })) {
     const ids = tok.encode(piece.text, { addSpecialTokens: false });
     // Its failure is reported when its turn comes; meanwhile it must not count as unhandled.
     ids.catch(() => {});
