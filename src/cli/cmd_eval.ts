@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { allSequences, readTokenFile, TokenDataset } from '../data/tokens.js';
-import { DataError, UnforgetError } from '../errors.js';
+import { ConfigError, DataError, UnforgetError } from '../errors.js';
 import { loadModelFolder } from '../model/load.js';
 import { loadScoringModel } from '../eval/load.js';
 import { evaluateMcq, readMcqFile, type McqResult } from '../eval/mcq.js';
@@ -33,7 +33,7 @@ export async function cmdEval(args: string[]): Promise<void> {
   if (!values.data) throw new UnforgetError('eval: --data FILE.bin or --mcq FILE.jsonl is required');
   if (values.split !== 'all' && values.split !== 'valid') throw new UnforgetError(`eval: --split must be 'all' or 'valid', got '${values.split}'`);
   const seqLen = values['seq-len'] !== undefined ? intOpt(values['seq-len'], 'seq-len', 0, 2) : null;
-  const { model, checkpoint: config, hf } = loadModelFolder(values.model, { T: seqLen, frozen: true });
+  const { model, checkpoint: config, hf } = loadAtSeqLen(values.model, seqLen);
   const { T, V } = model.cfg;
   const tf = readTokenFile(values.data, { V });
   // Windows start with the given id, else the data's dataset id, else the run's, else the model's BOS.
@@ -59,6 +59,18 @@ export async function cmdEval(args: string[]): Promise<void> {
   }
   const r = evaluate(model, batches, T);
   process.stdout.write(JSON.stringify({ ntp: r.ntp, ntp_h2: r.ntp_h2, sequences: r.sequences }) + '\n');
+}
+
+/** The model at --seq-len: the limit a Hugging Face config sets on T is reported against the flag the user gave. */
+function loadAtSeqLen(dir: string, seqLen: number | null): ReturnType<typeof loadModelFolder> {
+  try {
+    return loadModelFolder(dir, { T: seqLen, frozen: true });
+  } catch (e) {
+    if (seqLen !== null && e instanceof ConfigError && e.key === 'model.T') {
+      throw new UnforgetError(`eval: --seq-len ${e.message.slice(e.message.indexOf(': ') + 2)}`);
+    }
+    throw e;
+  }
 }
 
 /** One set: `{acc, acc_norm, n}`; several: one such object per file, keyed by the file's base name. */

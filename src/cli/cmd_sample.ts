@@ -1,9 +1,14 @@
 /**
- * `unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] ...`: continuations from a
- * checkpoint, one JSON line each (ids, and text when a tokenizer is known).
+ * `unforget sample --model DIR [--n N] [--prompt TEXT [--chat] | --token-id ID] ...`: continuations from a
+ * checkpoint, one JSON line each (ids, and text when a tokenizer is known). A Hugging Face model's text goes
+ * through its own tokenizer (after the BOS; special tokens left out of the decoded text), and `--chat` asks as a
+ * user turn of its chat template.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadTokenizer } from '../data/tokenizer.js';
+import { loadModelTokenizer, type ModelTokenizer } from '../data/hf_tokenizer.js';
+import { loadTokenizer, type TextCodec } from '../data/tokenizer.js';
 import { UnforgetError } from '../errors.js';
 import { checkpointPaths, checkpointTokenId } from '../model/checkpoint.js';
 import { loadModelFolder } from '../model/load.js';
@@ -25,22 +30,31 @@ export async function cmdSample(args: string[]): Promise<void> {
       'max-tokens': { type: 'string' },
       seed: { type: 'string' },
       tokenizer: { type: 'string' },
+      chat: { type: 'boolean' },
     },
     strict: true,
   });
   if (!values.model) throw new UnforgetError('sample: --model DIR is required');
   if (values.prompt !== undefined && values['token-id'] !== undefined) throw new UnforgetError('sample: give either --prompt or --token-id, not both');
-  const { model, checkpoint: config, hf } = loadModelFolder(checkpointPaths(values.model).dir, { frozen: true });
+  if (values.chat && values.prompt === undefined) throw new UnforgetError('sample: --chat needs --prompt TEXT (the user turn)');
+  const folder = checkpointPaths(values.model).dir;
+  const { model, checkpoint: config, hf } = loadModelFolder(folder, { frozen: true });
   const { T, V } = model.cfg;
   const n = intOpt(values.n, 'n', 1, 1);
-  const tokenizer = await loadTokenizer(values.tokenizer ?? null, checkpointPaths(values.model).dir, config?.dataPath ?? null);
+  // Hugging Face models (and runs of their architectures) carry their own tokenizer with special tokens.
+  const hfTok = hf ? loadModelTokenizer(values.tokenizer ?? (fs.existsSync(path.join(folder, 'tokenizer.json')) ? folder : hf.dir)) : null;
+  const tokenizer: TextCodec | null = hfTok ? null : await loadTokenizer(values.tokenizer ?? null, folder, config?.dataPath ?? null);
   // Every training sequence started with the dataset token id (unforget runs) or the BOS (Hugging Face models).
-  const startToken = (config ? checkpointTokenId(config) : null) ?? hf?.bosId ?? null;
+  const startToken = (config ? checkpointTokenId(config) : null) ?? hfTok?.bosId ?? hf?.bosId ?? null;
   let prompt: number[];
   if (values.prompt !== undefined) {
-    if (!tokenizer) throw new UnforgetError('sample: --prompt TEXT needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE or use --token-id');
-    prompt = await tokenizer.encode(values.prompt);
-    if (startToken !== null) prompt = [startToken, ...prompt];
+    if (hfTok) prompt = await hfPrompt(hfTok, values.prompt, values.chat === true, startToken);
+    else {
+      if (values.chat) throw new UnforgetError(`sample: --chat needs a Hugging Face tokenizer with a chat template, and ${folder} has none`);
+      if (!tokenizer) throw new UnforgetError('sample: --prompt TEXT needs a tokenizer: none found beside the checkpoint or in its data sidecar; pass --tokenizer FILE or use --token-id');
+      prompt = await tokenizer.encode(values.prompt);
+      if (startToken !== null) prompt = [startToken, ...prompt];
+    }
     if (prompt.length === 0) throw new UnforgetError('sample: the prompt encodes to no tokens');
   } else {
     const tid = values['token-id'] !== undefined ? intOpt(values['token-id'], 'token-id', 0) : startToken;
@@ -67,9 +81,22 @@ export async function cmdSample(args: string[]): Promise<void> {
   for (let i = 0; i < n; i++) {
     const ids = Array.from(out.subarray(i * length, (i + 1) * length));
     const rec: Record<string, unknown> = { ids };
-    if (tokenizer) rec.text = await tokenizer.decode(ids.slice(P));
+    if (hfTok) rec.text = await hfTok.decode(ids.slice(P), { skipSpecialTokens: true });
+    else if (tokenizer) rec.text = await tokenizer.decode(ids.slice(P));
     process.stdout.write(JSON.stringify(rec) + '\n');
   }
+}
+
+/**
+ * A text prompt for a Hugging Face model: its tokens (no special tokens added) after the start token, or with
+ * `chat` the text as a user turn of the chat template with the generation prompt, which starts with the BOS once
+ * whether or not the template writes it.
+ */
+async function hfPrompt(tok: ModelTokenizer, text: string, chat: boolean, startToken: number | null): Promise<number[]> {
+  if (!chat) return [...(startToken !== null ? [startToken] : []), ...(await tok.encode(text, { addSpecialTokens: false }))];
+  if (tok.chatTemplate === null) throw new UnforgetError(`sample: --chat needs a chat template, and ${tok.configFile} has no chat_template`);
+  const ids = await tok.encode(tok.renderChat([{ role: 'user', content: text }], { addGenerationPrompt: true }), { addSpecialTokens: false });
+  return tok.bosId !== null && ids[0] !== tok.bosId ? [tok.bosId, ...ids] : ids;
 }
 
 function topP(v: string | undefined): number {

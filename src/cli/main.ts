@@ -29,8 +29,8 @@ usage:
                   or --mcq FILE.jsonl ... [--mcq-style harness|chat]   multiple-choice accuracy
   unforget forgetting --base DIR --model DIR2 [--n 64] [--seq-len T] [--seed S] [--temperature 1] [--mcq FILE ...]
                   KL(base ‖ model) and both NTPs on the base's samples; multiple-choice accuracy of both
-  unforget sample --model DIR [--n N] [--prompt TEXT | --token-id ID] [--temperature X]
-                  [--top-k K] [--max-tokens K] [--seed S]
+  unforget sample --model DIR [--n N] [--prompt TEXT [--chat] | --token-id ID] [--temperature X]
+                  [--top-k K] [--top-p P] [--max-tokens K] [--seed S]
   unforget export --model DIR --format npz|safetensors [--out DIR2]   convert a checkpoint (weights.npz ⇄ model.safetensors)
   unforget experiment toy-continual [--preset reference|demo] [--out DIR] [key=value ...]
   unforget experiment language-shift|capacity|lr-tradeoff [--preset small|paper] [--out DIR] [key=value ...]

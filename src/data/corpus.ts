@@ -191,6 +191,8 @@ export interface Piece {
 export interface ReadOptions {
   /** JSONL field holding the text (default `text`). */
   field?: string;
+  /** What the error for a line without the field suggests (default: choosing another with --field). */
+  fieldHint?: string;
   /** Parquet column holding the text (default `text`). */
   column?: string;
   /** Cut documents into pieces of at most this many UTF-16 units (default PIECE_CHARS). */
@@ -281,7 +283,7 @@ async function* readJsonl(file: InputFile, opts: ReadOptions): AsyncGenerator<Pi
       }
       if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw new DataError(`${file.path}:${lineNo}: expected a JSON object`);
       const obj = rec as Record<string, unknown>;
-      if (!(field in obj)) throw new DataError(`${file.path}:${lineNo}: no field '${field}' (fields: ${describeKeys(obj)}); choose one with --field`);
+      if (!(field in obj)) throw new DataError(`${file.path}:${lineNo}: no field '${field}' (fields: ${describeKeys(obj)}); ${opts.fieldHint ?? 'choose one with --field'}`);
       const text = obj[field];
       if (text === null) continue;
       if (typeof text !== 'string') throw new DataError(`${file.path}:${lineNo}: field '${field}' is ${Array.isArray(text) ? 'an array' : typeof text}, not a string`);

@@ -42,38 +42,45 @@ export class RealReplay implements ReplaySource {
 }
 
 /**
- * Self-generated replay: π samples `buffer × rows` sequences at a time, each prompted with a
- * dataset token id (cycled through `promptIds` in equal shares), to the full length T at
- * `temperature`, with no early stop. Batches are consumed in order; a new buffer is drawn when
- * the current one runs out.
+ * Self-generated replay: π samples `buffer × rows` sequences at a time, each prompted with one of
+ * `prompts` (cycled in equal shares): a dataset token id, or a prompt of several tokens (a BOS and
+ * a text's tokens), all of one length. It samples to the full length T at `temperature`, with no
+ * early stop. Batches are consumed in order; a new buffer is drawn when the current one runs out.
  */
 export class SynthReplay implements ReplaySource {
   seconds = 0;
   sampled = 0;
   private buf: Int32Array | null = null;
   private pos = 0;
+  private readonly prompts: number[][];
+  private readonly promptLength: number;
   constructor(
     private readonly pi: GPT,
     readonly rows: number,
     private readonly buffer: number,
-    private readonly promptIds: number[],
+    prompts: ReadonlyArray<number | readonly number[]>,
     private readonly temperature: number,
     private readonly rng: Rng,
     /** Sampling restrictions (reg.top_k, reg.top_p), and the rows decoded together (larger batches make the
      *  per-position products efficient). */
     private readonly opts: { topK?: number; topP?: number; decodeBatch?: number } = {},
   ) {
-    if (promptIds.length === 0) throw new Error('SynthReplay: at least one prompt token id is needed');
+    if (prompts.length === 0) throw new Error('SynthReplay: at least one prompt is needed');
+    this.prompts = prompts.map((p) => (typeof p === 'number' ? [p] : [...p]));
+    this.promptLength = this.prompts[0]!.length;
+    if (this.prompts.some((p) => p.length !== this.promptLength)) throw new Error('SynthReplay: every prompt must have the same number of tokens');
+    if (this.promptLength < 1 || this.promptLength > pi.cfg.T) throw new Error(`SynthReplay: a prompt of ${this.promptLength} tokens does not fit T=${pi.cfg.T}`);
   }
 
   private refill(): void {
     const t0 = performance.now();
     const n = this.rows * this.buffer;
-    const prompts = new Int32Array(n);
-    for (let i = 0; i < n; i++) prompts[i] = this.promptIds[i % this.promptIds.length]!;
+    const P = this.promptLength;
+    const prompts = new Int32Array(n * P);
+    for (let i = 0; i < n; i++) prompts.set(this.prompts[i % this.prompts.length]!, i * P);
     this.buf = sample(this.pi, {
       prompts,
-      promptLength: 1,
+      promptLength: P,
       length: this.pi.cfg.T,
       temperature: this.temperature,
       topK: this.opts.topK ?? 0,

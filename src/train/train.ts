@@ -10,7 +10,8 @@ import { dumpConfig, generateRunId } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { chatDataset, isChatRowsSidecar, readChatRows, readChatRowsFile } from '../data/chat.js';
 import { loadModelTokenizer, type ModelTokenizer } from '../data/hf_tokenizer.js';
-import { BatchStream, TokenDataset, readSidecar, readTokenFile } from '../data/tokens.js';
+import { isTextData, tokenizeTextFile } from '../data/text_tokens.js';
+import { BatchStream, TokenDataset, checkTokenIds, readSidecar, readTokenFile, type TokenIds } from '../data/tokens.js';
 import { ConfigError, DataError, NonFiniteLossError, UnforgetError } from '../errors.js';
 import { loadRunMcqSets, type McqSet } from '../eval/load.js';
 import { mcqAccuracy, scoreMcq } from '../eval/mcq.js';
@@ -181,9 +182,7 @@ async function setUp(cfg: Config, reporter: Reporter, mcq: McqSet[]): Promise<Ru
   const prev = cfg.prev.path === null && ref?.config?.dataPath && !ref.config.dataPath.endsWith('.jsonl') ? ref.config : null;
   if (cfg.prev.path !== null) {
     if (!ref) throw new ConfigError('prev.path', 'measures forgetting of a loaded model: set model.load_path too');
-    // The old data as a whole is the evaluation set: its validation split is every window.
-    const p = openDataset(cfg.prev.path, mcfg, { batchSize: B, numTokensValid: Number.MAX_SAFE_INTEGER, splitSeed: 0, tokenId: null, what: 'prev.path', fallbackTokenId: bos, evalOnly: true });
-    evalSets.push({ name: 'prev', dataset: p });
+    evalSets.push({ name: 'prev', dataset: await openPrevPath(cfg.prev.path, ref, mcfg, B, bos) });
   } else if (prev) {
     const p = openDataset(prev.dataPath!, mcfg, { ...prev.split, batchSize: prev.split.batchSize ?? 32, tokenId: prev.tokenId, what: 'previous data', fallbackTokenId: bos });
     if (p.numValidBatches > 0) evalSets.push({ name: 'prev', dataset: p });
@@ -202,7 +201,7 @@ async function setUp(cfg: Config, reporter: Reporter, mcq: McqSet[]): Promise<Ru
   // LoRA: the base weights are frozen and only the adapters train; checkpoints hold W + A·B.
   const lora = cfg.model.lora_rank !== null ? new LoRA(model, cfg.model.lora_rank, cfg.run.seed + 7, { alpha: cfg.model.lora_alpha, targets: cfg.model.lora_targets }) : null;
   lora?.attach();
-  const replay = makeReplay(cfg, ref, prev, mcfg, bos, rng.fork('replay'));
+  const replay = await makeReplay(cfg, ref, prev, mcfg, bos, rng.fork('replay'), reporter);
   const stepper = new Stepper(model, lora ? lora.params : model.params, makeOptimizer(cfg.opt), cfg.reg.method, cfg.reg.coeff, ref?.pi ?? null, replay);
 
   // ---- length and schedule ----
@@ -313,14 +312,44 @@ function openDataset(file: string, m: ArchConfig, o: DatasetOptions): TokenDatas
   }
   const tf = readTokenFile(file, { V: m.V });
   const tokenId = o.tokenId ?? tf.sidecar.dataset_token_id ?? o.fallbackTokenId ?? null;
-  if (o.evalOnly) {
-    const windows = Math.floor(tf.tokens.length / m.T);
-    if (windows === 0) throw new DataError(`${file}: holds ${tf.tokens.length} tokens, fewer than one sequence of T=${m.T} (${o.what})`);
-    const batchSize = Math.min(o.batchSize, windows);
-    return new TokenDataset(tf.tokens, { T: m.T, batchSize, numTokensValid: Math.floor(windows / batchSize) * batchSize * m.T, splitSeed: o.splitSeed, tokenId, source: file, allowNoTrain: true });
-  }
+  if (o.evalOnly) return evalOnlyDataset(tf.tokens, file, m, o.batchSize, tokenId, o.what);
   if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: dataset token id ${tokenId} (${o.what}) is ≥ vocabulary size ${m.V}`);
   return new TokenDataset(tf.tokens, { T: m.T, batchSize: o.batchSize, numTokensValid: o.numTokensValid, splitSeed: o.splitSeed, tokenId, source: file });
+}
+
+/** Every window of `tokens` as one evaluation set (batches of up to `batchSize`; no training split). */
+function evalOnlyDataset(tokens: TokenIds, file: string, m: ArchConfig, batchSize: number, tokenId: number | null, what: string): TokenDataset {
+  const windows = Math.floor(tokens.length / m.T);
+  if (windows === 0) throw new DataError(`${file}: holds ${tokens.length} tokens, fewer than one sequence of T=${m.T} (${what})`);
+  if (tokenId !== null && tokenId >= m.V) throw new DataError(`${file}: start token id ${tokenId} (${what}) is ≥ vocabulary size ${m.V}`);
+  const B = Math.min(batchSize, windows);
+  return new TokenDataset(tokens, { T: m.T, batchSize: B, numTokensValid: Math.floor(windows / B) * B * m.T, splitSeed: 0, tokenId, source: file, allowNoTrain: true });
+}
+
+/**
+ * The tokenizer of the model being finetuned: the one beside model.load_path, else (a PEFT adapter, a run folder
+ * without tokenizer files) its Hugging Face base folder's; null when neither has a tokenizer.json.
+ */
+function referenceTokenizer(ref: Reference): ModelTokenizer | null {
+  return loadModelTokenizer(ref.dir) ?? (ref.hf && ref.hf.dir !== ref.dir ? loadModelTokenizer(ref.hf.dir) : null);
+}
+
+/**
+ * prev.path, the old data forgetting is measured on, as one evaluation set of all its windows: a token file, or
+ * text / JSONL of {"text": ...} tokenised with the model's own tokenizer. Windows start with the BOS where the
+ * model has one (else, for unforget checkpoints, their dataset token id), as its training sequences did.
+ */
+async function openPrevPath(file: string, ref: Reference, m: ArchConfig, B: number, bos: number | null): Promise<TokenDataset> {
+  if (!fs.existsSync(file)) throw new ConfigError('prev.path', `${file}: no such file`);
+  if (!isTextData(file)) {
+    return openDataset(file, m, { batchSize: B, numTokensValid: 0, splitSeed: 0, tokenId: null, what: 'prev.path', fallbackTokenId: bos, evalOnly: true });
+  }
+  const tok = referenceTokenizer(ref);
+  if (tok === null) throw new ConfigError('prev.path', `${file} is text, but ${ref.dir} has no tokenizer.json to tokenize it with; give a token file`);
+  const tokens = await tokenizeTextFile(file, tok, 'prev.path');
+  checkTokenIds(tokens, m.V, `${file} (tokenized with ${tok.file})`);
+  const start = bos ?? (ref.config ? checkpointTokenId(ref.config) : null);
+  return evalOnlyDataset(tokens, file, m, B, start, 'prev.path');
 }
 
 /** Resolve the run folder `<model.save_dir or log.dir>/<run.id>`; refuses an existing non-empty folder. */
@@ -334,7 +363,7 @@ export function makeRunDir(cfg: Config, hint = 'choose another run.id'): string 
 }
 
 /** The replay source of reg.method (docs/contract.md §2), or null when the method replays nothing. */
-function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig | null, m: ArchConfig, bos: number | null, rng: Rng): ReplaySource | null {
+async function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig | null, m: ArchConfig, bos: number | null, rng: Rng, reporter: Reporter): Promise<ReplaySource | null> {
   const method = cfg.reg.method;
   if (method === null || method === 'kl_dwn') {
     if (method === 'kl_dwn' && !ref) throw new ConfigError('reg.method', 'kl_dwn needs model.load_path (the reference model π)');
@@ -348,7 +377,8 @@ function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig |
   }
   if (cfg.reg.synth) {
     if (!ref) throw new ConfigError('reg.synth', 'self-generated replay needs model.load_path (the model π that samples it)');
-    const prompt = replayPrompt(cfg, ref, prev, bos);
+    const prompt = await replayPrompt(cfg, ref, prev, bos);
+    if (prompt.length > 1) reporter.log(`replay: π samples from the prompt ${JSON.stringify(cfg.reg.prompt)}, ids [${prompt.join(', ')}]`);
     return new SynthReplay(ref.pi, rows, cfg.reg.buffer, [prompt], cfg.reg.temperature, rng, { topK: cfg.reg.top_k ?? 0, topP: cfg.reg.top_p ?? 1 });
   }
   const replayPath = cfg.reg.path ?? prev?.dataPath ?? null;
@@ -373,10 +403,11 @@ function makeReplay(cfg: Config, ref: Reference | null, prev: CheckpointConfig |
 }
 
 /**
- * The token self-generated replay starts from (reg.prompt): the BOS or EOS of a Hugging Face model, a token id, or
- * (default) the previous data's dataset token id for unforget checkpoints and the BOS otherwise.
+ * The tokens self-generated replay starts from (reg.prompt): the BOS or EOS of a Hugging Face model, a token id, a
+ * text (encoded with the model's tokenizer, after the BOS where the model has one), or (default) the previous
+ * data's dataset token id for unforget checkpoints and the BOS otherwise.
  */
-function replayPrompt(cfg: Config, ref: Reference, prev: CheckpointConfig | null, bos: number | null): number {
+async function replayPrompt(cfg: Config, ref: Reference, prev: CheckpointConfig | null, bos: number | null): Promise<number[]> {
   const p = cfg.reg.prompt;
   const V = ref.pi.cfg.V;
   let id: number | null;
@@ -395,10 +426,23 @@ function replayPrompt(cfg: Config, ref: Reference, prev: CheckpointConfig | null
   } else if (typeof p === 'number') {
     id = p;
   } else {
-    throw new ConfigError('reg.prompt', `a text prompt ('${p}') is not supported yet; use bos, eos or a token id`);
+    return textPrompt(p, ref, bos);
   }
   if (id < 0 || id >= V) throw new ConfigError('reg.prompt', `token id ${id} is outside the vocabulary [0, ${V})`);
-  return id;
+  return [id];
+}
+
+/** reg.prompt as a text: its tokens without special tokens added, after the BOS where the model has one. */
+async function textPrompt(text: string, ref: Reference, bos: number | null): Promise<number[]> {
+  const { T, V } = ref.pi.cfg;
+  const tok = referenceTokenizer(ref);
+  if (tok === null) throw new ConfigError('reg.prompt', `a text prompt needs the model's tokenizer, and ${ref.dir} has no tokenizer.json; use bos, eos or a token id`);
+  const ids = [...(bos !== null ? [bos] : []), ...(await tok.encode(text, { addSpecialTokens: false }))];
+  if (ids.length === 0) throw new ConfigError('reg.prompt', `${JSON.stringify(text)} encodes to no tokens`);
+  const bad = ids.find((id) => id >= V);
+  if (bad !== undefined) throw new ConfigError('reg.prompt', `${JSON.stringify(text)} encodes to token id ${bad} (${tok.file}), outside the model's vocabulary [0, ${V})`);
+  if (ids.length >= T) throw new ConfigError('reg.prompt', `${JSON.stringify(text)} is ${ids.length} tokens long, leaving nothing to sample within T=${T}`);
+  return ids;
 }
 
 // ---- the loop's steps --------------------------------------------------------------------------
