@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { Tokenizer } from 'tokenizers';
 import { DataError, fileError } from '../errors.js';
+import { readJsonObject } from '../io/json.js';
 
 export interface ChatMessage {
   role: string;
@@ -50,22 +51,6 @@ function tokenizerFiles(dir: string): [string, string] {
   return [isJson ? dir : path.join(folder, 'tokenizer.json'), path.join(folder, 'tokenizer_config.json')];
 }
 
-function readJsonObject(file: string, what: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw fileError(err, file, what);
-  }
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (err) {
-    throw new DataError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
-  }
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new DataError(`${file}: expected a JSON object`);
-  return obj as Record<string, unknown>;
-}
 
 /** A special token's text: transformers writes a string, an AddedToken object `{content, ...}`, or null. */
 function tokenText(v: unknown, key: string, file: string): string | null {

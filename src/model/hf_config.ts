@@ -8,8 +8,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError, DataError, fileError } from '../errors.js';
+import { ConfigError, DataError } from '../errors.js';
 import { HF_CLASSES, HF_FAMILIES, type ArchConfig, type HFFamily, type Llama3Scaling } from './arch.js';
+import { readJsonObject } from '../io/json.js';
 
 export interface HFConfigInfo {
   dir: string;
@@ -53,22 +54,6 @@ const DEFAULT_ROPE_THETA = 10000;
 const DEFAULT_INITIALIZER_RANGE = 0.02;
 const DEFAULT_T = 1024;
 
-function readJsonObject(file: string, what: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw fileError(err, file, what);
-  }
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (err) {
-    throw new DataError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
-  }
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new DataError(`${file}: must hold a JSON object`);
-  return obj as Record<string, unknown>;
-}
 
 const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v));
 
