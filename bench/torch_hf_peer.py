@@ -439,7 +439,8 @@ def run_row(args):
 
         tokens_per_step = B * T
 
-    step()  # warm-up: allocator, OpenBLAS buffers, AdamW state
+    for _ in range(args.warmup):
+        step()  # warm-up: allocator, OpenBLAS buffers, AdamW state
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -688,7 +689,8 @@ def main():
     ap.add_argument("--T", type=int, default=512, help="sequence length (default 512)")
     ap.add_argument("--batch", type=int, default=None, help="rows per step (default 4; sample 64)")
     ap.add_argument("--new-tokens", type=int, default=None, help="sample: tokens drawn after BOS (default T-1)")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step (default 3)")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up steps (default 3)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--lora-alpha", type=float, default=32.0)
     ap.add_argument("--threads", type=int, default=2)

@@ -7,7 +7,7 @@ import { intOpt, splitArgs } from './args.js';
 export function cmdBench(args: string[]): void {
   const { values, positionals } = parseArgs({
     args,
-    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'sample-reps': { type: 'string' }, 'no-sample': { type: 'boolean' }, 'sample-tokens': { type: 'string' }, 'bf16-base': { type: 'boolean' }, 'no-train': { type: 'boolean' } },
+    options: { steps: { type: 'string' }, warmup: { type: 'string' }, 'sample-batch': { type: 'string' }, 'sample-reps': { type: 'string' }, 'no-sample': { type: 'boolean' }, 'sample-tokens': { type: 'string' }, 'bf16-base': { type: 'boolean' }, 'no-train': { type: 'boolean' }, 'sample-warmup': { type: 'string' } },
     strict: true,
     allowPositionals: true,
   });
@@ -22,6 +22,7 @@ export function cmdBench(args: string[]): void {
     sampleTokens: values['sample-tokens'] !== undefined ? intOpt(values['sample-tokens'], 'sample-tokens', 1, 1) : null,
     bf16Base: values['bf16-base'] ?? false,
     train: !values['no-train'],
+    sampleWarmup: values['sample-warmup'] !== undefined ? intOpt(values['sample-warmup'], 'sample-warmup', 0, 0) : null,
   });
   process.stdout.write(JSON.stringify(r) + '\n');
 }

@@ -72,6 +72,11 @@ export class SynthReplay implements ReplaySource {
     if (this.promptLength < 1 || this.promptLength > pi.cfg.T) throw new Error(`SynthReplay: a prompt of ${this.promptLength} tokens does not fit T=${pi.cfg.T}`);
   }
 
+  /** Samples a buffer now if none is left (a benchmark samples its replay before timing the steps). */
+  prepare(): void {
+    if (!this.buf || this.pos >= this.buf.length) this.refill();
+  }
+
   private refill(): void {
     const t0 = performance.now();
     const n = this.rows * this.buffer;
