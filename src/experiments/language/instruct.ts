@@ -460,7 +460,7 @@ export function instructFigureSpec(methods: InstructMethod[], paths: Record<Inst
     },
     config: { font: FONT_STACK },
     hconcat: [
-      panel({ field: 'acc', type: 'quantitative', title: 'accuracy (4 choices)', axis: { format: '.0%' }, scale: { zero: false } }, 'Multiple-choice accuracy (old knowledge)', [chance]),
+      panel({ field: 'acc', type: 'quantitative', title: 'accuracy (4 choices)', axis: { format: '.1%' }, scale: { zero: false } }, 'Multiple-choice accuracy (old knowledge)', [chance]),
       panel({ field: 'prev', type: 'quantitative', title: 'prev_ntp (nats/token)', scale: { zero: false } }, 'Old-data loss (held-out old language)'),
     ],
     resolve: { scale: { color: 'shared' } },
