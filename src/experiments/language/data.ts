@@ -9,9 +9,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { int, section, str, strList } from '../../config/schema.js';
-import { ConfigError, UnforgetError } from '../../errors.js';
+import { ConfigError, DataError, UnforgetError, fileError } from '../../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
-import { CORPORA, fetchCorpus, readManifest } from '../../data/corpora.js';
+import { CORPORA, DOCS, fetchCorpus, readManifest, type CorpusDoc, type CorpusManifest } from '../../data/corpora.js';
 import { tokenizeCorpus, trainTokenizerFromFiles } from '../../data/tokenize.js';
 
 export const languageDataSection = section({
@@ -140,4 +140,39 @@ export function readMetrics(runDir: string): Array<Record<string, number>> {
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as Record<string, number>);
+}
+
+/** Fetches the named corpora that `corporaDir` lacks; returns each one's folder and manifest. */
+export function fetchCorpora(names: readonly string[], corporaDir: string, log: (line: string) => void): Record<string, { dir: string; manifest: CorpusManifest }> {
+  const out: Record<string, { dir: string; manifest: CorpusManifest }> = {};
+  for (const name of names) {
+    if (!readManifest(path.join(corporaDir, name))) log(`fetching corpus ${name} into ${corporaDir} (unforget corpus fetch ${name})`);
+    const r = fetchCorpus(name, corporaDir, { log });
+    out[name] = { dir: r.dir, manifest: r.manifest };
+  }
+  return out;
+}
+
+/** The documents of a fetched corpus folder (its docs.jsonl), in file order. */
+export function readCorpusDocs(dir: string): CorpusDoc[] {
+  const file = path.join(dir, DOCS);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw fileError(err, file, 'corpus documents');
+  }
+  const docs: CorpusDoc[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let d: unknown;
+    try {
+      d = JSON.parse(line);
+    } catch (err) {
+      throw new DataError(`${file}:${i + 1}: not JSON (${(err as Error).message.split('\n')[0]})`);
+    }
+    if (d === null || typeof d !== 'object' || typeof (d as CorpusDoc).text !== 'string') throw new DataError(`${file}:${i + 1}: expected {"id", "text"}`);
+    docs.push({ id: String((d as CorpusDoc).id ?? i), text: (d as CorpusDoc).text });
+  });
+  return docs;
 }
