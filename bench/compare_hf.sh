@@ -5,8 +5,9 @@
 # OPENBLAS_CORETYPE override of these machines is removed for these commands only).
 # Output: one JSON line per measurement, then a markdown table.
 #   usage: bash bench/compare_hf.sh [--no-torch] [--steps N] [--steps-1b N] > results.jsonl
-# The 135M rows time N steps (default 2) after one warm-up step; the 1B rows, whose steps take minutes in PyTorch,
-# time --steps-1b steps (default 1) with no warm-up, in both programs.
+# The 135M training rows time N steps (default 2) after one warm-up step; the 1B rows, whose steps take minutes in
+# PyTorch, time --steps-1b steps (default 1) with no warm-up, in both programs; PyTorch's sampling rows time one call
+# without a warm-up call (each takes minutes there).
 # Rows: full training of the 135M shape; LoRA r=16 (alpha 32, all linear modules, bf16 base) on the 1B shape; each
 # also with kl_pre on self-generated replay (replay batch 4×512 sampled from BOS by π); KV-cache sampling from BOS
 # at batch 64 (full length for 135M, 64 new tokens for 1B).
@@ -46,7 +47,7 @@ row unforget sample_1b "$($U1B model.config=$S1B $LORA --no-train --sample-batch
 if [ $TORCH = 1 ]; then
   row torch full "$($P --row full --shape smollm2-135m)"
   row torch full_kl "$($P --row full_kl --shape smollm2-135m)"
-  row torch sample_135m "$($P --row sample --shape smollm2-135m --steps 1)"
+  row torch sample_135m "$($P1B --row sample --shape smollm2-135m)"
   row torch lora "$($P1B --row lora --shape llama-3.2-1b)"
   row torch lora_kl "$($P1B --row lora_kl --shape llama-3.2-1b)"
   row torch sample_1b "$($P1B --row sample --shape llama-3.2-1b --new-tokens 64)"

@@ -58,26 +58,46 @@ export class Stepper {
       if (mask) (mask = mask.slice()).fill(1, (B - k) * T);
     }
     this.trainable.zeroGrad();
+    if (this.method === 'ntp_pre' || this.method === 'kl_pre') return this.twoPassStep(ids, B, T, lr, mask);
     const logits = this.model.forward(ids, B, T);
     // The logits are consumed by their loss, except under kl_dwn, whose KL term reads them afterwards.
     const ntp = ntpLoss(logits, ids, B, T, { inPlace: this.method !== 'kl_dwn' }, mask);
-    let reg: Tensor | null = null;
-    if (this.method === 'ntp_pre') {
-      const r = this.replay!.next();
-      const Br = r.length / T;
-      reg = ntpLoss(this.model.forward(r, Br, T), r, Br, T, { inPlace: true });
-    } else if (this.method === 'kl_pre') {
-      const r = this.replay!.next();
-      const Br = r.length / T;
-      // θ's replay logits are read by nothing else: the KL gradient is written over them.
-      reg = klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T, { inPlace: true });
-    } else if (this.method === 'kl_dwn') {
-      reg = klLoss(keep(() => this.pi!.logits(ids, B, T)), logits, B, T);
-    }
+    // kl_dwn's KL term reads the training batch's logits: one graph for both terms.
+    const reg: Tensor | null = this.method === 'kl_dwn' ? klLoss(keep(() => this.pi!.logits(ids, B, T)), logits, B, T) : null;
     const total = reg ? weightedSum([ntp, reg], [1, this.coeff]) : ntp;
     const result = { loss: total.item(), ntp: ntp.item(), reg: reg ? reg.item() : 0 };
     if (!Number.isFinite(result.loss)) return result;
     total.backward();
+    this.optimizer.step(this.trainable, lr);
+    return result;
+  }
+
+  /**
+   * ntp_pre and kl_pre, whose two terms share no activations: the training batch's forward and backward run (and
+   * free their buffers) before the replay batch's, so the step holds one graph at a time, not both. The gradients
+   * add up to those of NTP + coeff·R.
+   */
+  private twoPassStep(ids: Int32Array, B: number, T: number, lr: number, mask?: Float32Array): StepResult {
+    const ntp = scope(() => {
+      const loss = ntpLoss(this.model.forward(ids, B, T), ids, B, T, { inPlace: true }, mask);
+      const v = loss.item();
+      if (Number.isFinite(v)) loss.backward();
+      return v;
+    });
+    if (!Number.isFinite(ntp)) return { loss: ntp, ntp, reg: NaN };
+    const reg = scope(() => {
+      const r = this.replay!.next();
+      const Br = r.length / T;
+      const loss = this.method === 'ntp_pre'
+        ? ntpLoss(this.model.forward(r, Br, T), r, Br, T, { inPlace: true })
+        // θ's replay logits are read by nothing else: the KL gradient is written over them.
+        : klLoss(keep(() => this.pi!.logits(r, Br, T)), this.model.forward(r, Br, T), Br, T, { inPlace: true });
+      const v = loss.item();
+      if (Number.isFinite(v)) loss.backward(this.coeff);
+      return v;
+    });
+    const result = { loss: ntp + this.coeff * reg, ntp, reg };
+    if (!Number.isFinite(result.loss)) return result;
     this.optimizer.step(this.trainable, lr);
     return result;
   }
