@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { dumpConfig, validateConfig } from '../../config/load.js';
 import { baseSections, type Config } from '../../config/schema.js';
+import { ConfigError, UnforgetError } from '../../errors.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { makeRunDir } from '../../train/train.js';
 
@@ -47,4 +48,23 @@ export function atFirstCrossing(points: Array<{ x: number; y: number }>, target:
     }
   }
   return null;
+}
+
+/** The config patch of a replay method: reg.method, reg.synth, and the method's own coefficient, else reg.coeff. */
+export function replayPatch(method: 'ntp_pre' | 'kl_pre', synth: boolean, coeffs: { ntp: number | null; kl: number | null },
+  fallback: number): Record<string, unknown> {
+  return { 'reg.method': method, 'reg.synth': synth, 'reg.coeff': (method === 'ntp_pre' ? coeffs.ntp : coeffs.kl) ?? fallback };
+}
+
+/** An experiment's method list: no method twice, and standard finetuning, against which forgetting is measured. */
+export function checkMethods(key: string, methods: readonly string[]): void {
+  if (new Set(methods).size !== methods.length) throw new ConfigError(key, 'names a method twice');
+  if (!methods.includes('standard')) throw new ConfigError(key, "must include 'standard' (forgetting is measured against it)");
+}
+
+/** Stops the experiment when a child run was interrupted; finished runs stay in `dir`. */
+export function stopIfInterrupted(dir: string): (summary: Record<string, unknown>, what: string) => void {
+  return (summary, what) => {
+    if (summary.stop_reason === 'interrupted') throw new UnforgetError(`interrupted during ${what}; finished runs are kept in ${dir}`);
+  };
 }

@@ -22,7 +22,7 @@ import { readHFConfig } from '../../model/hf_config.js';
 import { isHFModelFolder, loadModelFolder, saveHFModel } from '../../model/load.js';
 import { FONT_STACK, writeFigure } from '../../report/plot.js';
 import { silentReporter, train, type Reporter } from '../../train/train.js';
-import { atFirstCrossing, childConfig, experimentDir } from './common.js';
+import { atFirstCrossing, checkMethods, childConfig, experimentDir, replayPatch, stopIfInterrupted } from './common.js';
 import { checkDataConfig, fetchCorpora, languageDataSection, prepareLanguageData, readCorpusDocs, readMetrics } from './data.js';
 import {
   MCQ_METRIC, buildContinueChat, freshCacheDir, preparedRoot, shortHash, splitEnglish, tokenizeDocs, tokenizerHash,
@@ -144,11 +144,7 @@ interface PretrainedModel {
 function methodPatch(m: InstructMethod, cfg: InstructConfig): Record<string, unknown> {
   const s = cfg.instruct;
   const lora = { 'model.lora_rank': s.lora_rank, 'model.lora_alpha': s.lora_alpha, 'opt.lr': s.lora_lr ?? cfg.opt.lr };
-  const replay = (method: 'ntp_pre' | 'kl_pre', synth: boolean) => ({
-    'reg.method': method,
-    'reg.synth': synth,
-    'reg.coeff': (method === 'ntp_pre' ? s.ntp_coeff : s.kl_coeff) ?? cfg.reg.coeff,
-  });
+  const replay = (method: 'ntp_pre' | 'kl_pre', synth: boolean) => replayPatch(method, synth, { ntp: s.ntp_coeff, kl: s.kl_coeff }, cfg.reg.coeff);
   switch (m) {
     case 'standard':
       return { 'reg.method': null };
@@ -173,8 +169,7 @@ const NO_LENGTH = { 'stop.num_tokens_train': null, 'stop.tokens_per_param': null
 function checkInstructConfig(cfg: InstructConfig): void {
   const s = cfg.instruct;
   const methods = s.methods as InstructMethod[];
-  if (new Set(methods).size !== methods.length) throw new ConfigError('instruct.methods', 'names a method twice');
-  if (!methods.includes('standard')) throw new ConfigError('instruct.methods', "must include 'standard' (forgetting is measured against it)");
+  checkMethods('instruct.methods', methods);
   if (cfg.model.load_path) throw new ConfigError('model.load_path', 'the instruct experiment finetunes instruct.model (or, when it is null, a model it pretrains itself)');
   if ((s.finetune_tokens === null) === (s.finetune_epochs === null)) {
     throw new ConfigError('instruct.finetune_tokens', 'set exactly one of instruct.finetune_tokens and instruct.finetune_epochs (the other null)');
@@ -199,9 +194,7 @@ export async function runInstruct(cfgIn: InstructConfig, opts: { reporter?: Repo
   const dir = experimentDir(cfg);
   const root = preparedRoot(cfg.lang.corpora_dir);
   const threads = s.threads ?? cfg.run.threads;
-  const check = (summary: Record<string, unknown>, what: string) => {
-    if (summary.stop_reason === 'interrupted') throw new UnforgetError(`interrupted during ${what}; finished runs are kept in ${dir}`);
-  };
+  const check = stopIfInterrupted(dir);
 
   // ---- the old language, split into pretraining text and held-out parts ----
   const corpora = fetchCorpora([...cfg.lang.old, ...(s.data === null ? cfg.lang.new : [])], cfg.lang.corpora_dir, log);

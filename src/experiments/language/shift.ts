@@ -16,7 +16,7 @@ import { ConfigError, UnforgetError } from '../../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
 import { FONT_STACK, writeFigure } from '../../report/plot.js';
 import { silentReporter, train, type Reporter } from '../../train/train.js';
-import { atFirstCrossing, childConfig, experimentDir } from './common.js';
+import { atFirstCrossing, checkMethods, childConfig, experimentDir, replayPatch, stopIfInterrupted } from './common.js';
 import { checkDataConfig, languageDataSection, prepareLanguageData, readMetrics } from './data.js';
 
 export const SHIFT_METHODS = ['standard', 'lora', 'ntp_pre_real', 'ntp_pre_synth', 'kl_pre_real', 'kl_pre_synth'] as const;
@@ -96,11 +96,7 @@ export interface MethodResult {
 
 function methodPatch(m: ShiftMethod, cfg: ShiftConfig): Record<string, unknown> {
   const s = cfg.shift;
-  const replay = (method: 'ntp_pre' | 'kl_pre', synth: boolean) => ({
-    'reg.method': method,
-    'reg.synth': synth,
-    'reg.coeff': (method === 'ntp_pre' ? s.ntp_coeff : s.kl_coeff) ?? cfg.reg.coeff,
-  });
+  const replay = (method: 'ntp_pre' | 'kl_pre', synth: boolean) => replayPatch(method, synth, { ntp: s.ntp_coeff, kl: s.kl_coeff }, cfg.reg.coeff);
   switch (m) {
     case 'standard':
       return { 'reg.method': null };
@@ -135,8 +131,7 @@ export async function runLanguageShift(cfgIn: ShiftConfig, opts: { reporter?: Re
   const reporter = opts.reporter ?? silentReporter;
   const t0 = performance.now();
   const methods = cfg.shift.methods as ShiftMethod[];
-  if (new Set(methods).size !== methods.length) throw new ConfigError('shift.methods', 'names a method twice');
-  if (!methods.includes('standard')) throw new ConfigError('shift.methods', "must include 'standard' (forgetting is measured against it)");
+  checkMethods('shift.methods', methods);
   if (cfg.model.load_path) throw new ConfigError('model.load_path', 'language-shift pretrains its own model (use shift.pretrained to reuse a pretraining run)');
   if (cfg.shift.pretrained && !fs.existsSync(path.join(cfg.shift.pretrained, 'config.yaml'))) {
     throw new ConfigError('shift.pretrained', `${cfg.shift.pretrained} is not a run folder (no config.yaml)`);
@@ -145,9 +140,7 @@ export async function runLanguageShift(cfgIn: ShiftConfig, opts: { reporter?: Re
   const dir = experimentDir(cfg);
   const data = await prepareLanguageData(cfg.lang, 'lang', (l) => reporter.log(l));
   const common: Record<string, unknown> = { 'log.dir': dir, 'model.save_dir': null, 'run.threads': cfg.shift.threads ?? cfg.run.threads };
-  const check = (summary: Record<string, unknown>, what: string) => {
-    if (summary.stop_reason === 'interrupted') throw new UnforgetError(`interrupted during ${what}; finished runs are kept in ${dir}`);
-  };
+  const check = stopIfInterrupted(dir);
 
   // ---- pretraining on the old language ----
   let pretrainDir = cfg.shift.pretrained;
