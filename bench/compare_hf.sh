@@ -10,7 +10,8 @@
 # without a warm-up call (each takes minutes there).
 # Rows: full training of the 135M shape; LoRA r=16 (alpha 32, all linear modules, bf16 base) on the 1B shape; each
 # also with kl_pre on self-generated replay (replay batch 4×512 sampled from BOS by π); KV-cache sampling from BOS
-# at batch 64 (full length for 135M, 64 new tokens for 1B).
+# at batch 64 (full length for 135M, 64 new tokens for 1B) from the model in bf16 (π as a bf16 checkpoint is kept;
+# PyTorch's peer holds float32 weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
@@ -40,10 +41,10 @@ out=$(mktemp)
 row() { echo "{\"impl\":\"$1\",\"row\":\"$2\",\"r\":$3}" | tee -a "$out"; }
 row unforget full "$($U model.config=$S135 --no-sample)"
 row unforget full_kl "$($U model.config=$S135 $KL --no-sample)"
-row unforget sample_135m "$($U model.config=$S135 --no-train --sample-batch 64)"
+row unforget sample_135m "$($U model.config=$S135 --bf16-base --no-train --sample-batch 64)"
 row unforget lora "$($U1B model.config=$S1B $LORA --no-sample)"
 row unforget lora_kl "$($U1B model.config=$S1B $LORA $KL1B --no-sample)"
-row unforget sample_1b "$($U1B model.config=$S1B $LORA --no-train --sample-batch 64 --sample-tokens 64 --sample-warmup 0)"
+row unforget sample_1b "$($U1B model.config=$S1B --bf16-base --no-train --sample-batch 64 --sample-tokens 64 --sample-warmup 0)"
 if [ $TORCH = 1 ]; then
   row torch full "$($P --row full --shape smollm2-135m)"
   row torch full_kl "$($P --row full_kl --shape smollm2-135m)"

@@ -27,7 +27,8 @@ export interface BenchOptions {
   sample: boolean;
   /** New tokens per sampled row (null: to the full length T). */
   sampleTokens?: number | null;
-  /** Keep the frozen base (π, the LoRA base) in bf16, as a bf16 checkpoint would be loaded. */
+  /** Keep the frozen weights (π, the LoRA base, the model of a sampling-only run) in bf16, as a bf16 checkpoint
+   *  would be loaded. */
   bf16Base?: boolean;
   /** Skip the training measurement (a sampling-only run, so that its peak memory is sampling's). */
   train?: boolean;
@@ -83,8 +84,10 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   const needsPi = method === 'kl_pre' || method === 'kl_dwn' || cfg.reg.synth;
   // Under LoRA the frozen base is itself π (shared, no copy), as in `unforget train`.
   const lora = cfg.model.lora_rank !== null;
+  // A sampling-only run trains nothing: its model is frozen, as π is when replay samples from it.
+  const frozen = lora || o.train === false;
   const model: Transformer = hf
-    ? initHFModel(mcfg, cfg.run.seed, hf.initializerRange, { half: lora && o.bf16Base ? 0 : null })
+    ? initHFModel(mcfg, cfg.run.seed, hf.initializerRange, { half: frozen && o.bf16Base ? 0 : null })
     : GPT.init(mcfg, cfg.run.seed);
   const pi = needsPi ? (lora ? model.sharing() : o.bf16Base ? halfCopy(model, 0) : model.clone()) : null;
   pi?.setTrainable(false);
@@ -101,7 +104,7 @@ export function runBench(cfg: Config, o: BenchOptions): Record<string, unknown> 
   const out: Record<string, unknown> = {
     arch: mcfg.family, D: mcfg.D, L: mcfg.L, H: mcfg.H, N: mcfg.N, Nkv: mcfg.Nkv, F: mcfg.F, T, V, batch: B,
     params: archParamCounts(mcfg).n_param_nonembed + archParamCounts(mcfg).n_param_embed,
-    lora_rank: cfg.model.lora_rank, bf16_base: Boolean(o.bf16Base && (lora || needsPi)),
+    lora_rank: cfg.model.lora_rank, bf16_base: Boolean(o.bf16Base && (frozen || needsPi)),
     reg_method: method, reg_synth: cfg.reg.synth,
   };
   const counts = archParamCounts(mcfg);

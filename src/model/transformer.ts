@@ -176,28 +176,35 @@ export class Transformer {
     if (T > c.T) throw new Error(`forward: sequence length ${T} exceeds model T=${c.T}`);
     const gain = (t: Tensor[] | null, l: number) => (t ? t[l]! : null);
     let x = op.embedding(this.embed, ids, [B * T, D]);
+    // The Hugging Face family's normed inputs of the projections and its SwiGLU activations go to two scratch
+    // buffers and are recomputed for the backward (op.recomputedFor) instead of being kept for every layer.
+    const hf = c.family !== 'gpt';
+    const normed = this.perLayer.attnNorm && this.perLayer.mlpNorm ? alloc(B * T * D, false) : undefined;
+    const act = hf && c.mlp === 'swiglu' ? alloc(B * T * F, false) : undefined;
     for (let l = 0; l < L; l++) {
-      let qkv = this.project('qkv', l, op.rmsnorm(x, gain(this.perLayer.attnNorm, l), eps), null);
+      const a1 = op.rmsnorm(x, gain(this.perLayer.attnNorm, l), eps, { into: normed });
+      let qkv = op.recomputedFor(this.project('qkv', l, a1, null), a1);
       if (this.perLayer.qkvBias) qkv = op.addBias(qkv, this.perLayer.qkvBias[l]!);
       let att: Tensor;
-      if (c.family === 'gpt') {
+      if (!hf) {
         // raw q, k: normalised and rotated inside the attention kernel
         att = op.attention(qkv, B, T, N, H, { qkNorm: true, inPlace: true });
       } else {
         const mode = this.qkMode();
         const prepared = op.qkRope(qkv, B, T, {
-          N, Nkv, H, invFreq: this.invFreq, mode, eps,
+          N, Nkv, H, invFreq: this.invFreq, mode, eps, inPlace: true,
           gq: gain(this.perLayer.qNorm, l), gk: gain(this.perLayer.kNorm, l),
         });
         att = op.attention(prepared, B, T, N, H, { Nkv, inPlace: true });
       }
       x = this.project('o', l, att, x);
-      const a = op.rmsnorm(x, gain(this.perLayer.mlpNorm, l), eps);
+      const a2 = op.rmsnorm(x, gain(this.perLayer.mlpNorm, l), eps, { into: normed });
       if (c.mlp === 'gelu') {
-        x = op.residualMlp(x, a, this.w('up', l) as Tensor, this.w('down', l) as Tensor);
+        x = op.residualMlp(x, a2, this.w('up', l) as Tensor, this.w('down', l) as Tensor);
       } else {
-        const gu = this.project('up', l, a, null);
-        x = this.project('down', l, op.swiglu(gu, F, { inPlace: true }), x);
+        const gu = op.recomputedFor(this.project('up', l, a2, null), a2);
+        const h = op.swiglu(gu, F, { inPlace: true, into: act });
+        x = op.recomputedFor(this.project('down', l, h, x), h);
       }
     }
     return op.matmul(op.rmsnorm(x, this.norm, eps), this.head, { transW: true });

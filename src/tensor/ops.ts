@@ -276,21 +276,50 @@ export function embedding(table: Weight, ids: Int32Array, shape?: Shape): Tensor
  * RMSNorm over the last dimension: x / sqrt(mean(x²) + eps), times `gain` when given (the Hugging Face models'
  * weight; gpt has none). eps defaults to gpt's 1e-6.
  */
-export function rmsnorm(x: Tensor, gain: Tensor | null = null, eps = 1e-6): Tensor {
+export function rmsnorm(x: Tensor, gain: Tensor | null = null, eps = 1e-6, { into }: ScratchOptions = {}): Tensor {
   const [R, C] = rows2(x);
   if (gain) check(gain.size === C, `rmsnorm: gain has ${gain.size} elements for rows of ${C}`);
-  const out = Tensor.empty(x.shape);
+  check(!into || (gain !== null && into.length === x.size), 'rmsnorm: a scratch output needs a gain and the size of x');
+  const out = into ? new Tensor(into, x.shape) : Tensor.empty(x.shape);
   const rstd = alloc(R, false);
   K().rmsnormForward(out.data, rstd, x.data, R, C, gain ? gain.data : null, eps);
-  if (!needsGrad(x, ...(gain ? [gain] : []))) return out;
+  // A scratch output may be read by a later backward (an adapter's) even when nothing here needs a gradient.
+  const refill = into && isGradEnabled();
+  if (!refill && !needsGrad(x, ...(gain ? [gain] : []))) return out;
   if (!gain) return record(out, [x], (g) => K().rmsnormBackward(x.gradBuffer(), g, out.data, rstd, R, C));
   // The backward needs x itself, and the residual stream's x is overwritten by the next residual update: keep a copy.
   const xs = alloc(x.size, false);
   xs.set(x.data);
+  // The same kernel on the same input gives the same bits, rstd included.
+  if (refill) refills.set(out, () => K().rmsnormForward(into, rstd, xs, R, C, gain.data, eps));
+  if (!needsGrad(x, gain)) return out;
   return record(out, [x, gain], (g) => {
     const dgain = gain.requiresGrad ? gain.gradBuffer() : null;
     if (x.requiresGrad) K().rmsnormGainBackward(x.gradBuffer(), dgain, g, xs, rstd, gain.data, R, C);
     else if (dgain) K().rmsnormGainBackward(alloc(x.size, true), dgain, g, xs, rstd, gain.data, R, C);
+  });
+}
+
+/**
+ * Activations recomputed instead of kept. An op given a scratch buffer (`into`) writes its output there, and
+ * the next op of the same kind overwrites it (one buffer for all layers); the op records how to write those
+ * values again. `recomputedFor(y, a)` wraps y, the product that read a, so that a is written again just before
+ * y's backward, the one backward that reads a's values. This relies on y having no other consumer than the
+ * wrapper: the backward walk (Tensor.backward, a depth-first post-order) then runs y's backward right after the
+ * wrapper's.
+ */
+export interface ScratchOptions {
+  into?: Float32Array;
+}
+const refills = new WeakMap<Tensor, () => void>();
+
+export function recomputedFor(y: Tensor, a: Tensor): Tensor {
+  const refill = refills.get(a);
+  if (!refill || !needsGrad(y)) return y;
+  const out = new Tensor(y.data, y.shape);
+  return record(out, [y], (g) => {
+    refill();
+    accumulate(y, g);
   });
 }
 
@@ -318,16 +347,20 @@ export interface QkRopeOptions {
   gq: Tensor | null;
   gk: Tensor | null;
   eps: number;
+  /** Without a norm (mode 0) the backward reads no input values, so the output may be written over qkv (a
+   *  product's output that nothing else reads). */
+  inPlace?: boolean;
 }
 
 /**
  * q and k heads of qkv [B·T, (N + 2·Nkv)·H] normalised per head (per `mode`) and rotated by RoPE at positions
- * 0..T−1 with the given inverse frequencies; v passes through. A new buffer, since the backward reads the raw input.
+ * 0..T−1 with the given inverse frequencies; v passes through. A new buffer when there is a norm, since the
+ * backward then reads the raw input.
  */
 export function qkRope(qkv: Tensor, B: number, T: number, o: QkRopeOptions): Tensor {
   const W = (o.N + 2 * o.Nkv) * o.H;
   check(qkv.size === B * T * W, 'qkRope: shape mismatch');
-  const out = Tensor.empty(qkv.shape);
+  const out = o.inPlace && o.mode === 0 ? new Tensor(qkv.data, qkv.shape) : Tensor.empty(qkv.shape);
   const rstd = o.mode > 0 ? alloc(B * T * (o.N + o.Nkv), false) : null;
   const gq = o.gq ? o.gq.data : null, gk = o.gk ? o.gk.data : null;
   K().qkRopeForward(out.data, rstd, qkv.data, B, T, o.N, o.Nkv, o.H, 0, o.invFreq, o.mode, gq, gk, o.eps);
@@ -345,11 +378,15 @@ export function qkRope(qkv: Tensor, B: number, T: number, o: QkRopeOptions): Ten
  * SwiGLU over gu [R, 2F] (gate columns, then up columns) → silu(gate)·up [R, F]. With `inPlace` the gradient is
  * written over gu (a product's output that nothing else reads).
  */
-export function swiglu(gu: Tensor, F: number, { inPlace = false }: { inPlace?: boolean } = {}): Tensor {
+export function swiglu(gu: Tensor, F: number, { inPlace = false, into }: { inPlace?: boolean } & ScratchOptions = {}): Tensor {
   const [R, C] = rows2(gu);
   check(C === 2 * F, `swiglu: rows of ${C} are not [gate | up] of ${F} each`);
-  const out = Tensor.empty([...gu.shape.slice(0, -1), F]);
+  check(!into || into.length === R * F, 'swiglu: the scratch output has the wrong size');
+  const shape = [...gu.shape.slice(0, -1), F];
+  const out = into ? new Tensor(into, shape) : Tensor.empty(shape);
   K().swigluForward(out.data, gu.data, R, F);
+  // gu stays as it is until this op's backward, which runs after the refill's.
+  if (into && isGradEnabled()) refills.set(out, () => K().swigluForward(into, gu.data, R, F));
   if (!needsGrad(gu)) return out;
   return record(out, [gu], (g) => {
     const dgu = inPlace ? gu.data : alloc(gu.size, false);
