@@ -2,6 +2,10 @@
 // frequencies and an optional per-head RMSNorm, SwiGLU, biases, and frozen weights kept in half precision (bf16 or
 // IEEE binary16). Semantics in src/backend/native.ts. Sums across rows go in a fixed order: the column sums below
 // do not depend on the thread count at all, the gains of qk_rope_backward only through it.
+// GCC 12 flags its own _mm512_reduce_add_ps as (maybe-)uninitialized, a false positive located in its headers, so
+// the pragmas come before any include.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "kernels.h"
 #include "qknorm.h"
 #include "vmath.h"
@@ -355,6 +359,66 @@ int64_t embedding_forward_half(float* out, const uint16_t* table, int kind, cons
 // at most 256·K floats) and multiplied by sgemm with C's leading dimension, so no float32 copy of the whole of B is
 // made. With enough blocks each thread takes whole blocks (its sgemm, inside the parallel region, single-threaded);
 // with few (a narrow B) the blocks go one after another, each sgemm on all the threads.
+#if defined(__AVX512F__)
+namespace {
+// C = alpha·A·Bᵀ + beta·C for MR ≤ 8 rows of A [MR, K] and B [N, K] in half precision (decoding a few sequences):
+// each of B's rows is read from memory once and multiplied by all of A's rows (which stay in cache); bf16 is widened
+// in registers (a shift), f16 into a buffer that stays in L1/L2 (the exact integer conversion of widen_run). NR rows
+// of B at a time keep NR·MR ≥ 4 independent accumulators in flight.
+template <int MR, int NR>
+void few_rows_half_bt(int N, int K, float alpha, const float* A, const uint16_t* B, int kind, float beta, float* C) {
+  const __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1u);
+  const int K16 = K - K % 16;
+  const bool in_registers = kind == 0;
+#pragma omp parallel
+  {
+    std::vector<float> w((size_t)NR * (in_registers ? 16 : K));
+#pragma omp for schedule(static)
+    for (int nb = 0; nb < (N + NR - 1) / NR; nb++) {
+      const int n0 = nb * NR, nr = std::min(NR, N - n0);
+      const int64_t ldw = in_registers ? 16 : K;
+      if (!in_registers)
+        for (int j = 0; j < nr; j++) widen_run(w.data() + (int64_t)j * K, B + (int64_t)(n0 + j) * K, K, kind);
+      __m512 acc[NR][MR];
+      for (int j = 0; j < NR; j++)
+        for (int m = 0; m < MR; m++) acc[j][m] = _mm512_setzero_ps();
+      for (int k = 0; k <= K16; k += 16) {
+        const __mmask16 mk = k < K16 ? (__mmask16)0xffff : tail;
+        if (!mk) break;
+        __m512 a[MR];
+        for (int m = 0; m < MR; m++) a[m] = _mm512_maskz_loadu_ps(mk, A + (int64_t)m * K + k);
+        for (int j = 0; j < NR; j++) {
+          __m512 wj;
+          if (!in_registers) {
+            wj = _mm512_maskz_loadu_ps(mk, w.data() + (int64_t)j * K + k);
+          } else if (k < K16) {
+            const __m256i h = _mm256_loadu_si256((const __m256i*)(B + (int64_t)(n0 + std::min(j, nr - 1)) * K + k));
+            wj = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+          } else {
+            widen_run(w.data() + j * ldw, B + (int64_t)(n0 + std::min(j, nr - 1)) * K + k, K - k, kind);
+            wj = _mm512_maskz_loadu_ps(mk, w.data() + j * ldw);
+          }
+          for (int m = 0; m < MR; m++) acc[j][m] = _mm512_fmadd_ps(a[m], wj, acc[j][m]);
+        }
+      }
+      for (int j = 0; j < nr; j++)
+        for (int m = 0; m < MR; m++) {
+          float* c = C + (int64_t)m * N + n0 + j;
+          const float s = alpha * _mm512_reduce_add_ps(acc[j][m]);
+          *c = beta == 0.f ? s : s + beta * *c;
+        }
+    }
+  }
+}
+
+template <int MR>
+void few_rows_half_bt(int N, int K, float alpha, const float* A, const uint16_t* B, int kind, float beta, float* C) {
+  constexpr int NR = MR == 1 ? 4 : MR == 2 ? 2 : 1;
+  few_rows_half_bt<MR, NR>(N, K, alpha, A, B, kind, beta, C);
+}
+}  // namespace
+#endif
+
 void gemm_half_b(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const uint16_t* B, int kind,
                  float beta, float* C) {
   if (M == 0 || N == 0) return;
@@ -362,6 +426,16 @@ void gemm_half_b(bool ta, bool tb, int M, int N, int K, float alpha, const float
     for (int64_t i = 0; i < (int64_t)M * N; i++) C[i] = beta == 0.f ? 0.f : beta * C[i];
     return;
   }
+#if defined(__AVX512F__)
+  // A few rows times a transposed B (the decoder's products): B's rows one by one, no sgemm on a widened block.
+  if (!ta && tb && M <= 8 && !omp_in_parallel()) {
+    using Fn = void (*)(int, int, float, const float*, const uint16_t*, int, float, float*);
+    static const Fn kFew[9] = {nullptr, few_rows_half_bt<1>, few_rows_half_bt<2>, few_rows_half_bt<3>, few_rows_half_bt<4>,
+                               few_rows_half_bt<5>, few_rows_half_bt<6>, few_rows_half_bt<7>, few_rows_half_bt<8>};
+    kFew[M](N, K, alpha, A, B, kind, beta, C);
+    return;
+  }
+#endif
   const int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
   int nb = 256;
   while (nb > 64 && (N + nb - 1) / nb < 4 * nth) nb /= 2;
