@@ -278,6 +278,7 @@ async function runSlurm(
   const jobName = jobNameOf(out);
   const pollMs = (o.poll_seconds ?? 10) * 1000;
   const aborted = () => opts.signal?.aborted === true;
+  const logOf = (id: string) => taskPaths(opts.out, id).log;
   let squeueTrouble = '';
   const poll = async (): Promise<QueuedTask[] | null> => {
     const q = await queuedTasks(jobName);
@@ -296,32 +297,40 @@ async function runSlurm(
     }
   };
 
-  // An array of this folder that Slurm still runs (its submitter was killed): wait for it to end.
-  let earlier = await poll();
-  const stillActive = (q: QueuedTask[] | null) => new Set((q ?? []).filter((t) => !isEnded(t.state)).map((t) => t.jobId));
-  let active = stillActive(earlier);
+  // Runs that ended well under an earlier array but were never collected (their submitter was
+  // killed); failed ones are submitted again. `fromJobs` limits this to markers of those arrays.
+  const collected = new Set<string>();
+  const collectEarlier = (fromJobs: Set<string> | null) => {
+    for (const task of tasks) {
+      if (collected.has(task.id)) continue;
+      const m = readMarker(out, task.id);
+      if (m === null || (fromJobs !== null && !fromJobs.has(m.job_id))) continue;
+      const r = resultOf(task.id, out, endOfMarker(m));
+      if (r.status !== 'ok') continue;
+      collected.add(task.id);
+      record(r, logOf(task.id), ` (Slurm task ${m.job_id}_${m.task_index}, submitted earlier)`);
+    }
+  };
+
+  // An array of this folder that Slurm still runs: wait for it to end, so no run is started twice at once.
+  const stillActive = (q: QueuedTask[]) => new Set(q.filter((t) => !isEnded(t.state)).map((t) => t.jobId));
+  let active = stillActive((await poll()) ?? []);
   if (active.size > 0) {
-    log(`sweep: Slurm job ${[...active].join(', ')} of this sweep folder from an earlier submission is still queued or running; waiting for it to end before submitting`);
-    while (!aborted()) {
+    log(`sweep: Slurm job ${[...active].join(', ')} of this sweep folder, submitted earlier, is still queued or running; waiting for it to end before submitting`);
+    const waitedFor = new Set(active);
+    while (active.size > 0 && !aborted()) {
       await sleep(pollMs, opts.signal);
-      earlier = await poll();
-      if (earlier !== null) active = stillActive(earlier);
-      if (active.size === 0) break;
+      collectEarlier(waitedFor);
+      const q = await poll();
+      if (q !== null) active = stillActive(q);
     }
     if (aborted()) {
       await cancel(active);
       return true;
     }
   }
-
-  // Runs that ended well under an earlier array but were never collected; failed ones are tried again.
-  const todo: Task[] = [];
-  for (const task of tasks) {
-    const m = readMarker(out, task.id);
-    const r = m ? resultOf(task.id, out, endOfMarker(m)) : null;
-    if (r?.status === 'ok') record(r, taskPaths(out, task.id).log, ` (run by Slurm job ${m!.job_id}_${m!.task_index} before this submission)`);
-    else todo.push(task);
-  }
+  collectEarlier(null);
+  const todo = tasks.filter((t) => !collected.has(t.id));
   if (todo.length === 0) return false;
 
   // ---- submit ----
@@ -367,7 +376,7 @@ async function runSlurm(
       if (!started.has(id)) log(`${id}: started (Slurm task ${jobId}_${index} on ${m.host})`);
       waiting.delete(id);
       goneSince.delete(id);
-      record(resultOf(id, out, endOfMarker(m)), taskPaths(out, id).log);
+      record(resultOf(id, out, endOfMarker(m)), logOf(id));
     }
     if (q !== null) {
       const byIndex = new Map(q.filter((t) => t.jobId === jobId).map((t) => [t.index, t.state]));
@@ -389,7 +398,7 @@ async function runSlurm(
         const slurmOut = path.join(submitDir, `${index}.out`);
         record(
           { id, status: 'failed', exitCode: null, error: `ended in Slurm (${since.state}) without finishing its run; see ${slurmOut}`, wallS: 0, summary: null },
-          taskPaths(out, id).log,
+          logOf(id),
         );
       }
     }

@@ -147,11 +147,14 @@ interface Ran {
   stderr: string;
 }
 
+/** Runs a Slurm command; `code` is -1 when it could not run at all (then `stderr` says why). */
 function runCommand(cmd: string, args: readonly string[], timeoutMs = 60_000): Promise<Ran> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? ((err as unknown as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout: stdout ?? '', stderr: (stderr ?? '') || (err && code === -1 ? err.message : '') });
+      if (!err) return resolve({ code: 0, stdout, stderr });
+      const exitCode = (err as { code?: unknown }).code;
+      if (typeof exitCode === 'number') return resolve({ code: exitCode, stdout, stderr });
+      resolve({ code: -1, stdout: stdout ?? '', stderr: `${cmd}: ${err.message}` });
     });
   });
 }
@@ -187,8 +190,8 @@ const ENDED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL
 export const isEnded = (state: string) => ENDED.has(state.split(/\s/)[0]!.replace(/\+$/, ''));
 
 /**
- * Every array task of this user's jobs named `jobName` that squeue still knows, in any state;
- * null when squeue itself failed (an unreachable controller is not "no jobs").
+ * Every array task of this user's jobs named `jobName` that squeue still knows, in any state (ended
+ * tasks stay listed for a while); an error when squeue itself failed, as an unreachable controller is not "no jobs".
  */
 export async function queuedTasks(jobName: string): Promise<{ tasks: QueuedTask[] } | { error: string }> {
   const r = await runCommand('squeue', ['-h', '-r', `--name=${jobName}`, `--user=${os.userInfo().username}`, '--states=all', '--format=%F|%K|%T']);
