@@ -26,7 +26,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UnforgetError } from '../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.js';
-import { cancelJob, isEnded, queuedTasks, requireSlurmCommands, shellQuote, submitArray, type QueuedTask, type SlurmOptions } from './slurm.js';
+import { cancelJob, isEnded, onPath, queuedTasks, requireSlurmCommands, shellQuote, submitArray, type QueuedTask, type SlurmOptions } from './slurm.js';
 
 const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const CHILD_GUARD = pathToFileURL(fileURLToPath(new URL('./child_guard.js', import.meta.url))).href;
@@ -108,6 +108,7 @@ export async function runTasks(tasks: readonly Task[], opts: RunTasksOptions): P
     log(`[${results.length}/${tasks.length}] ${r.id}: ${r.status}${note} in ${r.wallS.toFixed(1)} s${r.error ? ` — ${r.error} (log: ${logFile})` : ''}`);
   };
   if (tasks.length === 0) return { results, interrupted: false };
+  if (opts.executor === 'local') await refuseIfArrayActive(opts.out);
   const interrupted = opts.executor === 'local' ? await runLocal(tasks, opts, log, record) : await runSlurm(tasks, opts, log, record);
   return { results, interrupted };
 }
@@ -263,6 +264,17 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     const timer = setTimeout(done, ms);
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** Runs here would race an array of the same folder that Slurm still runs (its submitter was killed). */
+async function refuseIfArrayActive(out: string): Promise<void> {
+  if (!fs.existsSync(slurmDir(out)) || onPath('squeue') === null) return;
+  const q = await queuedTasks(jobNameOf(fs.realpathSync(out)));
+  if ('error' in q) return;
+  const active = [...new Set(q.tasks.filter((t) => !isEnded(t.state)).map((t) => t.jobId))];
+  if (active.length) {
+    throw new UnforgetError(`${out}: Slurm job ${active.join(', ')} of this sweep folder is still queued or running; wait for it to end (or scancel ${active.join(' ')}) before running here`);
+  }
 }
 
 async function runSlurm(

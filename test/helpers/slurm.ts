@@ -102,6 +102,8 @@ export async function startLocalSlurm(): Promise<LocalSlurm> {
       'SchedulerType=sched/builtin',
       'ReturnToService=2',
       'MpiDefault=none',
+      // A container may show slurmd fewer CPUs than nproc: the node is still taken as configured, not drained.
+      'SlurmdParameters=config_overrides',
       'MinJobAge=60',
       'KillWait=5',
       `NodeName=${nodeName} NodeAddr=127.0.0.1 CPUs=${os.availableParallelism()} State=UNKNOWN`,
