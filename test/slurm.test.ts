@@ -42,12 +42,20 @@ function readJsonl(file: string): Array<Record<string, unknown>> {
 /** Tiny runs: D=16, L=1, T=8, one native thread, 20 steps. */
 const TINY = ['model.L=1', 'model.T=8', 'model.D=16', 'model.H=8', 'opt.batch_size=8', 'data.num_tokens_valid=600', 'stop.num_tokens_train=1280', 'log.every_tokens=320', 'run.threads=1'];
 
-/** A bin folder whose sbatch, squeue and scancel only note that they were called (and fail). */
+/**
+ * A bin folder of stand-ins that write their command line to `called`: squeue answers "no jobs",
+ * sbatch refuses the way a cluster refuses an unknown account, scancel fails.
+ */
 function fakeSlurmBin(): { env: NodeJS.ProcessEnv; called: string } {
   const bin = fs.mkdtempSync(path.join(dir, 'fake-slurm-bin-'));
   const called = path.join(bin, 'called');
-  for (const cmd of ['sbatch', 'squeue', 'scancel']) {
-    fs.writeFileSync(path.join(bin, cmd), `#!/bin/sh\necho ${cmd} "$@" >> '${called}'\nexit 1\n`, { mode: 0o755 });
+  const body: Record<string, string> = {
+    squeue: 'exit 0',
+    sbatch: 'echo "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified" >&2\nexit 1',
+    scancel: 'exit 1',
+  };
+  for (const [cmd, rest] of Object.entries(body)) {
+    fs.writeFileSync(path.join(bin, cmd), `#!/bin/sh\nprintf '%s\\n' "${cmd} $*" >> '${called}'\n${rest}\n`, { mode: 0o755 });
   }
   return { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, called };
 }
@@ -94,6 +102,29 @@ describe('refused before anything is submitted', () => {
     assert.ok(!fs.existsSync(fake.called), 'no Slurm command may run');
     assert.ok(!fs.existsSync(path.join(dir, 'sw-badpoint')));
   });
+});
+
+test('the slurm: block becomes sbatch options; a submission sbatch refuses is one line and leaves no manifest', () => {
+  const fake = fakeSlurmBin();
+  const file = writeSweep('args.yaml', {
+    command: 'train',
+    base: ['data.path=d1.bin', ...TINY],
+    parameters: { 'opt.lr': { values: [0.003, 0.01] } },
+    slurm: { partition: 'gpu', account: 'proj1', qos: 'high', cpus_per_task: 4, gpus: 'a100:1', mem: '8G', time: '1-00:00', max_concurrent: 3, sbatch_args: ['--constraint=v100', '--exclusive'] },
+  });
+  const r = unforget(['sweep', file, '--executor', 'slurm', '--out', 'sw-args'], fake.env);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'error: sbatch refused the array: sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified\n');
+  const sbatch = fs.readFileSync(fake.called, 'utf8').split('\n').find((l) => l.startsWith('sbatch '))!.split(' ');
+  const out = fs.realpathSync(path.join(dir, 'sw-args'));
+  for (const arg of [
+    '--parsable', '--array=0-1%3', `--output=${out}/slurm/submit-1/%a.out`, `--chdir=${dir}`,
+    '--partition=gpu', '--account=proj1', '--qos=high', '--cpus-per-task=4', '--gpus=a100:1', '--mem=8G', '--time=1-00:00', '--constraint=v100', '--exclusive',
+  ]) assert.ok(sbatch.includes(arg), `sbatch lacks ${arg}: ${sbatch.join(' ')}`);
+  assert.match(sbatch.find((a) => a.startsWith('--job-name='))!, /^--job-name=unforget-sw-args-[0-9a-f]{10}$/);
+  assert.equal(sbatch[sbatch.length - 1], `${out}/slurm/submit-1/job.sh`);
+  assert.ok(!fs.existsSync(path.join(out, 'slurm', 'submit-1')), 'a refused submission leaves no manifest behind');
+  assert.ok(!fs.existsSync(path.join(out, 'slurm', 'job.json')));
 });
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {

@@ -326,7 +326,15 @@ async function runSlurm(
 
   // An array of this folder that Slurm still runs: wait for it to end, so no run is started twice at once.
   const stillActive = (q: QueuedTask[]) => new Set(q.filter((t) => !isEnded(t.state)).map((t) => t.jobId));
-  let active = stillActive((await poll()) ?? []);
+  // Not knowing is not "none": without an answer from squeue nothing is submitted.
+  let first = await poll();
+  for (let attempt = 1; first === null && attempt < 3 && !aborted(); attempt++) {
+    await sleep(pollMs, opts.signal);
+    first = await poll();
+  }
+  if (aborted()) return true;
+  if (first === null) throw new UnforgetError(`squeue failed (${squeueTrouble}); cannot tell whether an array of ${opts.out} submitted earlier still runs, so nothing was submitted`);
+  let active = stillActive(first);
   if (active.size > 0) {
     log(`sweep: Slurm job ${[...active].join(', ')} of this sweep folder, submitted earlier, is still queued or running; waiting for it to end before submitting`);
     const waitedFor = new Set(active);
