@@ -33,3 +33,5 @@ export { runCapacity, CAPACITY_PRESETS } from './experiments/language/capacity.j
 export { runLrTradeoff, LR_PRESETS } from './experiments/language/lrtradeoff.js';
 export { runSweep } from './sweep/sweep.js';
 export { buildReport } from './report/report.js';
+export { runTasks, type Task, type TaskResult, type RunTasksOptions } from './sweep/executor.js';
+export type { SlurmOptions } from './sweep/slurm.js';

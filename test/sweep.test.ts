@@ -255,6 +255,6 @@ test('a sweep folder holding another grid is refused; so are unknown top-level k
   const c = writeSweep('c.yaml', { command: 'train', base: TINY_BASE, paramters: { 'opt.lr': { values: [1] } } });
   const u = cli(dir, ['sweep', c]);
   assert.equal(u.status, 1);
-  assert.equal(u.stderr, "error: c.yaml: unknown top-level key 'paramters' (known: command, method, base, parameters, metric, name, description)\n");
+  assert.equal(u.stderr, "error: c.yaml: unknown top-level key 'paramters' (known: command, method, base, parameters, metric, name, description, slurm)\n");
   assert.ok(!fs.existsSync(path.join(dir, 'runs')), 'a refused sweep should create nothing');
 });

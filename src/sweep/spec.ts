@@ -11,12 +11,14 @@
  *     model.D: {values: [64, 128]}
  *     run.seed: {value: 0}          # fixed for every run
  *   metric: {name: valid_ntp, goal: minimize}   # optional: the metric reports lead with
+ *   slurm: {partition: gpu, gpus: 1, time: '2:00:00'}   # optional: resources with --executor slurm
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import YAML from 'yaml';
 import { parseOverride } from '../config/load.js';
 import { DataError, fileError, UnforgetError } from '../errors.js';
+import { parseSlurmOptions, type SlurmOptions } from './slurm.js';
 
 export type Value = null | boolean | number | string | Value[];
 
@@ -41,10 +43,14 @@ export interface SweepSpec {
   base: string[];
   parameters: SweepParameter[];
   metric: { name: string; goal: 'minimize' | 'maximize' } | null;
+  /** The `slurm:` block (resources for `--executor slurm`); null when the file has none. */
+  slurm: SlurmOptions | null;
   runs: SweepRun[];
+  /** The sweep file, as errors name it. */
+  source: string;
 }
 
-const TOP_LEVEL_KEYS = ['command', 'method', 'base', 'parameters', 'metric', 'name', 'description'] as const;
+const TOP_LEVEL_KEYS = ['command', 'method', 'base', 'parameters', 'metric', 'name', 'description', 'slurm'] as const;
 /** The sweep decides where each run's folder goes. */
 const RESERVED_KEYS = ['run.id', 'log.dir', 'model.save_dir', 'log.progress'];
 
@@ -229,7 +235,8 @@ export function parseSweep(doc: unknown, source: string): SweepSpec {
     if (ids.has(r.id)) throw new UnforgetError(`${source}: two grid points get the same run id '${r.id}' (values that differ only in type?)`);
     ids.add(r.id);
   }
-  return { command, method: 'grid', base, parameters, metric: parseMetric(doc.metric, source), runs };
+  const slurm = doc.slurm === undefined ? null : parseSlurmOptions(doc.slurm, `${source}: slurm`);
+  return { command, method: 'grid', base, parameters, metric: parseMetric(doc.metric, source), slurm, runs, source };
 }
 
 export function readSweepFile(file: string): SweepSpec {
@@ -256,6 +263,7 @@ export function resolvedDocument(spec: SweepSpec): Plain {
     base: spec.base,
     parameters: Object.fromEntries(spec.parameters.map((p) => [p.key, p.fixed ? { value: p.values[0] } : { values: p.values }])),
     ...(spec.metric ? { metric: spec.metric } : {}),
+    ...(spec.slurm ? { slurm: spec.slurm } : {}),
     runs: spec.runs.map((r) => ({ id: r.id, params: r.params })),
   };
 }

@@ -1,6 +1,7 @@
 /**
- * Running a grid sweep: every grid point is one `unforget train` (or `experiment NAME`) child process
- * whose run folder lands in `<out>/runs/<run id>`, N at a time. After each run ends, its row goes into
+ * Running a grid sweep: every grid point is one `unforget train` (or `experiment NAME`) run whose
+ * folder lands in `<out>/runs/<run id>` — a child process here, N at a time, or one task of a Slurm
+ * job array (executor.ts runs them either way). After each run ends, its row goes into
  * results.jsonl/results.csv (rewritten atomically), so a sweep that is killed and started again
  * skips the runs that finished (row ok and summary.json present), clears and redoes half-done ones,
  * and retries failed ones.
@@ -9,24 +10,31 @@
  * <out>/results.jsonl   one row per finished or failed run (also results.csv)
  * <out>/runs/<id>/      each run's folder (config.yaml, metrics.jsonl, summary.json, ...)
  * <out>/logs/<id>.log   each run's stdout and stderr
+ * <out>/slurm/          (Slurm) each submission's manifest, job script and Slurm output; exit markers
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import YAML from 'yaml';
+import { loadConfig } from '../config/load.js';
 import { DataError, UnforgetError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { checkExecutor, runTasks, type ExecutorName } from './executor.js';
 import { makeRow, readResults, writeResults, type ResultRow } from './results.js';
+import type { SlurmOptions } from './slurm.js';
 import { gridIdentity, overrideText, resolvedDocument, type SweepRun, type SweepSpec } from './spec.js';
-
-const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-const CHILD_GUARD = pathToFileURL(fileURLToPath(new URL('./child_guard.js', import.meta.url))).href;
 
 export interface SweepOptions {
   out: string;
+  /** Local executor: runs at once. */
   workers: number;
-  /** Aborting kills the running children; their runs are not recorded (a restart redoes them). */
+  /** Where runs run (default local). */
+  executor?: ExecutorName;
+  /** Slurm executor: resources of each array task (the sweep file's `slurm:` block). */
+  slurm?: SlurmOptions;
+  /**
+   * Aborting kills the running children (local) or cancels the array (Slurm); their runs are not
+   * recorded (a restart redoes them).
+   */
   signal?: AbortSignal;
   /** Progress lines (one per run start and end). */
   log?: (line: string) => void;
@@ -117,29 +125,31 @@ export function childArgs(spec: SweepSpec, run: SweepRun, out: string): string[]
   return [...spec.command, '--out', runDir, ...spec.base, ...params, 'log.progress=false'];
 }
 
-/** The line that says why a run failed: its last `error:` line, else its last line of output. */
-function errorLine(stderrTail: string, code: number | null, sig: NodeJS.Signals | null): string {
-  const lines = stderrTail.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  const err = [...lines].reverse().find((l) => l.startsWith('error:') || l.startsWith('internal error'));
-  if (err) return err;
-  if (sig) return `killed by ${sig}`;
-  return lines[lines.length - 1] ?? `exit code ${code}`;
-}
-
-function readSummary(file: string): Record<string, unknown> | null {
-  try {
-    const s = JSON.parse(fs.readFileSync(file, 'utf8'));
-    return s !== null && typeof s === 'object' && !Array.isArray(s) ? s : null;
-  } catch {
-    return null;
+/**
+ * Every grid point's `train` config, loaded as its run would load it: on a cluster a bad value should
+ * be found before the array waits in the queue, not when its task finally starts.
+ */
+export function checkTrainPoints(spec: SweepSpec, out: string): void {
+  if (spec.command[0] !== 'train') return;
+  for (const run of spec.runs) {
+    try {
+      loadConfig([], childArgs(spec, run, out).slice(1));
+    } catch (err) {
+      if (!(err instanceof UnforgetError)) throw err;
+      throw new UnforgetError(`${spec.source}: grid point '${run.id}': ${err.message}`);
+    }
   }
 }
 
 export async function runSweep(spec: SweepSpec, opts: SweepOptions): Promise<SweepOutcome> {
   if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new UnforgetError(`--workers: expected an integer ≥ 1, got ${opts.workers}`);
+  const executor = opts.executor ?? 'local';
   const out = opts.out;
   const log = opts.log ?? (() => {});
   const p = sweepPaths(out);
+  // Refusals come before the out folder exists.
+  checkExecutor(executor);
+  if (executor === 'slurm') checkTrainPoints(spec, out);
   fs.mkdirSync(out, { recursive: true });
   const releaseLock = acquireLock(p.lock);
   try {
@@ -159,81 +169,33 @@ export async function runSweep(spec: SweepSpec, opts: SweepOptions): Promise<Swe
     const skipped = spec.runs.length - pending.length;
     if (skipped > 0) log(`sweep: ${skipped} of ${spec.runs.length} runs already finished; ${pending.length} to run`);
 
-    // ---- the pool ----
-    let ok = 0, failed = 0, started = 0, finished = 0;
-    const running = new Set<ChildProcess>();
-    const aborted = () => opts.signal?.aborted === true;
-    const killAll = () => {
-      for (const c of running) c.kill('SIGTERM');
-    };
-    opts.signal?.addEventListener('abort', killAll, { once: true });
-
-    const runOne = (run: SweepRun): Promise<void> =>
-      new Promise((resolve) => {
-        const runDir = path.join(out, runDirOf(run.id));
-        // A folder left by a killed or failed attempt: the run starts over.
-        fs.rmSync(runDir, { recursive: true, force: true });
-        const logFile = path.join(p.logs, `${run.id}.log`);
-        const logFd = fs.openSync(logFile, 'w');
-        const args = childArgs(spec, run, out);
-        fs.writeSync(logFd, `$ unforget ${args.join(' ')}\n`);
-        const t0 = performance.now();
-        const child = spawn(process.execPath, ['--import', CHILD_GUARD, CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-        running.add(child);
-        const n = ++started;
-        log(`${run.id}: started (${n} of ${pending.length})`);
-        let stderrTail = '';
-        child.stdout!.on('data', (b: Buffer) => fs.writeSync(logFd, b));
-        child.stderr!.on('data', (b: Buffer) => {
-          fs.writeSync(logFd, b);
-          stderrTail = (stderrTail + b.toString('utf8')).slice(-8192);
-        });
-        let spawnError: Error | null = null;
-        child.on('error', (err) => {
-          spawnError = err;
-        });
-        child.on('close', (code, sig) => {
-          running.delete(child);
-          fs.closeSync(logFd);
-          finished++;
-          const wall = (performance.now() - t0) / 1000;
-          if (aborted()) {
-            resolve();
-            return;
-          }
-          const summary = readSummary(path.join(runDir, 'summary.json'));
-          let error: string | null = null;
-          if (spawnError) error = `cannot start: ${(spawnError as Error).message}`;
-          else if (code !== 0) error = errorLine(stderrTail, code, sig);
-          else if (!summary) error = 'exited 0 but wrote no summary.json';
-          else if (summary.stop_reason === 'interrupted') error = 'interrupted (stop_reason=interrupted)';
-          const status = error === null ? 'ok' : 'failed';
-          if (status === 'ok') ok++;
-          else failed++;
-          byId.set(run.id, makeRow({ run_id: run.id, status, exit_code: code, error, wall_s: Math.round(wall * 1000) / 1000, run_dir: runDirOf(run.id) }, run.params, summary));
-          writeResults(p.jsonl, p.csv, rowsInOrder());
-          log(`[${finished}/${pending.length}] ${run.id}: ${status} in ${wall.toFixed(1)} s${error ? ` — ${error} (log: ${logFile})` : ''}`);
-          resolve();
-        });
-      });
-
-    const queue = [...pending];
-    const worker = async () => {
-      for (let run = queue.shift(); run !== undefined && !aborted(); run = queue.shift()) await runOne(run);
-    };
-    await Promise.all(Array.from({ length: Math.min(opts.workers, Math.max(1, pending.length)) }, worker));
-    opts.signal?.removeEventListener('abort', killAll);
-
-    const rows = rowsInOrder();
+    // ---- the runs ----
+    const runsById = new Map(spec.runs.map((r) => [r.id, r]));
+    const tasks = pending.map((run) => ({ id: run.id, argv: childArgs(spec, run, out) }));
+    const done = await runTasks(tasks, {
+      executor,
+      out,
+      workers: opts.workers,
+      slurm: opts.slurm,
+      signal: opts.signal,
+      log,
+      onResult: (r) => {
+        const fields = { run_id: r.id, status: r.status, exit_code: r.exitCode, error: r.error, wall_s: r.wallS, run_dir: runDirOf(r.id) };
+        byId.set(r.id, makeRow(fields, runsById.get(r.id)!.params, r.summary));
+        writeResults(p.jsonl, p.csv, rowsInOrder());
+      },
+    });
+    const ok = done.results.filter((r) => r.status === 'ok').length;
+    const failed = done.results.length - ok;
     return {
       out,
       total: spec.runs.length,
       skipped,
       ok,
       failed,
-      notRun: pending.length - ok - failed,
-      interrupted: aborted(),
-      rows,
+      notRun: pending.length - done.results.length,
+      interrupted: done.interrupted,
+      rows: rowsInOrder(),
     };
   } finally {
     releaseLock();
