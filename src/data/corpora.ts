@@ -355,7 +355,7 @@ export function gcideEntryToText(entry: string): string {
   let cur: string[] = [];
   const flush = () => {
     const p = collapse(cur.join(' ').replace(/[{}]/g, ''));
-    if (p) paras.push(p.replace(/\s+([,.;:])/g, '$1').replace(/^[,;]\s*/, ''));
+    if (p) paras.push(p);
     cur = [];
   };
   lines.forEach((line, i) => {
