@@ -31,5 +31,8 @@ export { runDemo } from './experiments/toy/demo.js';
 export { runLanguageShift, SHIFT_PRESETS } from './experiments/language/shift.js';
 export { runCapacity, CAPACITY_PRESETS } from './experiments/language/capacity.js';
 export { runLrTradeoff, LR_PRESETS } from './experiments/language/lrtradeoff.js';
+export { runLrSweep, LR_SWEEP_PRESETS } from './experiments/language/lrsweep.js';
+export { runStage, stagePoint, type StagePoint, type StageTask, type StageExecutor } from './experiments/language/stage.js';
+export { spearman } from './util/stats.js';
 export { runSweep } from './sweep/sweep.js';
 export { buildReport } from './report/report.js';

@@ -26,7 +26,7 @@ export const capacitySections = {
   lang: languageDataSection,
   capacity: section({
     /** Model widths D (each a multiple of model.H). */
-    widths: numList({ gt: 0, int: true }).default([16, 24, 32, 48]),
+    widths: numList({ gt: 0, int: true }).default([16, 24, 32, 40]),
     /** Pretraining lengths, in tokens per parameter. */
     tokens_per_param: numList({ gt: 0 }).default([20, 40, 80, 160, 320]),
     /** Target new-data loss of every finetuning run; null: a probe run's loss after auto_tokens, plus auto_margin. */
@@ -49,22 +49,25 @@ export const capacitySections = {
 export type CapacityConfig = ConfigWith<typeof capacitySections>;
 
 export const CAPACITY_PRESETS: Record<string, Record<string, unknown>> = {
-  /** This machine's scale: 4 widths × 5 lengths, 20 pretraining and 40 finetuning runs. */
+  /**
+   * Two cores' scale: 4 widths × 5 lengths (20 pretraining runs, a probe, 40 finetuning runs), a 1024-token
+   * BPE; the longest pretraining run (D=40 at 320 tokens/parameter) reads 25.4M tokens.
+   */
   small: {
     model: { L: 2, H: 8, T: 64 },
     opt: { batch_size: 32, lr: 3e-3, b2: 0.99, warmup_tokens: 100_000, lr_decay: 'cosine' },
-    data: { num_tokens_valid: 32_768 },
+    data: { num_tokens_valid: 16_384 },
     reg: { buffer: 8, batch_size: 16 },
     log: { every_tokens: 100_000_000 },
     lang: { vocab_size: 1024 },
-    capacity: { widths: [16, 24, 32, 48], tokens_per_param: [20, 40, 80, 160, 320], max_tokens: 1_000_000, finetune_lr: 1e-3, finetune_warmup_tokens: 16_384, every_tokens: 16_384, kl_coeff: 10, auto_tokens: 200_000, auto_margin: 0.05 },
+    capacity: { widths: [16, 24, 32, 40], tokens_per_param: [20, 40, 80, 160, 320], max_tokens: 1_000_000, finetune_lr: 1e-3, finetune_warmup_tokens: 16_384, every_tokens: 16_384, kl_coeff: 10, auto_tokens: 200_000, auto_margin: 0.05 },
   },
   /** The study's 2-D grid (its widths and tokens per parameter, L=6, head size 64, T=256, batch 256); for a cluster. */
   paper: {
     model: { L: 6, H: 64, T: 256 },
     opt: { batch_size: 256, lr: 1e-3, b2: 0.999, warmup_tokens: 10_000_000, lr_decay: 'cosine' },
     data: { num_tokens_valid: 10_000_000 },
-    reg: { buffer: 16, batch_size: 64 },
+    reg: { buffer: 1, batch_size: null },
     log: { every_tokens: 100_000_000 },
     lang: { vocab_size: 4096 },
     capacity: {

@@ -25,24 +25,24 @@ export const lrSweepSections = {
   lang: languageDataSection,
   lr: section({
     /** Peak learning rates of the pretraining runs. */
-    pretrain_lrs: numList({ gt: 0 }).default([1e-2, 3e-3, 1e-3, 3e-4]),
+    pretrain_lrs: numList({ gt: 0 }).default([1e-2, 4.64e-3, 2.15e-3, 1e-3]),
     /** Target held-out old-data loss of every pretraining run; null: a probe at the lowest rate after
      *  pretrain_auto_tokens, plus pretrain_auto_margin. */
     pretrain_target_loss: numOrNull().default(null),
-    pretrain_auto_tokens: int({ gt: 0 }).default(2_000_000),
+    pretrain_auto_tokens: int({ gt: 0 }).default(4_000_000),
     pretrain_auto_margin: num({ min: 0 }).default(0.05),
     /** Token cap of every pretraining run (a rate that misses the target is reported and not finetuned). */
-    pretrain_max_tokens: int({ gt: 0 }).default(8_000_000),
+    pretrain_max_tokens: int({ gt: 0 }).default(6_000_000),
     pretrain_every_tokens: int({ gt: 0 }).default(65_536),
     /** Peak learning rates of the finetuning runs. */
-    finetune_lrs: numList({ gt: 0 }).default([3e-3, 1e-3, 3e-4, 1e-4]),
+    finetune_lrs: numList({ gt: 0 }).default([4e-3, 2e-3, 1e-3, 5e-4]),
     /** Target new-data loss; null: a probe (first pretrained model, highest finetuning rate, no replay)
      *  after auto_tokens, plus auto_margin. */
     target_loss: numOrNull().default(null),
-    auto_tokens: int({ gt: 0 }).default(200_000),
+    auto_tokens: int({ gt: 0 }).default(100_000),
     auto_margin: num({ min: 0 }).default(0.05),
     /** Token cap of every finetuning run (a run that misses the target is reported as such). */
-    max_tokens: int({ gt: 0 }).default(1_000_000),
+    max_tokens: int({ gt: 0 }).default(1_500_000),
     every_tokens: int({ gt: 0 }).default(16_384),
     finetune_warmup_tokens: int({ min: 0 }).default(0),
     /** reg.coeff of the KL replay runs. */
@@ -55,17 +55,21 @@ export const lrSweepSections = {
 export type LrSweepConfig = ConfigWith<typeof lrSweepSections>;
 
 export const LR_SWEEP_PRESETS: Record<string, Record<string, unknown>> = {
-  /** This machine's scale: 4 pretraining rates × 4 finetuning rates × 2 methods. */
+  /**
+   * Two cores' scale: the study's four highest pretraining rates and four finetuning rates a factor 2
+   * apart (so the slowest still reaches the target within the cap), × 2 methods, a 1024-token BPE;
+   * the longest pretraining run is capped at 6M tokens.
+   */
   small: {
     model: { D: 48, L: 2, H: 8, T: 64 },
     opt: { batch_size: 32, b2: 0.99, warmup_tokens: 100_000, lr_decay: null },
-    data: { num_tokens_valid: 32_768 },
+    data: { num_tokens_valid: 16_384 },
     reg: { buffer: 8, batch_size: 16 },
     log: { every_tokens: 100_000_000 },
     lang: { vocab_size: 1024 },
     lr: {
-      pretrain_lrs: [1e-2, 3e-3, 1e-3, 3e-4], pretrain_auto_tokens: 2_000_000, pretrain_max_tokens: 8_000_000, pretrain_every_tokens: 65_536,
-      finetune_lrs: [3e-3, 1e-3, 3e-4, 1e-4], auto_tokens: 200_000, max_tokens: 1_000_000, every_tokens: 16_384, finetune_warmup_tokens: 16_384, kl_coeff: 10,
+      pretrain_lrs: [1e-2, 4.64e-3, 2.15e-3, 1e-3], pretrain_auto_tokens: 4_000_000, pretrain_max_tokens: 6_000_000, pretrain_every_tokens: 65_536,
+      finetune_lrs: [4e-3, 2e-3, 1e-3, 5e-4], auto_tokens: 100_000, max_tokens: 1_500_000, every_tokens: 16_384, finetune_warmup_tokens: 16_384, kl_coeff: 10,
     },
   },
   /** The study's sweep: its six pretraining and seven finetuning rates, D=256, L=6, head size 64, T=256, batch 256; for a cluster. */
@@ -73,7 +77,7 @@ export const LR_SWEEP_PRESETS: Record<string, Record<string, unknown>> = {
     model: { D: 256, L: 6, H: 64, T: 256 },
     opt: { batch_size: 256, b2: 0.999, warmup_tokens: 10_000_000, lr_decay: null },
     data: { num_tokens_valid: 10_000_000 },
-    reg: { buffer: 16, batch_size: 64 },
+    reg: { buffer: 1, batch_size: null },
     log: { every_tokens: 100_000_000 },
     lang: { vocab_size: 4096 },
     lr: {
