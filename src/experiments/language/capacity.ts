@@ -51,7 +51,8 @@ export type CapacityConfig = ConfigWith<typeof capacitySections>;
 export const CAPACITY_PRESETS: Record<string, Record<string, unknown>> = {
   /**
    * Two cores' scale: 4 widths × 5 lengths (20 pretraining runs, a probe, 40 finetuning runs), a 1024-token
-   * BPE; the longest pretraining run (D=40 at 320 tokens/parameter) reads 25.4M tokens.
+   * BPE; the longest pretraining run (D=40 at 320 tokens/parameter) reads 25.4M tokens. One thread: models this
+   * small gain nothing from a second, and lose most of their speed when other jobs share the cores.
    */
   small: {
     model: { L: 2, H: 8, T: 64 },
@@ -60,7 +61,7 @@ export const CAPACITY_PRESETS: Record<string, Record<string, unknown>> = {
     reg: { buffer: 8, batch_size: 16 },
     log: { every_tokens: 100_000_000 },
     lang: { vocab_size: 1024 },
-    capacity: { widths: [16, 24, 32, 40], tokens_per_param: [20, 40, 80, 160, 320], max_tokens: 1_000_000, finetune_lr: 1e-3, finetune_warmup_tokens: 16_384, every_tokens: 16_384, kl_coeff: 10, auto_tokens: 200_000, auto_margin: 0.05 },
+    capacity: { widths: [16, 24, 32, 40], tokens_per_param: [20, 40, 80, 160, 320], max_tokens: 1_000_000, finetune_lr: 1e-3, finetune_warmup_tokens: 16_384, every_tokens: 8_192, kl_coeff: 10, auto_tokens: 200_000, auto_margin: 0.05, threads: 1 },
   },
   /** The study's 2-D grid (its widths and tokens per parameter, L=6, head size 64, T=256, batch 256); for a cluster. */
   paper: {

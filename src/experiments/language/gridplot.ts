@@ -35,7 +35,7 @@ export function linePanels(o: { title: string; subtitle: string; rows: LineRow[]
     mark: { type: 'line', point: { size: 50, filled: true } },
     encoding: {
       x: { field: 'x', type: 'quantitative', title: o.xTitle, scale: o.xLog ? { type: 'log', nice: false, padding: 12 } : { zero: false, nice: false, padding: 12 } },
-      y: { field: 'y', type: 'quantitative', title: 'forgetting at the target (nats/token)', scale: { zero: true } },
+      y: { field: 'y', type: 'quantitative', title: 'forgetting (nats/token)', scale: { zero: true } },
       color: { field: 'series', type: 'ordinal', title: o.seriesTitle, scale: { domain, scheme: 'viridis' } },
       order: { field: 'x', type: 'quantitative' },
     },

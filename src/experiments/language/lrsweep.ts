@@ -58,7 +58,7 @@ export const LR_SWEEP_PRESETS: Record<string, Record<string, unknown>> = {
   /**
    * Two cores' scale: the study's four highest pretraining rates and four finetuning rates a factor 2
    * apart (so the slowest still reaches the target within the cap), × 2 methods, a 1024-token BPE;
-   * the longest pretraining run is capped at 6M tokens.
+   * the longest pretraining run is capped at 6M tokens. One thread, as capacity's small preset.
    */
   small: {
     model: { D: 48, L: 2, H: 8, T: 64 },
@@ -69,7 +69,7 @@ export const LR_SWEEP_PRESETS: Record<string, Record<string, unknown>> = {
     lang: { vocab_size: 1024 },
     lr: {
       pretrain_lrs: [1e-2, 4.64e-3, 2.15e-3, 1e-3], pretrain_auto_tokens: 4_000_000, pretrain_max_tokens: 6_000_000, pretrain_every_tokens: 65_536,
-      finetune_lrs: [4e-3, 2e-3, 1e-3, 5e-4], auto_tokens: 100_000, max_tokens: 1_500_000, every_tokens: 16_384, finetune_warmup_tokens: 16_384, kl_coeff: 10,
+      finetune_lrs: [4e-3, 2e-3, 1e-3, 5e-4], auto_tokens: 100_000, max_tokens: 1_500_000, every_tokens: 16_384, finetune_warmup_tokens: 16_384, kl_coeff: 10, threads: 1,
     },
   },
   /** The study's sweep: its six pretraining and seven finetuning rates, D=256, L=6, head size 64, T=256, batch 256; for a cluster. */
@@ -129,9 +129,9 @@ export async function runLrSweep(
   checkDataConfig(cfg.lang, 'lang');
   const data = await prepareLanguageData(cfg.lang, 'lang', log);
   const T = cfg.model.T ?? 128;
-  const longest = Math.max(c.pretrain_max_tokens, c.pretrain_target_loss === null ? c.pretrain_auto_tokens : 0);
+  const probeLonger = c.pretrain_target_loss === null && c.pretrain_auto_tokens > c.pretrain_max_tokens;
   const epochs = checkEpochs({
-    runTokens: longest, what: `the pretraining cap of ${longest} tokens`,
+    runTokens: probeLonger ? c.pretrain_auto_tokens : c.pretrain_max_tokens, what: probeLonger ? 'the probe, lr.pretrain_auto_tokens' : 'the cap lr.pretrain_max_tokens',
     dataTokens: data.oldTokens, T, B: cfg.opt.batch_size, numTokensValid: cfg.data.num_tokens_valid, maxEpochs: c.max_epochs, key: 'lr.max_epochs', log,
   });
   const { dir } = openExperimentDir(cfg, log);
