@@ -10,6 +10,7 @@ import { UnforgetError } from '../errors.js';
 import { CAPACITY_PRESETS, capacitySections, runCapacity } from '../experiments/language/capacity.js';
 import { INSTRUCT_PRESETS, instructSections, runInstruct } from '../experiments/language/instruct.js';
 import { LR_PRESETS, lrSections, runLrTradeoff } from '../experiments/language/lrtradeoff.js';
+import { LR_SWEEP_PRESETS, lrSweepSections, runLrSweep } from '../experiments/language/lrsweep.js';
 import { SHIFT_PRESETS, runLanguageShift, shiftSections } from '../experiments/language/shift.js';
 import { TOY_PRESETS, runToyContinual, toySections } from '../experiments/toy/continual.js';
 import { accuracyTable } from '../experiments/toy/demo.js';
@@ -35,6 +36,7 @@ const EXPERIMENTS: Record<string, ExperimentEntry> = {
   },
   'language-shift': { presets: SHIFT_PRESETS, defaultPreset: 'small', sections: shiftSections, run: runLanguageShift as ExperimentEntry['run'] },
   capacity: { presets: CAPACITY_PRESETS, defaultPreset: 'small', sections: capacitySections, run: runCapacity as ExperimentEntry['run'] },
+  lr: { presets: LR_SWEEP_PRESETS, defaultPreset: 'small', sections: lrSweepSections, run: runLrSweep as ExperimentEntry['run'] },
   'lr-tradeoff': { presets: LR_PRESETS, defaultPreset: 'small', sections: lrSections, run: runLrTradeoff as ExperimentEntry['run'] },
   instruct: { presets: INSTRUCT_PRESETS, defaultPreset: 'small', sections: instructSections, run: runInstruct as ExperimentEntry['run'] },
 };

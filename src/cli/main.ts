@@ -33,8 +33,9 @@ usage:
                   [--top-k K] [--top-p P] [--max-tokens K] [--seed S]
   unforget export --model DIR --format npz|safetensors [--out DIR2]   convert a checkpoint (weights.npz ⇄ model.safetensors)
   unforget experiment toy-continual [--preset reference|demo] [--out DIR] [key=value ...]
-  unforget experiment language-shift|capacity|lr-tradeoff|instruct [--preset small|paper] [--out DIR] [key=value ...]
-                  English → Spanish: method comparison, capacity sweeps, learning-rate trade-off; instruction finetuning
+  unforget experiment language-shift|capacity|lr|lr-tradeoff|instruct [--preset small|paper] [--out DIR] [key=value ...]
+                  English → Spanish: method comparison, capacity grid, learning-rate sweep and trade-off; instruction
+                  finetuning (capacity and lr resume in the same --out)
   unforget demo [--out DIR] [key=value ...]          the toy experiment without and with self-generated replay
   unforget bench [key=value ...] [--steps N] [--warmup N] [--sample-batch N] [--sample-reps N] [--no-sample]
   unforget data markov --out FILE.bin [--symbols 64] [--tokens N] [--sharpness 2] [--seed S] [--T 64]
