@@ -10,10 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../src/config/load.js';
-import { writeCorpus } from '../src/data/corpora.js';
 import { runStage, stagePoint } from '../src/experiments/language/stage.js';
 import { averageRanks, spearman } from '../src/util/stats.js';
 import { cli, cliOk } from './helpers/cli.js';
+import { CAP, fakeCorpora, TINY } from './helpers/grid.js';
 
 test('spearman uses average ranks for ties (hand-computed)', () => {
   assert.deepEqual(averageRanks([3, 1, 3, 2]), [3.5, 1, 3.5, 2]);
@@ -27,20 +27,6 @@ test('spearman uses average ranks for ties (hand-computed)', () => {
   assert.equal(spearman([1, 2, 3], [7, 7, 7]), null);
   assert.equal(spearman([1], [2]), null);
 });
-
-function fakeCorpora(dir: string): void {
-  let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const words = (alphabet: string, n: number) =>
-    Array.from({ length: n }, () => Array.from({ length: 2 + Math.floor(rand() * 6) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('')).join(' ');
-  const docs = (alphabet: string, count: number) => Array.from({ length: count }, (_, i) => ({ id: String(i), text: `${words(alphabet, 60)}.\n\n${words(alphabet, 40)}.` }));
-  const meta = (language: string) => ({ language, description: 'test corpus', source: 'test', url_or_origin: 'test', license: 'CC0', license_from: 'test', cleaning: 'none' });
-  writeCorpus(dir, 'brown', docs('etaoinshrdlu', 120), meta('en'));
-  writeCorpus(dir, 'debian-reference-es', docs('aeosnrlidñúé¿¡', 120), meta('es'));
-}
-
-const TINY = ['model.L=1', 'model.H=8', 'model.T=32', 'opt.batch_size=8', 'data.num_tokens_valid=2048', 'lang.vocab_size=300', 'lang.old=brown', 'lang.new=debian-reference-es', 'lang.corpora_dir=corpora', 'log.progress=false', 'run.threads=1', 'opt.warmup_tokens=1000', 'reg.buffer=2', 'reg.batch_size=4'];
-const CAP = [...TINY, 'capacity.widths=[16,32]', 'capacity.tokens_per_param=[1,2]', 'capacity.max_epochs=null', 'capacity.auto_tokens=4096', 'capacity.max_tokens=16384', 'capacity.every_tokens=1024', 'capacity.finetune_warmup_tokens=0', 'opt.lr=0.01', 'capacity.finetune_lr=0.01'];
 
 const json = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 const metrics = (runDir: string) => fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);

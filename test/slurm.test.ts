@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { cliOk, MAIN } from './helpers/cli.js';
+import { CAP, fakeCorpora } from './helpers/grid.js';
 import { startLocalSlurm, type LocalSlurm } from './helpers/slurm.js';
 
 let dir = '';
@@ -68,6 +69,24 @@ describe('refused before anything is submitted', () => {
     assert.equal(r.status, 1);
     assert.equal(r.stderr, "error: --executor slurm: 'sbatch' is not on PATH; run the sweep on a Slurm login node (or load its Slurm module), or use --executor local\n");
     assert.ok(!fs.existsSync(path.join(dir, 'sw-nosbatch')), 'a refused sweep should create nothing');
+  });
+
+  test('experiment capacity|lr --executor slurm: sbatch missing, an unknown slurm key, an experiment that is not a grid', () => {
+    const noBin = fs.mkdtempSync(path.join(dir, 'empty-bin-'));
+    const env = { ...process.env, PATH: noBin };
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [['experiment', 'capacity', '--executor', 'slurm', '--out', 'exp-nosbatch'], env, /^error: .*sbatch.*\n$/],
+      [['experiment', 'lr', '--executor', 'slurm', 'slurm.cpus=2', '--out', 'exp-badkey'], process.env, /^error: slurm: unknown key 'cpus' \(known: partition, /],
+      [['experiment', 'capacity', 'slurm.time=10', '--out', 'exp-noexec'], process.env, /^error: slurm\.time=10: slurm\.\* settings need --executor slurm\n$/],
+      [['experiment', 'language-shift', '--executor', 'slurm', '--out', 'exp-shift'], process.env, /^error: experiment language-shift: --executor, --workers and slurm\.\* apply to the grid experiments \(capacity, lr\)\n$/],
+    ];
+    for (const [args, e, re] of cases) {
+      const r = unforget(args, e);
+      assert.equal(r.status, 1, args.join(' '));
+      assert.match(r.stderr, re);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.ok(!fs.existsSync(path.join(dir, args[args.indexOf('--out') + 1]!)), 'nothing may be written');
+    }
   });
 
   test('an unknown slurm: key, or one of the wrong type, is one line naming the key', () => {
@@ -283,5 +302,32 @@ describe('Slurm, real: a one-node cluster on localhost', () => {
       assert.equal(metrics[metrics.length - 1]!.step, 800, id);
     }
     assert.ok(!fs.existsSync(path.join(out, '.lock')));
+  });
+  test('experiment capacity --executor slurm: its stages run as job arrays, with the results of the same grid run in one process', { timeout: 300_000 }, () => {
+    const exp = fs.mkdtempSync(path.join(dir, 'exp-'));
+    fakeCorpora(path.join(exp, 'corpora'));
+    const run = (args: string[], env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(process.execPath, [MAIN, 'experiment', 'capacity', ...args, ...CAP], { cwd: exp, env, encoding: 'utf8', timeout: 240_000 });
+      assert.equal(r.status, 0, r.stderr);
+      return r;
+    };
+    run(['--out', 'runs/here'], process.env);
+    const r = run(['--out', 'runs/slurm', '--executor', 'slurm', 'slurm.cpus_per_task=1', 'slurm.poll_seconds=0.2'], slurm!.env);
+    // Three stages (pretraining, the target probe, finetuning), one array each.
+    assert.equal((r.stderr.match(/submitted \d+ runs? as Slurm array job \d+/g) ?? []).length, 3, r.stderr);
+    const out = path.join(exp, 'runs/slurm');
+    assert.deepEqual(fs.readdirSync(path.join(out, 'slurm')).filter((f) => f.startsWith('submit-')).sort(), ['submit-1', 'submit-2', 'submit-3']);
+    assert.ok(fs.existsSync(path.join(out, 'logs', 'pretrain.D16-tpp1.log')));
+    assert.ok(!fs.existsSync(path.join(out, 'runs')), 'the runs stay in the experiment folder');
+    const here = JSON.parse(fs.readFileSync(path.join(exp, 'runs/here/summary.json'), 'utf8'));
+    const there = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+    assert.equal(there.target_loss, here.target_loss);
+    assert.equal(there.points.length, 4);
+    for (let i = 0; i < here.points.length; i++) {
+      for (const m of ['none', 'kl_pre']) {
+        assert.equal(there.points[i].finetune[m].forgetting, here.points[i].finetune[m].forgetting, `point ${i} ${m}`);
+        assert.equal(there.points[i].finetune[m].reached, here.points[i].finetune[m].reached);
+      }
+    }
   });
 });

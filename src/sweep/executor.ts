@@ -39,6 +39,9 @@ export const EXECUTORS: readonly ExecutorName[] = ['local', 'slurm'];
 export interface Task {
   id: string;
   argv: string[];
+  /** The run's folder, where argv writes it, when that is not `<out>/runs/<id>` (an experiment's stages keep their
+   *  runs in the experiment's folder); absolute. */
+  runDir?: string;
 }
 
 export interface TaskResult {
@@ -76,9 +79,9 @@ export interface RunTasksOutcome {
   interrupted: boolean;
 }
 
-export const taskPaths = (out: string, id: string) => ({
-  runDir: path.join(out, 'runs', id),
-  log: path.join(out, 'logs', `${id}.log`),
+export const taskPaths = (out: string, task: Task) => ({
+  runDir: task.runDir ?? path.join(out, 'runs', task.id),
+  log: path.join(out, 'logs', `${task.id}.log`),
 });
 
 const SAFE_TASK_ID = /^[A-Za-z0-9_=,+-][A-Za-z0-9._=,+-]*$/;
@@ -96,9 +99,10 @@ export async function runTasks(tasks: readonly Task[], opts: RunTasksOptions): P
   for (const t of tasks) {
     if (!SAFE_TASK_ID.test(t.id)) throw new UnforgetError(`task id '${t.id}' cannot be a folder name (letters, digits and . _ = , + - only)`);
     if (ids.has(t.id)) throw new UnforgetError(`task id '${t.id}' is given twice`);
+    if (t.runDir !== undefined && !path.isAbsolute(t.runDir)) throw new UnforgetError(`task '${t.id}': its run folder must be an absolute path, got '${t.runDir}'`);
     ids.add(t.id);
   }
-  fs.mkdirSync(path.join(opts.out, 'runs'), { recursive: true });
+  if (tasks.some((t) => t.runDir === undefined)) fs.mkdirSync(path.join(opts.out, 'runs'), { recursive: true });
   fs.mkdirSync(path.join(opts.out, 'logs'), { recursive: true });
   const results: TaskResult[] = [];
   const log = opts.log ?? (() => {});
@@ -131,7 +135,7 @@ interface ChildEnd {
  */
 function runChild(task: Task, out: string, signal: AbortSignal | undefined, onStart: () => void): Promise<ChildEnd> {
   return new Promise((resolve) => {
-    const p = taskPaths(out, task.id);
+    const p = taskPaths(out, task);
     fs.rmSync(p.runDir, { recursive: true, force: true });
     const logFd = fs.openSync(p.log, 'w');
     fs.writeSync(logFd, `$ unforget ${task.argv.join(' ')}\n`);
@@ -177,8 +181,9 @@ function readSummary(file: string): Record<string, unknown> | null {
 }
 
 /** Whether a run that ended went well, judged from how it exited and what its folder holds. */
-function resultOf(id: string, out: string, end: ChildEnd): TaskResult {
-  const summary = readSummary(path.join(taskPaths(out, id).runDir, 'summary.json'));
+function resultOf(task: Task, out: string, end: ChildEnd): TaskResult {
+  const id = task.id;
+  const summary = readSummary(path.join(taskPaths(out, task).runDir, 'summary.json'));
   let error: string | null = null;
   if (end.spawnError) error = `cannot start: ${end.spawnError}`;
   else if (end.code !== 0) error = errorLine(end.stderrTail, end.code, end.signal);
@@ -206,7 +211,7 @@ async function runLocal(
     for (let task = queue.shift(); task !== undefined && !aborted(); task = queue.shift()) {
       const end = await runChild(task, opts.out, opts.signal, () => log(`${task!.id}: started (${++started} of ${tasks.length})`));
       // A run killed by the abort is not a result: a restart redoes it.
-      if (!aborted()) record(resultOf(task.id, opts.out, end), taskPaths(opts.out, task.id).log);
+      if (!aborted()) record(resultOf(task, opts.out, end), taskPaths(opts.out, task).log);
     }
   };
   await Promise.all(Array.from({ length: Math.min(workers, tasks.length) }, worker));
@@ -290,7 +295,8 @@ async function runSlurm(
   const jobName = jobNameOf(out);
   const pollMs = (o.poll_seconds ?? 10) * 1000;
   const aborted = () => opts.signal?.aborted === true;
-  const logOf = (id: string) => taskPaths(opts.out, id).log;
+  const byId = new Map(tasks.map((t) => [t.id, t]));
+  const logOf = (id: string) => taskPaths(opts.out, byId.get(id)!).log;
   let squeueTrouble = '';
   const poll = async (): Promise<QueuedTask[] | null> => {
     const q = await queuedTasks(jobName);
@@ -317,7 +323,7 @@ async function runSlurm(
       if (collected.has(task.id)) continue;
       const m = readMarker(out, task.id);
       if (m === null || (fromJobs !== null && !fromJobs.has(m.job_id))) continue;
-      const r = resultOf(task.id, out, endOfMarker(m));
+      const r = resultOf(task, out, endOfMarker(m));
       if (r.status !== 'ok') continue;
       collected.add(task.id);
       record(r, logOf(task.id), ` (Slurm task ${m.job_id}_${m.task_index}, submitted earlier)`);
@@ -396,7 +402,7 @@ async function runSlurm(
       if (!started.has(id)) log(`${id}: started (Slurm task ${jobId}_${index} on ${m.host})`);
       waiting.delete(id);
       goneSince.delete(id);
-      record(resultOf(id, out, endOfMarker(m)), logOf(id));
+      record(resultOf(byId.get(id)!, out, endOfMarker(m)), logOf(id));
     }
     if (q !== null) {
       const byIndex = new Map(q.filter((t) => t.jobId === jobId).map((t) => [t.index, t.state]));

@@ -17,6 +17,7 @@ import { ConfigError } from '../../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
 import { writeFigure } from '../../report/plot.js';
 import { silentReporter, type Reporter } from '../../train/train.js';
+import { ENGLISH_CORPORA } from '../../data/corpora.js';
 import { spearman } from '../../util/stats.js';
 import { checkDataConfig, languageDataSection, prepareLanguageData } from './data.js';
 import { FINETUNE_METHODS, heatmapPanels, linePanels, type FinetuneMethod } from './gridplot.js';
@@ -60,7 +61,7 @@ export const CAPACITY_PRESETS: Record<string, Record<string, unknown>> = {
     data: { num_tokens_valid: 16_384 },
     reg: { buffer: 8, batch_size: 16 },
     log: { every_tokens: 100_000_000 },
-    lang: { vocab_size: 1024 },
+    lang: { vocab_size: 1024, old: [...ENGLISH_CORPORA] },
     capacity: { widths: [16, 24, 32, 40], tokens_per_param: [20, 40, 80, 160, 320], max_tokens: 1_000_000, finetune_lr: 1e-3, finetune_warmup_tokens: 16_384, every_tokens: 8_192, kl_coeff: 10, auto_tokens: 200_000, auto_margin: 0.05, threads: 1 },
   },
   /** The study's 2-D grid (its widths and tokens per parameter, L=6, head size 64, T=256, batch 256); for a cluster. */
@@ -70,7 +71,7 @@ export const CAPACITY_PRESETS: Record<string, Record<string, unknown>> = {
     data: { num_tokens_valid: 10_000_000 },
     reg: { buffer: 1, batch_size: null },
     log: { every_tokens: 100_000_000 },
-    lang: { vocab_size: 4096 },
+    lang: { vocab_size: 4096, old: [...ENGLISH_CORPORA] },
     capacity: {
       widths: [256, 288, 320, 352, 384, 416, 448, 480, 512, 544, 576, 608, 640],
       tokens_per_param: [20, 28, 40, 57, 80, 113, 160, 226, 320, 453, 640, 905, 1280],

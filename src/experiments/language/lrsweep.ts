@@ -15,6 +15,7 @@ import { ConfigError } from '../../errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../io/atomic.js';
 import { writeFigure } from '../../report/plot.js';
 import { silentReporter, type Reporter } from '../../train/train.js';
+import { ENGLISH_CORPORA } from '../../data/corpora.js';
 import { spearman } from '../../util/stats.js';
 import { checkDataConfig, languageDataSection, prepareLanguageData, readMetrics } from './data.js';
 import { FINETUNE_METHODS, linePanels, type FinetuneMethod } from './gridplot.js';
@@ -66,7 +67,7 @@ export const LR_SWEEP_PRESETS: Record<string, Record<string, unknown>> = {
     data: { num_tokens_valid: 16_384 },
     reg: { buffer: 8, batch_size: 16 },
     log: { every_tokens: 100_000_000 },
-    lang: { vocab_size: 1024 },
+    lang: { vocab_size: 1024, old: [...ENGLISH_CORPORA] },
     lr: {
       pretrain_lrs: [1e-2, 4.64e-3, 2.15e-3, 1e-3], pretrain_auto_tokens: 4_000_000, pretrain_max_tokens: 6_000_000, pretrain_every_tokens: 65_536,
       finetune_lrs: [4e-3, 2e-3, 1e-3, 5e-4], auto_tokens: 100_000, max_tokens: 1_500_000, every_tokens: 16_384, finetune_warmup_tokens: 16_384, kl_coeff: 10, threads: 1,
@@ -79,7 +80,7 @@ export const LR_SWEEP_PRESETS: Record<string, Record<string, unknown>> = {
     data: { num_tokens_valid: 10_000_000 },
     reg: { buffer: 1, batch_size: null },
     log: { every_tokens: 100_000_000 },
-    lang: { vocab_size: 4096 },
+    lang: { vocab_size: 4096, old: [...ENGLISH_CORPORA] },
     lr: {
       pretrain_lrs: [1e-2, 4.64e-3, 2.15e-3, 1e-3, 4.64e-4, 2.15e-4], pretrain_auto_tokens: 500_000_000, pretrain_max_tokens: 2_000_000_000, pretrain_every_tokens: 10_000_000,
       finetune_lrs: [1e-3, 3.16e-4, 1e-4, 3.16e-5, 1e-5, 3.16e-6, 1e-6], auto_tokens: 20_000_000, max_tokens: 500_000_000, every_tokens: 1_000_000, finetune_warmup_tokens: 10_000_000, kl_coeff: 10,

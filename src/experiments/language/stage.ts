@@ -16,6 +16,8 @@ import { ConfigError, NonFiniteLossError, UnforgetError } from '../../errors.js'
 import { writeFileAtomic } from '../../io/atomic.js';
 import { archParamCounts, gptArch } from '../../model/arch.js';
 import { makeRunDir, silentReporter, train, type Reporter } from '../../train/train.js';
+import { runTasks, type ExecutorName } from '../../sweep/executor.js';
+import type { SlurmOptions } from '../../sweep/slurm.js';
 import { atFirstCrossing, childConfig } from './common.js';
 import { readMetrics } from './data.js';
 
@@ -132,6 +134,30 @@ export async function runStage(points: StagePoint[], opts: StageOptions): Promis
     out.set(t.id, { id: t.id, runDir: t.runDir, summary, resumed: false });
   }
   return new Map(points.map((p) => [p.id, out.get(p.id)!]));
+}
+
+/**
+ * The sweep's executors for a stage (`--executor local|slurm`): each pending point is an `unforget train CONFIG`
+ * child process, locally or as a task of one Slurm job array, its log under the experiment folder's `logs/` and the
+ * array's files under its `slurm/`. Its run folder stays the point's own folder in the experiment. Ctrl-C (shouldStop) kills the local
+ * children or cancels the array.
+ */
+export function taskExecutor(o: { executor: ExecutorName; slurm?: SlurmOptions; workers?: number;
+  log: (line: string) => void; shouldStop?: () => boolean }): StageExecutor {
+  return async (tasks) => {
+    if (tasks.length === 0) return;
+    // The experiment folder: a point `a/b` runs in `<dir>/a/b` (pointPaths).
+    const dir = path.resolve(tasks[0]!.runDir, ...tasks[0]!.id.split('/').map(() => '..'));
+    const stop = new AbortController();
+    const timer = setInterval(() => o.shouldStop?.() && stop.abort(), 250);
+    try {
+      // Task ids name log files and markers: the stage's `pretrain/...` ids with a dot for the slash.
+      await runTasks(tasks.map((t) => ({ id: t.id.replaceAll('/', '.'), argv: t.argv, runDir: t.runDir })),
+        { executor: o.executor, out: dir, slurm: o.slurm, workers: o.workers, signal: stop.signal, log: o.log });
+    } finally {
+      clearInterval(timer);
+    }
+  };
 }
 
 /** In-process `train()`, one point after another; a run whose loss diverged is an outcome, not an error. */
