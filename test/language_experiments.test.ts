@@ -8,10 +8,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { writeCorpus } from '../src/data/corpora.js';
 import { atFirstCrossing } from '../src/experiments/language/common.js';
 import { lrTable, multiplierBound, timeAtForgetting } from '../src/experiments/language/lrtradeoff.js';
 import { cli, cliOk } from './helpers/cli.js';
+import { fakeCorpora } from './helpers/grid.js';
 
 test('atFirstCrossing interpolates at the first crossing of a falling path', () => {
   const pts = [
@@ -50,18 +50,6 @@ test('multiplierBound bounds the compute multiplier outside the no-replay range'
   const table = lrTable([], [{ replay_fraction: 0.25, compute_multiplier: null, lr_time_s_at_equal_forgetting: null, compute_multiplier_bound: { relation: '>', value: 4 } }], 4.5);
   assert.match(table, /\| 0\.25 \| - \| > 4\.00× \(forgets less than every no-replay run that reached the target\) \|/);
 });
-
-/** Two made-up languages with different letter statistics, so finetuning visibly forgets. */
-function fakeCorpora(dir: string): void {
-  let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  const words = (alphabet: string, n: number) =>
-    Array.from({ length: n }, () => Array.from({ length: 2 + Math.floor(rand() * 6) }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('')).join(' ');
-  const docs = (alphabet: string, count: number) => Array.from({ length: count }, (_, i) => ({ id: String(i), text: `${words(alphabet, 60)}.\n\n${words(alphabet, 40)}.` }));
-  const meta = (language: string) => ({ language, description: 'test corpus', source: 'test', url_or_origin: 'test', license: 'CC0', license_from: 'test', cleaning: 'none' });
-  writeCorpus(dir, 'brown', docs('etaoinshrdlu', 120), meta('en'));
-  writeCorpus(dir, 'debian-reference-es', docs('aeosnrlidñúé¿¡', 120), meta('es'));
-}
 
 const TINY = ['model.D=32', 'model.L=1', 'model.H=16', 'model.T=32', 'opt.batch_size=8', 'data.num_tokens_valid=2048', 'lang.vocab_size=300', 'lang.old=brown', 'lang.new=debian-reference-es', 'log.progress=false', 'run.threads=1'];
 

@@ -1,7 +1,7 @@
-/** Toy data and configs of the grid experiments (capacity, lr), shared by their tests and the Slurm test. */
+/** Toy data and configs of the language experiments, shared by their tests and the Slurm test. */
 import { writeCorpus } from '../../src/data/corpora.js';
 
-/** Two made-up languages as the corpora `brown` (old) and `debian-reference-es` (new), written into `dir`. */
+/** Two made-up languages with different letter statistics (so finetuning visibly forgets), as the corpora `brown` (old) and `debian-reference-es` (new), written into `dir`. */
 export function fakeCorpora(dir: string): void {
   let seed = 12345;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
