@@ -6,11 +6,11 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, parseOverride } from '../config/load.js';
 import type { ExtraSections } from '../config/schema.js';
 import { UnforgetError } from '../errors.js';
 import { taskExecutor, type StageExecutor } from '../experiments/language/stage.js';
-import { checkExecutor, EXECUTORS, type ExecutorName } from '../sweep/executor.js';
+import { checkExecutor, type ExecutorName } from '../sweep/executor.js';
 import { parseSlurmOptions } from '../sweep/slurm.js';
 import { CAPACITY_PRESETS, capacitySections, runCapacity } from '../experiments/language/capacity.js';
 import { INSTRUCT_PRESETS, instructSections, runInstruct } from '../experiments/language/instruct.js';
@@ -20,7 +20,6 @@ import { SHIFT_PRESETS, runLanguageShift, shiftSections } from '../experiments/l
 import { TOY_PRESETS, runToyContinual, toySections } from '../experiments/toy/continual.js';
 import { accuracyTable } from '../experiments/toy/demo.js';
 import { splitArgs, withInterrupt, type RunHooks } from './args.js';
-import { parseOverride } from '../config/load.js';
 
 interface ExperimentEntry {
   presets: Record<string, Record<string, unknown>>;
@@ -89,7 +88,6 @@ function gridExecution(name: string, entry: ExperimentEntry, values: { executor?
   }
   if (!entry.grid) throw new UnforgetError(`experiment ${name}: --executor, --workers and slurm.* apply to the grid experiments (capacity, lr)`);
   const executor = (values.executor ?? 'local') as ExecutorName;
-  if (!EXECUTORS.includes(executor)) throw new UnforgetError(`--executor: expected local or slurm, got '${values.executor}'`);
   const workers = values.workers === undefined ? 1 : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) throw new UnforgetError(`--workers: expected an integer ≥ 1, got '${values.workers}'`);
   if (slurmArgs.length > 0 && executor !== 'slurm') throw new UnforgetError(`${slurmArgs[0]}: slurm.* settings need --executor slurm`);
@@ -98,7 +96,7 @@ function gridExecution(name: string, entry: ExperimentEntry, values: { executor?
     const { key, value } = parseOverride(a);
     raw[key.slice('slurm.'.length)] = value;
   }
-  const slurm = parseSlurmOptions(raw, 'slurm');
   checkExecutor(executor);
+  const slurm = parseSlurmOptions(raw, 'slurm');
   return { executor, slurm, workers, rest };
 }
